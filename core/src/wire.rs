@@ -1,0 +1,566 @@
+//! The frames on the wire and their postcard encoding.
+//!
+//! A frame body is one postcard-encoded [`Frame`]: a varint variant tag, then the
+//! fields in order (integers as varints, byte strings and names as a varint length
+//! and the bytes). Decoding borrows names and chunk data from the receive buffer;
+//! nothing is allocated. [`Frame::decode`] rejects unknown tags, truncated or
+//! trailing bytes, names and texts over their bounds and invalid UTF-8.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+/// Protocol magic, first field of [`Frame::Hello`] ("FRY1").
+pub const MAGIC: u32 = 0x4652_5931;
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The longest file name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 255;
+/// The longest error text, in bytes of UTF-8.
+pub const MAX_ERROR_TEXT: usize = 128;
+/// The largest window: the ACK bitmap is 64 bits wide.
+pub const MAX_WINDOW: u16 = 64;
+/// Smallest chunk size a peer may negotiate.
+pub const MIN_CHUNK_SIZE: u32 = 16;
+/// Largest chunk size a peer may negotiate.
+pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
+
+/// Bytes a chunk frame adds to its data: tag (1), transfer (≤5), index (≤10),
+/// digest (1 + 32), data length (≤5).
+pub const CHUNK_FRAME_OVERHEAD: usize = 1 + 5 + 10 + 33 + 5;
+/// Upper bound of every frame that is not a chunk or a list page
+/// (the largest is [`Frame::OpenDownload`] with a 255-byte name, 330 bytes).
+pub const CONTROL_FRAME_MAX: usize = 512;
+
+/// The largest frame body for a given chunk size; decoders reject anything longer.
+pub const fn max_body_len(chunk_size: usize) -> usize {
+    let chunk = chunk_size + CHUNK_FRAME_OVERHEAD;
+    if chunk > CONTROL_FRAME_MAX {
+        chunk
+    } else {
+        CONTROL_FRAME_MAX
+    }
+}
+
+/// Why a chunk was refused.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackReason {
+    /// The data does not match the digest that came with it.
+    DigestMismatch,
+    /// The data is not as long as a chunk at that index must be.
+    BadLength,
+}
+
+/// An error code on the wire. Unknown codes from newer peers survive decoding.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// The peer broke the protocol (bad frame, bad order, bad field).
+    pub const PROTOCOL: Self = Self(1);
+    /// The peer speaks a protocol version this side does not.
+    pub const UNSUPPORTED_VERSION: Self = Self(2);
+    /// No such file.
+    pub const NOT_FOUND: Self = Self(3);
+    /// The file name is not acceptable.
+    pub const INVALID_NAME: Self = Self(4);
+    /// The identity's quota would be exceeded.
+    pub const QUOTA_EXCEEDED: Self = Self(5);
+    /// The file is larger than the server accepts.
+    pub const TOO_LARGE: Self = Self(6);
+    /// Storage failed (disk full, I/O error).
+    pub const STORAGE: Self = Self(7);
+    /// Too many connections or transfers.
+    pub const BUSY: Self = Self(8);
+    /// The whole-file digest did not match.
+    pub const DIGEST_MISMATCH: Self = Self(9);
+    /// The source changed since the held chunks were written.
+    pub const SOURCE_CHANGED: Self = Self(10);
+    /// A chunk was refused too many times.
+    pub const RETRIES_EXHAUSTED: Self = Self(11);
+    /// The peer stopped answering.
+    pub const TIMEOUT: Self = Self(12);
+    /// The transfer was cancelled.
+    pub const CANCELLED: Self = Self(13);
+    /// Not allowed.
+    pub const FORBIDDEN: Self = Self(14);
+    /// An internal error on the peer.
+    pub const INTERNAL: Self = Self(15);
+
+    /// A short name for logs and error messages.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "protocol violation",
+            2 => "unsupported version",
+            3 => "not found",
+            4 => "invalid name",
+            5 => "quota exceeded",
+            6 => "too large",
+            7 => "storage failure",
+            8 => "busy",
+            9 => "digest mismatch",
+            10 => "source changed",
+            11 => "retries exhausted",
+            12 => "timeout",
+            13 => "cancelled",
+            14 => "forbidden",
+            15 => "internal error",
+            _ => "unknown error",
+        }
+    }
+}
+
+/// What a receiver already holds of a file: every chunk below `prefix`, and chunk
+/// `prefix + 1 + i` for every bit `i` set in `mask`. `digest` is the
+/// [`HeldDigest`](crate::digest::HeldDigest) over those chunks, in index order.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Held {
+    /// Every chunk below this index is held.
+    pub prefix: u64,
+    /// Bit `i`: chunk `prefix + 1 + i` is held.
+    pub mask: u64,
+    /// Digest over the held chunks' indices and digests.
+    #[serde(with = "serde_bytes")]
+    pub digest: Digest,
+}
+
+impl Held {
+    /// Whether chunk `index` is held.
+    pub fn contains(&self, index: u64) -> bool {
+        if index < self.prefix {
+            return true;
+        }
+        let bit = index - self.prefix;
+        (1..=64).contains(&bit) && self.mask & (1 << (bit - 1)) != 0
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.prefix == 0 && self.mask == 0
+    }
+
+    /// One past the highest held index (0 when nothing is held).
+    pub fn end(&self) -> u64 {
+        if self.mask == 0 {
+            self.prefix
+        } else {
+            self.prefix + 1 + (64 - u64::from(self.mask.leading_zeros()))
+        }
+    }
+
+    /// How many chunks are held.
+    pub fn count(&self) -> u64 {
+        self.prefix + u64::from(self.mask.count_ones())
+    }
+}
+
+/// One file in a listing.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListEntry<'a> {
+    /// File name.
+    pub name: &'a str,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, seconds since the Unix epoch.
+    pub modified: u64,
+    /// Chunk size the digest was computed with.
+    pub chunk_size: u32,
+    /// Whole-file digest ([`FileDigest`](crate::digest::FileDigest)).
+    #[serde(with = "serde_bytes")]
+    pub digest: Digest,
+}
+
+/// Every frame of protocol version 1.
+///
+/// | frame | fields | sent by | when |
+/// |---|---|---|---|
+/// | `Hello` | magic, version, max chunk size, max window | client | first, re-sent until answered |
+/// | `HelloAck` | version, chunk size, window | server | answer to `Hello`: the negotiated values |
+/// | `OpenUpload` | seq, name, size, fresh | client | to start or resume an upload (`fresh`: drop what the server holds) |
+/// | `ResumeStatus` | seq, held | server | answer to `OpenUpload`: what it already holds; the upload's transfer id is `seq` |
+/// | `OpenDownload` | seq, name, size, held | client | to start or resume a download (`size`/`held` describe a partial copy, zero if none) |
+/// | `FileInfo` | seq, size, chunk size | server | answer to `OpenDownload`; chunks follow |
+/// | `Chunk` | transfer, index, SHA-256, data | sender | for each chunk the receiver does not hold; again after a NACK or timeout |
+/// | `Ack` | transfer, cumulative, mask | receiver | after a chunk is stored or a duplicate arrives: all chunks below `cumulative` and chunk `cumulative + 1 + i` for each bit `i` are held |
+/// | `Nack` | transfer, index, reason | receiver | a chunk whose data does not match its digest or length |
+/// | `Finish` | transfer, size, file digest | sender | all chunks acknowledged; re-sent until answered |
+/// | `Verified` | transfer, size, file digest | receiver | the file digest matched and the file is committed |
+/// | `List` | seq, start after, limit | client | list files in name order after a name |
+/// | `ListPage` | seq, more, count, entries | server | answer to `List`: postcard-encoded [`ListEntry`]s, as many as fit one frame |
+/// | `Delete` | seq, name | client | delete a file |
+/// | `Deleted` | seq | server | answer to `Delete` |
+/// | `Error` | seq (request or transfer, 0: connection), code, text | either | a request or transfer failed; with seq 0 the sender closes |
+#[allow(missing_docs)] // the fields are documented in the table above
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Hello {
+        magic: u32,
+        version: u16,
+        max_chunk: u32,
+        max_window: u16,
+    },
+    HelloAck {
+        version: u16,
+        chunk_size: u32,
+        window: u16,
+    },
+    OpenUpload {
+        seq: u32,
+        name: &'a str,
+        size: u64,
+        fresh: bool,
+    },
+    ResumeStatus {
+        seq: u32,
+        held: Held,
+    },
+    OpenDownload {
+        seq: u32,
+        name: &'a str,
+        size: u64,
+        held: Held,
+    },
+    FileInfo {
+        seq: u32,
+        size: u64,
+        chunk_size: u32,
+    },
+    Chunk {
+        transfer: u32,
+        index: u64,
+        #[serde(with = "serde_bytes")]
+        digest: Digest,
+        #[serde(with = "serde_bytes")]
+        data: &'a [u8],
+    },
+    Ack {
+        transfer: u32,
+        cumulative: u64,
+        mask: u64,
+    },
+    Nack {
+        transfer: u32,
+        index: u64,
+        reason: NackReason,
+    },
+    Finish {
+        transfer: u32,
+        size: u64,
+        #[serde(with = "serde_bytes")]
+        digest: Digest,
+    },
+    Verified {
+        transfer: u32,
+        size: u64,
+        #[serde(with = "serde_bytes")]
+        digest: Digest,
+    },
+    List {
+        seq: u32,
+        start_after: &'a str,
+        limit: u16,
+    },
+    ListPage {
+        seq: u32,
+        more: bool,
+        count: u16,
+        #[serde(with = "serde_bytes")]
+        entries: &'a [u8],
+    },
+    Delete {
+        seq: u32,
+        name: &'a str,
+    },
+    Deleted {
+        seq: u32,
+    },
+    Error {
+        seq: u32,
+        code: ErrorCode,
+        text: &'a str,
+    },
+}
+
+/// Why a frame body was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a valid encoding of any frame (unknown tag, truncated, bad varint, bad UTF-8).
+    Malformed,
+    /// Bytes left over after a complete frame.
+    TrailingBytes,
+    /// A name longer than [`MAX_NAME_LEN`].
+    NameTooLong,
+    /// An error text longer than [`MAX_ERROR_TEXT`].
+    TextTooLong,
+    /// A list page whose entries do not decode to `count` valid entries.
+    BadListPage,
+}
+
+/// The output buffer is too small for the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferTooSmall;
+
+impl<'a> Frame<'a> {
+    /// Decodes and validates one frame body.
+    pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
+        let (frame, rest) =
+            postcard::take_from_bytes::<Frame<'a>>(body).map_err(|_| DecodeError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes);
+        }
+        frame.validate()?;
+        Ok(frame)
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        match *self {
+            Frame::OpenUpload { name, .. }
+            | Frame::OpenDownload { name, .. }
+            | Frame::Delete { name, .. }
+            | Frame::List {
+                start_after: name, ..
+            } if name.len() > MAX_NAME_LEN => Err(DecodeError::NameTooLong),
+            Frame::Error { text, .. } if text.len() > MAX_ERROR_TEXT => {
+                Err(DecodeError::TextTooLong)
+            }
+            Frame::ListPage { count, entries, .. } => {
+                let mut iter = ListEntries::new(count, entries);
+                for entry in iter.by_ref() {
+                    entry.map_err(|_| DecodeError::BadListPage)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Encodes the frame body into `out`, returning its length.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+        postcard::to_slice(self, out)
+            .map(|used| used.len())
+            .map_err(|_| BufferTooSmall)
+    }
+}
+
+/// Iterates the entries of a [`Frame::ListPage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntries<'a> {
+    remaining: u16,
+    bytes: &'a [u8],
+}
+
+impl<'a> ListEntries<'a> {
+    /// Iterates `count` entries encoded back to back in `bytes`.
+    pub fn new(count: u16, bytes: &'a [u8]) -> Self {
+        Self {
+            remaining: count,
+            bytes,
+        }
+    }
+}
+
+impl<'a> Iterator for ListEntries<'a> {
+    type Item = Result<ListEntry<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return (!self.bytes.is_empty()).then(|| {
+                self.bytes = &[];
+                Err(DecodeError::TrailingBytes)
+            });
+        }
+        self.remaining -= 1;
+        match postcard::take_from_bytes::<ListEntry<'a>>(self.bytes) {
+            Ok((entry, rest)) if entry.name.len() <= MAX_NAME_LEN => {
+                self.bytes = rest;
+                Some(Ok(entry))
+            }
+            Ok(_) => {
+                self.remaining = 0;
+                self.bytes = &[];
+                Some(Err(DecodeError::NameTooLong))
+            }
+            Err(_) => {
+                self.remaining = 0;
+                self.bytes = &[];
+                Some(Err(DecodeError::Malformed))
+            }
+        }
+    }
+}
+
+/// Packs list entries into the space of one [`Frame::ListPage`].
+pub(crate) fn pack_entries<'e>(
+    out: &mut [u8],
+    entries: &mut dyn Iterator<Item = ListEntry<'e>>,
+) -> (usize, u16, bool) {
+    let mut used = 0;
+    let mut count: u16 = 0;
+    let mut more = false;
+    for entry in entries {
+        if entry.name.len() > MAX_NAME_LEN {
+            continue;
+        }
+        match postcard::to_slice(&entry, &mut out[used..]) {
+            Ok(written) if count < u16::MAX => {
+                used += written.len();
+                count += 1;
+            }
+            _ => {
+                more = true;
+                break;
+            }
+        }
+    }
+    (used, count, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG_NAME: &str = "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn";
+
+    fn worst_held() -> Held {
+        Held {
+            prefix: u64::MAX,
+            mask: u64::MAX,
+            digest: [0xff; 32],
+        }
+    }
+
+    #[test]
+    fn every_control_frame_fits_the_bound() {
+        assert_eq!(LONG_NAME.len(), MAX_NAME_LEN);
+        let text = &LONG_NAME[..MAX_ERROR_TEXT];
+        let frames = [
+            Frame::Hello {
+                magic: u32::MAX,
+                version: u16::MAX,
+                max_chunk: u32::MAX,
+                max_window: u16::MAX,
+            },
+            Frame::HelloAck {
+                version: u16::MAX,
+                chunk_size: u32::MAX,
+                window: u16::MAX,
+            },
+            Frame::OpenUpload {
+                seq: u32::MAX,
+                name: LONG_NAME,
+                size: u64::MAX,
+                fresh: true,
+            },
+            Frame::ResumeStatus {
+                seq: u32::MAX,
+                held: worst_held(),
+            },
+            Frame::OpenDownload {
+                seq: u32::MAX,
+                name: LONG_NAME,
+                size: u64::MAX,
+                held: worst_held(),
+            },
+            Frame::FileInfo {
+                seq: u32::MAX,
+                size: u64::MAX,
+                chunk_size: u32::MAX,
+            },
+            Frame::Ack {
+                transfer: u32::MAX,
+                cumulative: u64::MAX,
+                mask: u64::MAX,
+            },
+            Frame::Nack {
+                transfer: u32::MAX,
+                index: u64::MAX,
+                reason: NackReason::BadLength,
+            },
+            Frame::Finish {
+                transfer: u32::MAX,
+                size: u64::MAX,
+                digest: [0xff; 32],
+            },
+            Frame::Verified {
+                transfer: u32::MAX,
+                size: u64::MAX,
+                digest: [0xff; 32],
+            },
+            Frame::List {
+                seq: u32::MAX,
+                start_after: LONG_NAME,
+                limit: u16::MAX,
+            },
+            Frame::Delete {
+                seq: u32::MAX,
+                name: LONG_NAME,
+            },
+            Frame::Deleted { seq: u32::MAX },
+            Frame::Error {
+                seq: u32::MAX,
+                code: ErrorCode(u16::MAX),
+                text,
+            },
+        ];
+        let mut buf = [0u8; 1024];
+        for frame in frames {
+            let len = frame.encode(&mut buf).unwrap();
+            assert!(len <= CONTROL_FRAME_MAX, "{frame:?} is {len} bytes");
+            assert_eq!(Frame::decode(&buf[..len]), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn chunk_frame_overhead_is_an_upper_bound() {
+        let data = [0xffu8; 4096];
+        let mut buf = [0u8; 4096 + CHUNK_FRAME_OVERHEAD];
+        let frame = Frame::Chunk {
+            transfer: u32::MAX,
+            index: u64::MAX,
+            digest: [0xff; 32],
+            data: &data,
+        };
+        let len = frame.encode(&mut buf).unwrap();
+        assert!(len <= data.len() + CHUNK_FRAME_OVERHEAD);
+        assert_eq!(Frame::decode(&buf[..len]), Ok(frame));
+    }
+
+    #[test]
+    fn a_list_page_holds_at_least_one_entry_of_the_longest_name() {
+        let entry = ListEntry {
+            name: LONG_NAME,
+            size: u64::MAX,
+            modified: u64::MAX,
+            chunk_size: u32::MAX,
+            digest: [0xff; 32],
+        };
+        let mut space = [0u8; CONTROL_FRAME_MAX - 16];
+        let (used, count, more) = pack_entries(&mut space, &mut [entry, entry].into_iter());
+        assert_eq!((count, more), (1, true));
+        let mut buf = [0u8; CONTROL_FRAME_MAX];
+        let frame = Frame::ListPage {
+            seq: u32::MAX,
+            more,
+            count,
+            entries: &space[..used],
+        };
+        let len = frame.encode(&mut buf).unwrap();
+        assert!(len <= CONTROL_FRAME_MAX);
+        assert_eq!(Frame::decode(&buf[..len]), Ok(frame));
+    }
+
+    #[test]
+    fn held_membership() {
+        let held = Held {
+            prefix: 3,
+            mask: 0b101,
+            digest: [0; 32],
+        };
+        let members: heapless::Vec<u64, 8> = (0..10).filter(|&i| held.contains(i)).collect();
+        assert_eq!(&members[..], &[0, 1, 2, 4, 6]);
+        assert_eq!(held.end(), 7);
+        assert_eq!(held.count(), 5);
+        assert!(Held::default().is_empty());
+        assert_eq!(Held::default().end(), 0);
+    }
+}

@@ -1,0 +1,2 @@
+//! ferry-client: placeholder until its issue lands.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! ferry-server: placeholder until its issue lands.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! ferry-web: placeholder until its issue lands.
+#![forbid(unsafe_code)]
