@@ -366,6 +366,7 @@ enum Held_ {
     ListPage,
 }
 
+#[allow(clippy::large_enum_variant)] // no allocator: both halves live inline
 enum Active<const W: usize> {
     Send(Sender<W>),
     Receive(Receiver<W>),

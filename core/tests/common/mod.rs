@@ -162,6 +162,7 @@ pub struct ServerStore {
     pub partials: BTreeMap<String, Partial>,
     pub current: Option<String>,
     pub commits: u64,
+    pub stores: u64,
 }
 
 /// What the client is doing.
@@ -204,6 +205,11 @@ pub struct Sim {
     op_started: bool,
     started_held: u64,
     pub max_time: u64,
+    /// Break the link once the server has stored this many chunks in total.
+    pub break_after_stores: Option<u64>,
+    client_break_after: Option<usize>,
+    fresh: bool,
+    stats_base: ferry_core::Stats,
 }
 
 pub fn config(framing: Framing, chunk: u32, window: u16) -> Config {
@@ -248,6 +254,10 @@ impl Sim {
             op_started: false,
             started_held: 0,
             max_time: 600_000,
+            break_after_stores: None,
+            client_break_after: None,
+            fresh: false,
+            stats_base: Default::default(),
         }
     }
 
@@ -256,6 +266,7 @@ impl Sim {
         self.counts.disconnects += 1;
         self.record_attempt();
         self.client = connection(self.config, true, self.now);
+        self.stats_base = Default::default();
         self.server = connection(self.config, false, self.now);
         self.up = Pipe::default();
         self.down = Pipe::default();
@@ -265,25 +276,32 @@ impl Sim {
 
     fn record_attempt(&mut self) {
         let stats = self.client.stats();
-        self.client_sent += stats.chunks_sent;
-        self.client_resent += stats.chunks_resent;
+        let sent = stats.chunks_sent - self.stats_base.chunks_sent;
+        let resent = stats.chunks_resent - self.stats_base.chunks_resent;
+        self.stats_base = stats;
+        self.client_sent += sent;
+        self.client_resent += resent;
         if self.op_started {
-            self.attempts.push((self.started_held, stats.chunks_sent));
+            self.attempts.push((self.started_held, sent));
         }
     }
 
     /// Runs `op` to its end, reconnecting (and resuming) up to `attempts` times.
     pub fn run(&mut self, op: &Op, attempts: u32) -> Outcome {
         let mut outcome = None;
+        self.fresh = false;
         for attempt in 0..attempts {
-            if attempt > 0 {
+            if attempt > 0 || self.client.is_busy() || self.client.is_closed() {
                 self.disconnect();
             }
             match self.attempt(op) {
-                Some(Outcome::Failed(Failure::Peer(ErrorCode::SOURCE_CHANGED), _))
-                    if attempt + 1 < attempts =>
-                {
-                    continue
+                Some(Outcome::Failed(
+                    Failure::Transfer(ferry_core::TransferError::SourceChanged),
+                    _,
+                )) if attempt + 1 < attempts => {
+                    // The source changed under the held chunks: start over.
+                    self.fresh = true;
+                    continue;
                 }
                 Some(result @ Outcome::Failed(..)) => outcome = Some(result),
                 Some(result) => {
@@ -306,11 +324,36 @@ impl Sim {
         outcome.unwrap_or(Outcome::Failed(Failure::Unanswered, "gave up".into()))
     }
 
+    /// Downloads `name`, breaking the link once the client has stored `n` chunks,
+    /// then resumes from the client's partial copy.
+    pub fn run_download_broken_after(&mut self, name: &str, n: usize) -> Outcome {
+        let op = Op::Download { name: name.into() };
+        self.client_break_after = Some(n);
+        let first = self.attempt(&op);
+        assert!(
+            first.is_none(),
+            "the first attempt should break, got {first:?}"
+        );
+        let partial = std::mem::take(&mut self.download);
+        self.disconnect();
+        self.download = partial;
+        let outcome = self
+            .attempt_keeping_partial(&op)
+            .expect("second attempt completes");
+        self.record_attempt();
+        self.op_started = false;
+        outcome
+    }
+
     /// One attempt over the current connection: `None` if the link broke.
     fn attempt(&mut self, op: &Op) -> Option<Outcome> {
+        self.download = Partial::default();
+        self.attempt_keeping_partial(op)
+    }
+
+    fn attempt_keeping_partial(&mut self, op: &Op) -> Option<Outcome> {
         let mut requested = false;
         let mut steps = 0u64;
-        self.download = Partial::default();
         self.listed.clear();
         self.list_cursor.clear();
         loop {
@@ -323,6 +366,20 @@ impl Sim {
                 );
             }
             if self.faults.disconnect > 0 && self.rng.chance(self.faults.disconnect) {
+                return None;
+            }
+            if self
+                .client_break_after
+                .is_some_and(|n| self.download.held.len() >= n)
+            {
+                self.client_break_after = None;
+                return None;
+            }
+            if self
+                .break_after_stores
+                .is_some_and(|n| self.store.stores >= n)
+            {
+                self.break_after_stores = None;
                 return None;
             }
             let mut progress = self.step_server();
@@ -395,6 +452,12 @@ impl Sim {
             if let Some(event) = self.server.poll_event(now).map(own) {
                 moved = true;
                 serve(&mut self.server, &mut self.store, event, now);
+                if self
+                    .break_after_stores
+                    .is_some_and(|n| self.store.stores >= n)
+                {
+                    return true;
+                }
             }
             if !self.up.arrived.is_empty() && !self.server.is_closed() {
                 let (a, b) = self.up.arrived.as_slices();
@@ -434,6 +497,12 @@ impl Sim {
                 if let Some(step) = self.on_client_event(op, event) {
                     return step;
                 }
+                if self
+                    .client_break_after
+                    .is_some_and(|n| self.download.held.len() >= n)
+                {
+                    return Step::Progress;
+                }
             }
             if !self.down.arrived.is_empty() {
                 let (a, b) = self.down.arrived.as_slices();
@@ -451,9 +520,10 @@ impl Sim {
 
     fn request(&mut self, op: &Op) {
         match op {
-            Op::Upload { name, data } => {
-                self.client.upload(name, data.len() as u64, false).unwrap()
-            }
+            Op::Upload { name, data } => self
+                .client
+                .upload(name, data.len() as u64, self.fresh)
+                .unwrap(),
             Op::Download { name } => {
                 let size = self.download.size;
                 let held: Vec<(u64, Digest)> =
@@ -703,6 +773,7 @@ pub fn serve(server: &mut Conn, store: &mut ServerStore, event: Owned, now: u64)
             let partial = store.partials.get_mut(&name).unwrap();
             partial.data[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
             partial.held.insert(index, digest);
+            store.stores += 1;
             server.chunk_stored(index).unwrap();
         }
         Owned::Commit { digest } => {
