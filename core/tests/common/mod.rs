@@ -842,3 +842,42 @@ pub fn serve(server: &mut Conn, store: &mut ServerStore, event: Owned, now: u64)
         other => panic!("server got a client event: {other:?}"),
     }
 }
+
+/// Serves one connection until the client goes away.
+pub fn serve_connection(stream: std::net::TcpStream, config: Config) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let clock = std::time::Instant::now();
+    let now = || clock.elapsed().as_millis() as u64;
+    let len = buffer_len(config.max_chunk as usize);
+    let mut server: Conn = Connection::server(config, vec![0; len], vec![0; len], now()).expect("buffers fit");
+    let mut store = ServerStore::default();
+    let mut stream = stream;
+    stream.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
+    let mut input = vec![0u8; 256 * 1024];
+    let (mut start, mut end) = (0, 0);
+    loop {
+        while let Some(bytes) = server.poll_transmit(now()) {
+            stream.write_all(bytes)?;
+        }
+        if let Some(event) = server.poll_event(now()).map(own) {
+            if matches!(event, Owned::Closed { .. }) {
+                return Ok(());
+            }
+            serve(&mut server, &mut store, event, now());
+            continue;
+        }
+        if start == end {
+            match stream.read(&mut input) {
+                Ok(0) => return Ok(()),
+                Ok(n) => (start, end) = (0, n),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        start += server.handle_input(&input[start..end], now());
+        if server.deadline().is_some_and(|at| now() >= at) {
+            server.handle_timeout(now());
+        }
+    }
+}
+

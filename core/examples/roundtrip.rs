@@ -1,0 +1,100 @@
+//! A verified round trip over TCP on 127.0.0.1 with the blocking driver: a server
+//! thread keeps files in memory, the client uploads FILE (default: 64 MiB of
+//! pseudo-random bytes), downloads it back and compares bytes and digests.
+//!
+//! `cargo run --release -p ferry-core --example roundtrip -- [FILE]`
+//! (plain TCP, no TLS: this shows the core alone; `ferry-server` adds mutual TLS.)
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::time::Instant;
+
+use common::{serve_connection, Rng};
+use embedded_io_adapters::std::FromStd;
+use ferry_core::blocking::{ChunkSink, ChunkSource, Clock, Driver};
+use ferry_core::{buffer_len, Config, Connection, Digest, FileDigest};
+
+struct Monotonic(Instant);
+
+impl Clock for Monotonic {
+    fn now(&mut self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+struct Memory<'a>(&'a [u8]);
+
+impl ChunkSource for Memory<'_> {
+    type Error = ();
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ()> {
+        let start = offset as usize;
+        buf.copy_from_slice(self.0.get(start..start + buf.len()).ok_or(())?);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Collect(Vec<u8>);
+
+impl ChunkSink for Collect {
+    type Error = ();
+    fn write_chunk(&mut self, _index: u64, offset: u64, data: &[u8], _: &Digest) -> Result<(), ()> {
+        let end = offset as usize + data.len();
+        if self.0.len() < end {
+            self.0.resize(end, 0);
+        }
+        self.0[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+    fn commit(&mut self, _size: u64, _digest: &Digest) -> Result<(), ()> {
+        Ok(())
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let data = match std::env::args().nth(1) {
+        Some(path) => std::fs::read(path)?,
+        None => Rng::new(1).bytes(64 << 20),
+    };
+    let config = Config::stream();
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        serve_connection(stream, config)
+    });
+
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let len = buffer_len(config.max_chunk as usize);
+    let mut client: common::Conn = Connection::client(config, vec![0; len], vec![0; len], 0).map_err(|e| format!("{e:?}"))?;
+    let mut read_buf = vec![0u8; 256 * 1024];
+    let mut chunk_buf = vec![0u8; config.max_chunk as usize];
+    let mut driver = Driver::new(&mut client, FromStd::new(stream), Monotonic(Instant::now()), &mut read_buf);
+    let (chunk_size, window) = driver.connect::<()>().map_err(|e| format!("{e:?}"))?;
+
+    let started = Instant::now();
+    let uploaded = driver.upload("roundtrip.bin", data.len() as u64, &mut Memory(&data), &mut chunk_buf).map_err(|e| format!("upload: {e:?}"))?;
+    let up = started.elapsed();
+    let started = Instant::now();
+    let mut sink = Collect::default();
+    let (size, downloaded) = driver.download("roundtrip.bin", None, &mut sink).map_err(|e| format!("download: {e:?}"))?;
+    let down = started.elapsed();
+    drop(driver.into_io());
+    server.join().expect("server thread")?;
+
+    let expected = FileDigest::of(&data, chunk_size);
+    let hex = |d: &Digest| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mb = data.len() as f64 / 1e6;
+    println!("chunk size {chunk_size}, window {window}, {} bytes", data.len());
+    println!("upload   verified {} in {:.3}s ({:.0} MB/s)", hex(&uploaded), up.as_secs_f64(), mb / up.as_secs_f64());
+    println!("download verified {} in {:.3}s ({:.0} MB/s)", hex(&downloaded), down.as_secs_f64(), mb / down.as_secs_f64());
+    let same = uploaded == expected && downloaded == expected && size == data.len() as u64 && sink.0 == data;
+    println!("round trip: {}", if same { "byte-identical, digests match" } else { "MISMATCH" });
+    if !same {
+        std::process::exit(1);
+    }
+    Ok(())
+}
