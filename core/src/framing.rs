@@ -10,7 +10,7 @@
 //!   COBS decoding and is dropped; the next `0x00` resynchronises the stream.
 //!
 //! Either way the decoder survives any split or merge of reads, and never
-//! accepts a body longer than [`max_body_len`](crate::wire::max_body_len).
+//! accepts a body longer than [`max_body_len`].
 
 use postcard::ser_flavors::{Cobs, Flavor, Slice};
 
