@@ -1,0 +1,101 @@
+//! Drives a [`Connection`] over an async byte stream (TLS over TCP in Ferry's hosts).
+//!
+//! The shell's loop is: [`Link::flush`] what the connection sends, act on one
+//! [`Connection::poll_event`], and when there is no event, [`Link::receive`]:
+//! feed buffered input, or wait for more input until the connection's deadline,
+//! then apply timeouts. The server uses the same loop.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use ferry_core::Connection;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Bytes read from the stream per read call.
+const READ_BUF: usize = 256 * 1024;
+
+/// A byte stream with the receive buffer and clock a connection needs.
+pub struct Link<S> {
+    stream: S,
+    read_buf: Box<[u8]>,
+    unread: (usize, usize),
+    epoch: Instant,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    /// Wraps `stream`.
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            unread: (0, 0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The connection clock: milliseconds since this link was made.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The stream, for shutdown.
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Writes everything the connection has to send.
+    pub async fn flush<B, const W: usize>(&mut self, conn: &mut Connection<B, W>) -> io::Result<()>
+    where
+        B: AsRef<[u8]> + AsMut<[u8]>,
+    {
+        let mut wrote = false;
+        while let Some(bytes) = conn.poll_transmit(self.now()) {
+            self.stream.write_all(bytes).await?;
+            wrote = true;
+        }
+        if wrote {
+            self.stream.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Feeds buffered input to the connection, or waits for input no longer than
+    /// the connection's deadline; then applies timeouts. A closed stream is
+    /// `UnexpectedEof`.
+    pub async fn receive<B, const W: usize>(
+        &mut self,
+        conn: &mut Connection<B, W>,
+    ) -> io::Result<()>
+    where
+        B: AsRef<[u8]> + AsMut<[u8]>,
+    {
+        let (start, end) = self.unread;
+        if start < end {
+            let used = conn.handle_input(&self.read_buf[start..end], self.now());
+            self.unread = (start + used, end);
+            if used > 0 {
+                return Ok(());
+            }
+        } else {
+            let wait = conn
+                .deadline()
+                .map(|at| Duration::from_millis(at.saturating_sub(self.now())));
+            let read = self.stream.read(&mut self.read_buf);
+            let read = match wait {
+                Some(wait) => tokio::time::timeout(wait, read).await.ok(),
+                None => Some(read.await),
+            };
+            match read {
+                Some(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Some(Ok(n)) => self.unread = (0, n),
+                Some(Err(error)) => return Err(error),
+                None => {}
+            }
+        }
+        let now = self.now();
+        if conn.deadline().is_some_and(|at| now >= at) {
+            conn.handle_timeout(now);
+        }
+        Ok(())
+    }
+}
