@@ -69,18 +69,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     let len = buffer_len(config.max_chunk as usize);
-    let mut client: common::Conn = Connection::client(config, vec![0; len], vec![0; len], 0).map_err(|e| format!("{e:?}"))?;
+    let mut client: common::Conn =
+        Connection::client(config, vec![0; len], vec![0; len], 0).map_err(|e| format!("{e:?}"))?;
     let mut read_buf = vec![0u8; 256 * 1024];
     let mut chunk_buf = vec![0u8; config.max_chunk as usize];
-    let mut driver = Driver::new(&mut client, FromStd::new(stream), Monotonic(Instant::now()), &mut read_buf);
+    let mut driver = Driver::new(
+        &mut client,
+        FromStd::new(stream),
+        Monotonic(Instant::now()),
+        &mut read_buf,
+    );
     let (chunk_size, window) = driver.connect::<()>().map_err(|e| format!("{e:?}"))?;
 
     let started = Instant::now();
-    let uploaded = driver.upload("roundtrip.bin", data.len() as u64, &mut Memory(&data), &mut chunk_buf).map_err(|e| format!("upload: {e:?}"))?;
+    let uploaded = driver
+        .upload(
+            "roundtrip.bin",
+            data.len() as u64,
+            &mut Memory(&data),
+            &mut chunk_buf,
+        )
+        .map_err(|e| format!("upload: {e:?}"))?;
     let up = started.elapsed();
     let started = Instant::now();
     let mut sink = Collect::default();
-    let (size, downloaded) = driver.download("roundtrip.bin", None, &mut sink).map_err(|e| format!("download: {e:?}"))?;
+    let (size, downloaded) = driver
+        .download("roundtrip.bin", None, &mut sink)
+        .map_err(|e| format!("download: {e:?}"))?;
     let down = started.elapsed();
     drop(driver.into_io());
     server.join().expect("server thread")?;
@@ -88,11 +103,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let expected = FileDigest::of(&data, chunk_size);
     let hex = |d: &Digest| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let mb = data.len() as f64 / 1e6;
-    println!("chunk size {chunk_size}, window {window}, {} bytes", data.len());
-    println!("upload   verified {} in {:.3}s ({:.0} MB/s)", hex(&uploaded), up.as_secs_f64(), mb / up.as_secs_f64());
-    println!("download verified {} in {:.3}s ({:.0} MB/s)", hex(&downloaded), down.as_secs_f64(), mb / down.as_secs_f64());
-    let same = uploaded == expected && downloaded == expected && size == data.len() as u64 && sink.0 == data;
-    println!("round trip: {}", if same { "byte-identical, digests match" } else { "MISMATCH" });
+    println!(
+        "chunk size {chunk_size}, window {window}, {} bytes",
+        data.len()
+    );
+    println!(
+        "upload   verified {} in {:.3}s ({:.0} MB/s)",
+        hex(&uploaded),
+        up.as_secs_f64(),
+        mb / up.as_secs_f64()
+    );
+    println!(
+        "download verified {} in {:.3}s ({:.0} MB/s)",
+        hex(&downloaded),
+        down.as_secs_f64(),
+        mb / down.as_secs_f64()
+    );
+    let same = uploaded == expected
+        && downloaded == expected
+        && size == data.len() as u64
+        && sink.0 == data;
+    println!(
+        "round trip: {}",
+        if same {
+            "byte-identical, digests match"
+        } else {
+            "MISMATCH"
+        }
+    );
     if !same {
         std::process::exit(1);
     }

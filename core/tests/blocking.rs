@@ -34,7 +34,13 @@ struct Collect {
 }
 impl ChunkSink for Collect {
     type Error = ();
-    fn write_chunk(&mut self, index: u64, offset: u64, data: &[u8], digest: &Digest) -> Result<(), ()> {
+    fn write_chunk(
+        &mut self,
+        index: u64,
+        offset: u64,
+        data: &[u8],
+        digest: &Digest,
+    ) -> Result<(), ()> {
         let end = offset as usize + data.len();
         if self.data.len() < end {
             self.data.resize(end, 0);
@@ -51,7 +57,11 @@ impl ChunkSink for Collect {
 
 #[test]
 fn upload_and_download_over_tcp_with_small_chunks() {
-    let config = Config { max_chunk: 1024, window: 4, ..Config::stream() };
+    let config = Config {
+        max_chunk: 1024,
+        window: 4,
+        ..Config::stream()
+    };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
@@ -59,19 +69,28 @@ fn upload_and_download_over_tcp_with_small_chunks() {
         serve_connection(stream, config)
     });
     let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let len = buffer_len(1024);
     let mut client: Conn = Connection::client(config, vec![0; len], vec![0; len], 0).unwrap();
     let mut read_buf = [0u8; 2048];
     let mut chunk_buf = [0u8; 1024];
-    let mut driver = Driver::new(&mut client, FromStd::new(stream), Monotonic(Instant::now()), &mut read_buf);
+    let mut driver = Driver::new(
+        &mut client,
+        FromStd::new(stream),
+        Monotonic(Instant::now()),
+        &mut read_buf,
+    );
     assert_eq!(driver.connect::<()>(), Ok((1024, 4)));
 
     let mut rng = Rng::new(3);
     for size in [0usize, 1, 1023, 1024, 1025, 300_000] {
         let data = rng.bytes(size);
         let name = format!("f{size}");
-        let digest = driver.upload(&name, size as u64, &mut Memory(&data), &mut chunk_buf).unwrap();
+        let digest = driver
+            .upload(&name, size as u64, &mut Memory(&data), &mut chunk_buf)
+            .unwrap();
         assert_eq!(digest, FileDigest::of(&data, 1024));
         let mut sink = Collect::default();
         let (got_size, got) = driver.download(&name, None, &mut sink).unwrap();

@@ -849,7 +849,8 @@ pub fn serve_connection(stream: std::net::TcpStream, config: Config) -> std::io:
     let clock = std::time::Instant::now();
     let now = || clock.elapsed().as_millis() as u64;
     let len = buffer_len(config.max_chunk as usize);
-    let mut server: Conn = Connection::server(config, vec![0; len], vec![0; len], now()).expect("buffers fit");
+    let mut server: Conn =
+        Connection::server(config, vec![0; len], vec![0; len], now()).expect("buffers fit");
     let mut store = ServerStore::default();
     let mut stream = stream;
     stream.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
@@ -870,7 +871,11 @@ pub fn serve_connection(stream: std::net::TcpStream, config: Config) -> std::io:
             match stream.read(&mut input) {
                 Ok(0) => return Ok(()),
                 Ok(n) => (start, end) = (0, n),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -880,4 +885,3 @@ pub fn serve_connection(stream: std::net::TcpStream, config: Config) -> std::io:
         }
     }
 }
-
