@@ -11,47 +11,10 @@ mod common;
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
 
-use common::{serve_connection, Rng};
+use common::{serve_connection, Collect, Memory, Monotonic, Rng};
 use embedded_io_adapters::std::FromStd;
-use ferry_core::blocking::{ChunkSink, ChunkSource, Clock, Driver};
+use ferry_core::blocking::Driver;
 use ferry_core::{buffer_len, Config, Connection, Digest, FileDigest};
-
-struct Monotonic(Instant);
-
-impl Clock for Monotonic {
-    fn now(&mut self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-}
-
-struct Memory<'a>(&'a [u8]);
-
-impl ChunkSource for Memory<'_> {
-    type Error = ();
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ()> {
-        let start = offset as usize;
-        buf.copy_from_slice(self.0.get(start..start + buf.len()).ok_or(())?);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Collect(Vec<u8>);
-
-impl ChunkSink for Collect {
-    type Error = ();
-    fn write_chunk(&mut self, _index: u64, offset: u64, data: &[u8], _: &Digest) -> Result<(), ()> {
-        let end = offset as usize + data.len();
-        if self.0.len() < end {
-            self.0.resize(end, 0);
-        }
-        self.0[offset as usize..end].copy_from_slice(data);
-        Ok(())
-    }
-    fn commit(&mut self, _size: u64, _digest: &Digest) -> Result<(), ()> {
-        Ok(())
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = match std::env::args().nth(1) {
@@ -122,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let same = uploaded == expected
         && downloaded == expected
         && size == data.len() as u64
-        && sink.0 == data;
+        && sink.data == data;
     println!(
         "round trip: {}",
         if same {

@@ -4,56 +4,10 @@ mod common;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{serve_connection, Conn, Rng};
+use common::{serve_connection, Collect, Conn, Memory, Monotonic, Rng};
 use embedded_io_adapters::std::FromStd;
-use ferry_core::blocking::{ChunkSink, ChunkSource, Clock, Driver, DriverError};
-use ferry_core::{buffer_len, Config, Connection, Digest, ErrorCode, Failure, FileDigest};
-
-struct Monotonic(Instant);
-impl Clock for Monotonic {
-    fn now(&mut self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-}
-
-struct Memory<'a>(&'a [u8]);
-impl ChunkSource for Memory<'_> {
-    type Error = ();
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ()> {
-        let start = offset as usize;
-        buf.copy_from_slice(self.0.get(start..start + buf.len()).ok_or(())?);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Collect {
-    data: Vec<u8>,
-    held: Vec<(u64, Digest)>,
-    committed: Option<Digest>,
-}
-impl ChunkSink for Collect {
-    type Error = ();
-    fn write_chunk(
-        &mut self,
-        index: u64,
-        offset: u64,
-        data: &[u8],
-        digest: &Digest,
-    ) -> Result<(), ()> {
-        let end = offset as usize + data.len();
-        if self.data.len() < end {
-            self.data.resize(end, 0);
-        }
-        self.data[offset as usize..end].copy_from_slice(data);
-        self.held.push((index, *digest));
-        Ok(())
-    }
-    fn commit(&mut self, _size: u64, digest: &Digest) -> Result<(), ()> {
-        self.committed = Some(*digest);
-        Ok(())
-    }
-}
+use ferry_core::blocking::{Driver, DriverError};
+use ferry_core::{buffer_len, Config, Connection, ErrorCode, Failure, FileDigest};
 
 #[test]
 fn upload_and_download_over_tcp_with_small_chunks() {

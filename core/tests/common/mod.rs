@@ -885,3 +885,52 @@ pub fn serve_connection(stream: std::net::TcpStream, config: Config) -> std::io:
         }
     }
 }
+
+/// A monotonic clock for the blocking driver.
+pub struct Monotonic(pub std::time::Instant);
+impl ferry_core::blocking::Clock for Monotonic {
+    fn now(&mut self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// An upload source in memory.
+pub struct Memory<'a>(pub &'a [u8]);
+impl ferry_core::blocking::ChunkSource for Memory<'_> {
+    type Error = ();
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ()> {
+        let start = offset as usize;
+        buf.copy_from_slice(self.0.get(start..start + buf.len()).ok_or(())?);
+        Ok(())
+    }
+}
+
+/// A download sink in memory that records held chunks and the commit.
+#[derive(Default)]
+pub struct Collect {
+    pub data: Vec<u8>,
+    pub held: Vec<(u64, Digest)>,
+    pub committed: Option<Digest>,
+}
+impl ferry_core::blocking::ChunkSink for Collect {
+    type Error = ();
+    fn write_chunk(
+        &mut self,
+        index: u64,
+        offset: u64,
+        data: &[u8],
+        digest: &Digest,
+    ) -> Result<(), ()> {
+        let end = offset as usize + data.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[offset as usize..end].copy_from_slice(data);
+        self.held.push((index, *digest));
+        Ok(())
+    }
+    fn commit(&mut self, _size: u64, digest: &Digest) -> Result<(), ()> {
+        self.committed = Some(*digest);
+        Ok(())
+    }
+}
