@@ -664,6 +664,23 @@ mod tests {
     }
 
     #[test]
+    fn endless_bad_chunks_fail_the_receiver() {
+        let mut receiver = Receiver::<4>::new(layout(8), 2, TIMING, []);
+        let digest = chunk_digest(&[7u8; 4]);
+        // (1 + max_retries) sends for each of the window's chunks, then it gives up.
+        for _ in 0..(TIMING.max_retries + 1) * 2 {
+            assert!(matches!(
+                receiver.on_chunk(0, &digest, &[8; 4]),
+                Ok(ChunkVerdict::Nack(_))
+            ));
+        }
+        assert_eq!(
+            receiver.on_chunk(0, &digest, &[8; 4]),
+            Err(TransferError::TooManyBadChunks)
+        );
+    }
+
+    #[test]
     fn bad_chunk_is_nacked_and_duplicate_ignored() {
         let mut receiver = Receiver::<4>::new(layout(8), 4, TIMING, []);
         let data = [7u8; 4];

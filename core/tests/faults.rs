@@ -113,48 +113,107 @@ proptest! {
     }
 }
 
-/// A fixed sweep, to report what the simulator exercised (`--nocapture` prints it).
+/// A fixed sweep of 2,000 seeded runs with a random fault mix each, counting
+/// outcomes and faults (`--nocapture` prints them).
 #[test]
 fn fault_sweep_outcomes() {
-    let mut verified = 0;
-    let mut failed = 0;
+    let (mut verified, mut failed, mut round_trips) = (0, 0, 0);
     let mut totals = FaultCounts::default();
-    for seed in 0..300u64 {
+    for seed in 0..2_000u64 {
+        let mut pick = common::Rng::new(seed ^ 0xfa17);
         let faults = Faults {
-            drop: 50,
-            corrupt: 50,
-            duplicate: 30,
-            reorder: 30,
-            truncate: 20,
-            stall: 20,
-            disconnect: 1,
+            drop: pick.below(100) as u32,
+            corrupt: pick.below(100) as u32,
+            duplicate: pick.below(60) as u32,
+            reorder: pick.below(60) as u32,
+            truncate: pick.below(40) as u32,
+            stall: pick.below(40) as u32,
+            disconnect: pick.below(3) as u32,
         };
-        let mut sim = Sim::new(config(Framing::Cobs, CHUNK, 4), faults, seed);
-        let data = sim.rng.bytes((seed as usize * 37) % 2000);
-        match sim.run(
-            &Op::Upload {
-                name: "f".into(),
-                data: data.clone(),
-            },
-            ATTEMPTS,
-        ) {
-            Outcome::Uploaded(_) => {
-                assert_eq!(sim.store.files["f"].data, data);
-                verified += 1
-            }
-            Outcome::Failed(..) => failed += 1,
-            other => panic!("{other:?}"),
-        }
-        let c = sim.counts;
-        totals.segments += c.segments;
-        totals.dropped += c.dropped;
-        totals.corrupted += c.corrupted;
-        totals.duplicated += c.duplicated;
-        totals.reordered += c.reordered;
-        totals.truncated += c.truncated;
-        totals.stalled += c.stalled;
-        totals.disconnects += c.disconnects;
+        let size = pick.below(3_000) as usize;
+        let counts = check_round_trip_counting(
+            Framing::Cobs,
+            seed,
+            size,
+            faults,
+            &mut verified,
+            &mut failed,
+            &mut round_trips,
+        );
+        totals.segments += counts.segments;
+        totals.dropped += counts.dropped;
+        totals.corrupted += counts.corrupted;
+        totals.duplicated += counts.duplicated;
+        totals.reordered += counts.reordered;
+        totals.truncated += counts.truncated;
+        totals.stalled += counts.stalled;
+        totals.disconnects += counts.disconnects;
     }
-    println!("300 runs: {verified} verified, {failed} failed cleanly; faults {totals:?}");
-    assert!(verified > 250, "only {verified} of 300 verified at 5% loss");
+    println!(
+        "2000 runs: {verified} uploads verified, {failed} failed cleanly, {round_trips} downloads verified byte-identical; faults injected: {totals:?}"
+    );
+    assert!(verified > 1_800, "only {verified} of 2000 uploads verified");
+}
+
+fn check_round_trip_counting(
+    framing: Framing,
+    seed: u64,
+    size: usize,
+    faults: Faults,
+    verified: &mut u32,
+    failed: &mut u32,
+    round_trips: &mut u32,
+) -> FaultCounts {
+    let mut sim = Sim::new(config(framing, CHUNK, 4), faults, seed);
+    let data = sim.rng.bytes(size);
+    match sim.run(
+        &Op::Upload {
+            name: "f".into(),
+            data: data.clone(),
+        },
+        ATTEMPTS,
+    ) {
+        Outcome::Uploaded(digest) => {
+            assert_eq!(digest, FileDigest::of(&data, CHUNK));
+            assert_eq!(sim.store.files["f"].data, data);
+            *verified += 1;
+        }
+        Outcome::Failed(..) => {
+            assert!(sim.store.files.get("f").is_none_or(|f| f.data == data));
+            *failed += 1;
+            return sim.counts;
+        }
+        other => panic!("{other:?}"),
+    }
+    if let Outcome::Downloaded(bytes, _) = sim.run(&Op::Download { name: "f".into() }, ATTEMPTS) {
+        assert_eq!(bytes, data);
+        *round_trips += 1;
+    }
+    sim.counts
+}
+
+/// A link that delivers nothing: both ends give up within bounded time.
+#[test]
+fn dead_link_fails_cleanly_in_bounded_time() {
+    let faults = Faults {
+        drop: 1000,
+        ..Faults::none()
+    };
+    let mut sim = Sim::new(config(Framing::Cobs, CHUNK, 4), faults, 1);
+    let outcome = sim.run(
+        &Op::Upload {
+            name: "f".into(),
+            data: vec![1; 1000],
+        },
+        3,
+    );
+    assert!(matches!(outcome, Outcome::Failed(..)), "{outcome:?}");
+    // Each attempt: Hello sent 1 + max_retries times, 40 ms apart.
+    let per_attempt = 40 * u64::from(sim.config.max_retries + 2);
+    assert!(
+        sim.now <= 3 * per_attempt,
+        "gave up only after {} ms",
+        sim.now
+    );
+    assert!(sim.store.files.is_empty());
 }
