@@ -48,8 +48,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     where
         B: AsRef<[u8]> + AsMut<[u8]>,
     {
+        self.flush_inspect(conn, |_| {}).await
+    }
+
+    /// Like [`flush`](Self::flush), showing each encoded frame to `inspect` before it
+    /// is written (the client uses it to count the chunks it sends).
+    pub async fn flush_inspect<B, const W: usize>(
+        &mut self,
+        conn: &mut Connection<B, W>,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> io::Result<()>
+    where
+        B: AsRef<[u8]> + AsMut<[u8]>,
+    {
         let mut wrote = false;
         while let Some(bytes) = conn.poll_transmit(self.now()) {
+            inspect(bytes);
             self.stream.write_all(bytes).await?;
             wrote = true;
         }

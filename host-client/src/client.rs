@@ -1,0 +1,911 @@
+//! The client: one mutual-TLS connection to a Ferry server, reconnected when it breaks,
+//! and the operations that run over it.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_core::{
+    buffer_len, Connection, Digest, ErrorCode, Event, Failure, Frame, Framing, Layout,
+    TransferError, UsageError,
+};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::download::DownloadOp;
+use crate::error::ClientError;
+use crate::link::Link;
+use crate::options::{ClientOptions, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::report::{FileEntry, Progress, RoundTripReport, TransferReport};
+use crate::upload::{Source, UploadOp};
+
+/// The largest window this client supports (the connection's `W`).
+pub const WINDOW: usize = 16;
+/// Entries asked for per listing request.
+pub const LIST_PAGE: u16 = 1000;
+
+pub(crate) type Conn = Connection<Vec<u8>, WINDOW>;
+type Stream = TlsStream<TcpStream>;
+
+/// A progress callback: called after every chunk with the bytes done so far.
+pub type ProgressFn<'a> = &'a mut (dyn FnMut(Progress) + Send);
+
+/// A connected protocol session.
+struct Live {
+    conn: Conn,
+    link: Link<Stream>,
+}
+
+/// A Ferry client: holds the options and a live connection, reconnecting (with
+/// exponential backoff) and resuming when the connection breaks.
+///
+/// Operations run one at a time (`&mut self`). Each returns a report once the server
+/// and this client have both verified the whole-file digest.
+pub struct Client {
+    options: ClientOptions,
+    live: Option<Live>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("options", &self.options)
+            .field("connected", &self.live.is_some())
+            .finish()
+    }
+}
+
+/// Why an attempt ended without a result.
+pub(crate) enum Interrupt {
+    /// The link broke (I/O error, end of stream, TLS error): reconnect.
+    Link(io::Error),
+    /// The request or transfer failed; the connection is usable.
+    Failed(Failure, String),
+    /// The connection closed.
+    Closed(Failure, String),
+    /// A final error (local file, refusal decided here).
+    Final(ClientError),
+}
+
+impl From<ClientError> for Interrupt {
+    fn from(error: ClientError) -> Self {
+        Interrupt::Final(error)
+    }
+}
+
+/// An event copied out of the connection (chunk data goes to the scratch buffer).
+pub(crate) enum Ev {
+    Started {
+        layout: Layout,
+        held_chunks: u64,
+    },
+    NeedChunk {
+        index: u64,
+        offset: u64,
+        len: usize,
+    },
+    StoreChunk {
+        index: u64,
+        offset: u64,
+        digest: Digest,
+    },
+    Commit {
+        size: u64,
+    },
+    Verified {
+        size: u64,
+        digest: Digest,
+    },
+    ListPage {
+        entries: Vec<FileEntry>,
+        more: bool,
+    },
+    Deleted,
+    Other,
+}
+
+fn own(event: Event<'_>, scratch: &mut Vec<u8>) -> Result<Ev, Interrupt> {
+    Ok(match event {
+        Event::TransferStarted {
+            layout,
+            held_chunks,
+        } => Ev::Started {
+            layout,
+            held_chunks,
+        },
+        Event::NeedChunk { index, offset, len } => Ev::NeedChunk { index, offset, len },
+        Event::StoreChunk {
+            index,
+            offset,
+            digest,
+            data,
+        } => {
+            scratch.clear();
+            scratch.extend_from_slice(data);
+            Ev::StoreChunk {
+                index,
+                offset,
+                digest,
+            }
+        }
+        Event::Commit { size, .. } => Ev::Commit { size },
+        Event::Verified { size, digest } => Ev::Verified { size, digest },
+        Event::ListPage { entries, more } => {
+            let entries = entries
+                .map(|entry| entry.map(FileEntry::from))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    ClientError::Protocol(format!("a list page that does not decode: {e:?}"))
+                })?;
+            Ev::ListPage { entries, more }
+        }
+        Event::Deleted => Ev::Deleted,
+        Event::Failed { failure, text } => return Err(Interrupt::Failed(failure, text.into())),
+        Event::Closed { failure, text } => return Err(Interrupt::Closed(failure, text.into())),
+        _ => Ev::Other,
+    })
+}
+
+/// Which operation a failure belongs to (the same code means different things).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Upload,
+    Download,
+    List,
+    Delete,
+}
+
+/// One operation, run in attempts over (re)connected connections.
+pub(crate) trait Operation {
+    type Output;
+    fn kind(&self) -> OpKind;
+    fn name(&self) -> &str;
+    /// Issues the request at the start of an attempt.
+    fn begin(&mut self, conn: &mut Conn) -> Result<(), Interrupt>;
+    /// Acts on one event; `Some` ends the operation.
+    async fn on_event(
+        &mut self,
+        event: Ev,
+        conn: &mut Conn,
+        scratch: &[u8],
+        now: u64,
+    ) -> Result<Option<Self::Output>, Interrupt>;
+    /// A chunk frame with this index went out.
+    fn chunk_sent(&mut self, _index: u64) {}
+    /// Grows whenever the operation moves forward (resets the retry count).
+    fn progress_marker(&self) -> u64 {
+        0
+    }
+    /// Whether another attempt can follow a broken link.
+    fn can_retry(&self) -> bool {
+        true
+    }
+    /// Starts over from nothing: the source changed under what the receiver held.
+    fn restart(&mut self) -> Result<(), ClientError> {
+        Ok(())
+    }
+    /// The operation failed for good with `error`.
+    fn failed(&mut self, _error: &ClientError) {}
+}
+
+/// What to do after an attempt failed.
+enum Decision {
+    /// Give up with this error.
+    Fail(ClientError),
+    /// Start over with nothing held (once).
+    Restart,
+    /// Reconnect and try again; if out of retries, fail with this error.
+    Reconnect(ClientError),
+}
+
+fn is_refusal(code: ErrorCode) -> bool {
+    [
+        ErrorCode::NOT_FOUND,
+        ErrorCode::INVALID_NAME,
+        ErrorCode::QUOTA_EXCEEDED,
+        ErrorCode::TOO_LARGE,
+        ErrorCode::FORBIDDEN,
+        ErrorCode::STORAGE,
+    ]
+    .contains(&code)
+}
+
+/// Maps a failure reported by the connection to a decision.
+fn classify(kind: OpKind, name: &str, server: &str, failure: Failure, text: String) -> Decision {
+    let interrupted = |reason: String| ClientError::Interrupted {
+        server: server.to_string(),
+        attempts: 0,
+        reason,
+    };
+    match failure {
+        Failure::Transfer(TransferError::SourceChanged)
+        | Failure::Peer(ErrorCode::SOURCE_CHANGED) => Decision::Restart,
+        Failure::Transfer(TransferError::DigestMismatch)
+        | Failure::Peer(ErrorCode::DIGEST_MISMATCH) => Decision::Fail(ClientError::verification(
+            name,
+            "the whole-file digests of the two ends differ",
+        )),
+        Failure::Transfer(TransferError::StoredDataCorrupt) => Decision::Fail(
+            ClientError::verification(name, "the stored data does not match its digest"),
+        ),
+        Failure::Peer(ErrorCode::STORAGE) if kind == OpKind::Download => {
+            Decision::Fail(ClientError::verification(
+                name,
+                format!("the server's stored copy is corrupt or unreadable ({text})"),
+            ))
+        }
+        Failure::Peer(code) if is_refusal(code) => Decision::Fail(ClientError::refused(code, text)),
+        Failure::Peer(
+            code @ (ErrorCode::BUSY
+            | ErrorCode::TIMEOUT
+            | ErrorCode::CANCELLED
+            | ErrorCode::INTERNAL
+            | ErrorCode::RETRIES_EXHAUSTED),
+        ) => Decision::Reconnect(if code == ErrorCode::BUSY {
+            ClientError::refused(code, text)
+        } else {
+            interrupted(format!("the server reported: {}", code.name()))
+        }),
+        Failure::Transfer(
+            error @ (TransferError::RetriesExhausted { .. }
+            | TransferError::FinishUnanswered
+            | TransferError::TooManyBadChunks),
+        ) => Decision::Reconnect(interrupted(format!("{error:?}"))),
+        Failure::Unanswered => {
+            Decision::Reconnect(interrupted("the server stopped answering".into()))
+        }
+        Failure::IdleTimeout => Decision::Reconnect(interrupted("the server went silent".into())),
+        Failure::Peer(code @ (ErrorCode::PROTOCOL | ErrorCode::UNSUPPORTED_VERSION)) => {
+            Decision::Fail(ClientError::Protocol(format!(
+                "the server reported: {}{}",
+                code.name(),
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({text})")
+                }
+            )))
+        }
+        Failure::UnsupportedVersion { theirs } => Decision::Fail(ClientError::Protocol(format!(
+            "the server speaks protocol version {theirs}"
+        ))),
+        Failure::Peer(code) => Decision::Fail(ClientError::refused(code, text)),
+        other => Decision::Fail(ClientError::Protocol(format!("{other:?}"))),
+    }
+}
+
+/// The rustls error inside an I/O error from a TLS stream, if that is what it is.
+fn tls_error(error: &io::Error) -> Option<rustls::Error> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .cloned()
+}
+
+fn usage(error: UsageError, name: &str) -> Interrupt {
+    match error {
+        UsageError::BadName => Interrupt::Final(ClientError::refused(
+            ErrorCode::INVALID_NAME,
+            format!("{name:?}: names are 1 to 255 bytes of UTF-8"),
+        )),
+        // The connection is not in a state for this: start from a new one.
+        other => Interrupt::Link(io::Error::other(format!("connection not ready: {other:?}"))),
+    }
+}
+
+/// Checks a file name before it is sent (the server checks it again).
+pub(crate) fn check_name(name: &str) -> Result<(), ClientError> {
+    if name.is_empty() || name.len() > ferry_core::wire::MAX_NAME_LEN {
+        return Err(ClientError::refused(
+            ErrorCode::INVALID_NAME,
+            format!("{name:?}: names are 1 to 255 bytes of UTF-8"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn begin_request(result: Result<(), UsageError>, name: &str) -> Result<(), Interrupt> {
+    result.map_err(|e| usage(e, name))
+}
+
+/// Index of a chunk frame among the frames a connection sends.
+fn chunk_index(frame: &[u8]) -> Option<u64> {
+    match Frame::decode(frame.get(4..)?) {
+        Ok(Frame::Chunk { index, .. }) => Some(index),
+        _ => None,
+    }
+}
+
+/// Runs one attempt of `op` over a connected session.
+async fn attempt<O: Operation>(
+    live: &mut Live,
+    op: &mut O,
+    scratch: &mut Vec<u8>,
+) -> Result<O::Output, Interrupt> {
+    op.begin(&mut live.conn)?;
+    loop {
+        live.link
+            .flush_inspect(&mut live.conn, |frame| {
+                if let Some(index) = chunk_index(frame) {
+                    op.chunk_sent(index);
+                }
+            })
+            .await
+            .map_err(Interrupt::Link)?;
+        let now = live.link.now();
+        let event = match live.conn.poll_event(now) {
+            Some(event) => own(event, scratch)?,
+            None => {
+                live.link
+                    .receive(&mut live.conn)
+                    .await
+                    .map_err(Interrupt::Link)?;
+                continue;
+            }
+        };
+        if let Some(output) = op.on_event(event, &mut live.conn, scratch, now).await? {
+            // Send what the last action queued; the result stands either way.
+            let _ = live.link.flush(&mut live.conn).await;
+            return Ok(output);
+        }
+    }
+}
+
+impl Client {
+    /// Connects to `options.server` (TCP, mutual TLS, protocol hello). Fails at once if
+    /// the server cannot be reached; later operations reconnect on their own.
+    pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
+        let mut client = Client {
+            options,
+            live: None,
+            scratch: Vec::new(),
+        };
+        client.live = Some(client.open().await?);
+        Ok(client)
+    }
+
+    /// The options this client uses.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// The chunk size and window negotiated on the current connection, if connected.
+    pub fn negotiated(&self) -> Option<(u32, u16)> {
+        self.live.as_ref().and_then(|live| live.conn.negotiated())
+    }
+
+    /// Closes the connection politely (TLS close_notify). The client reconnects if used again.
+    pub async fn close(&mut self) {
+        if let Some(mut live) = self.live.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), live.link.stream_mut().shutdown())
+                .await;
+        }
+    }
+
+    /// Opens a connection: TCP, TLS handshake, protocol hello, within `connect_timeout`.
+    async fn open(&self) -> Result<Live, ClientError> {
+        let server = self.options.server.clone();
+        let (address, server_name) = self.options.endpoint()?;
+        let connect_error = |source: io::Error| ClientError::Connect {
+            server: server.clone(),
+            source,
+        };
+        let timed_out = || {
+            connect_error(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no answer within {:.1} s",
+                    self.options.connect_timeout.as_secs_f64()
+                ),
+            ))
+        };
+        let tls_or_io = |error: io::Error| match tls_error(&error) {
+            Some(source) => ClientError::Tls {
+                server: server.clone(),
+                source,
+            },
+            None => connect_error(error),
+        };
+        let deadline = tokio::time::Instant::now() + self.options.connect_timeout;
+        let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(&address))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(connect_error)?;
+        let _ = tcp.set_nodelay(true);
+        let connector = TlsConnector::from(self.options.tls.clone());
+        let tls = tokio::time::timeout_at(deadline, connector.connect(server_name, tcp))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(tls_or_io)?;
+        let mut link = Link::new(tls);
+        let config = self.options.protocol_config();
+        debug_assert_eq!(config.framing, Framing::LengthPrefixed);
+        let len = buffer_len(config.max_chunk as usize);
+        let mut conn = Conn::client(config, vec![0; len], vec![0; len], link.now())
+            .map_err(|e| ClientError::Protocol(format!("cannot set up the connection: {e:?}")))?;
+        let hello = async {
+            loop {
+                link.flush(&mut conn).await.map_err(tls_or_io)?;
+                match conn.poll_event(link.now()) {
+                    Some(Event::Connected { chunk_size, window }) => {
+                        tracing::debug!(%server, chunk_size, window, "connected");
+                        return Ok(());
+                    }
+                    Some(Event::Closed { failure, text }) => {
+                        return Err(match failure {
+                            Failure::Peer(code)
+                                if code != ErrorCode::PROTOCOL
+                                    && code != ErrorCode::UNSUPPORTED_VERSION =>
+                            {
+                                ClientError::refused(code, text)
+                            }
+                            Failure::Unanswered | Failure::IdleTimeout => timed_out(),
+                            other => {
+                                ClientError::Protocol(format!("the hello failed: {other:?} {text}"))
+                            }
+                        });
+                    }
+                    Some(_) => {}
+                    None => link.receive(&mut conn).await.map_err(tls_or_io)?,
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline, hello)
+            .await
+            .map_err(|_| timed_out())??;
+        Ok(Live { conn, link })
+    }
+
+    /// Whether a failure to (re)connect is worth another try.
+    fn reconnectable(error: &ClientError) -> bool {
+        match error {
+            ClientError::Connect { .. } | ClientError::Interrupted { .. } => true,
+            ClientError::Refused { code, .. } => [
+                ErrorCode::BUSY,
+                ErrorCode::TIMEOUT,
+                ErrorCode::INTERNAL,
+                ErrorCode::CANCELLED,
+            ]
+            .contains(code),
+            _ => false,
+        }
+    }
+
+    /// Runs `op` to its end: attempts over (re)connected sessions, backing off between
+    /// reconnections, starting over once if the source changed.
+    async fn run<O: Operation>(&mut self, op: &mut O) -> Result<O::Output, ClientError> {
+        let result = self.run_attempts(op).await;
+        if let Err(error) = &result {
+            op.failed(error);
+        }
+        result
+    }
+
+    async fn run_attempts<O: Operation>(&mut self, op: &mut O) -> Result<O::Output, ClientError> {
+        let mut retries_left = self.options.retries;
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 0u32;
+        let mut restarted = false;
+        loop {
+            attempts += 1;
+            let marker = op.progress_marker();
+            let outcome = match self.live.as_mut() {
+                Some(live) => attempt(live, op, &mut self.scratch).await,
+                None => match self.open().await {
+                    Ok(live) => {
+                        let live = self.live.insert(live);
+                        attempt(live, op, &mut self.scratch).await
+                    }
+                    Err(error) if Self::reconnectable(&error) => Err(Interrupt::Final(error)),
+                    Err(error) => return Err(error),
+                },
+            };
+            let interrupt = match outcome {
+                Ok(output) => return Ok(output),
+                Err(interrupt) => interrupt,
+            };
+            let decision = match interrupt {
+                Interrupt::Final(error) if Self::reconnectable(&error) => {
+                    self.live = None;
+                    Decision::Reconnect(error)
+                }
+                Interrupt::Final(error) => {
+                    // The session may be mid-transfer: start the next operation on a new one.
+                    self.live = None;
+                    Decision::Fail(error)
+                }
+                Interrupt::Link(error) => {
+                    self.live = None;
+                    let reason = match tls_error(&error) {
+                        Some(tls) => format!("TLS: {tls}"),
+                        None => error.to_string(),
+                    };
+                    Decision::Reconnect(ClientError::Interrupted {
+                        server: self.options.server.clone(),
+                        attempts,
+                        reason,
+                    })
+                }
+                Interrupt::Closed(failure, text) => {
+                    self.live = None;
+                    classify(op.kind(), op.name(), &self.options.server, failure, text)
+                }
+                Interrupt::Failed(failure, text) => {
+                    let decision =
+                        classify(op.kind(), op.name(), &self.options.server, failure, text);
+                    if matches!(decision, Decision::Reconnect(_)) {
+                        self.live = None;
+                    }
+                    decision
+                }
+            };
+            match decision {
+                Decision::Fail(error) => return Err(error),
+                Decision::Restart => {
+                    if restarted {
+                        return Err(ClientError::verification(
+                            op.name(),
+                            "the source changed again while it was being sent",
+                        ));
+                    }
+                    restarted = true;
+                    tracing::info!(name = op.name(), "the source changed: starting over");
+                    op.restart()?;
+                }
+                Decision::Reconnect(error) => {
+                    let error = match error {
+                        ClientError::Interrupted { server, reason, .. } => {
+                            ClientError::Interrupted {
+                                server,
+                                attempts,
+                                reason,
+                            }
+                        }
+                        other => other,
+                    };
+                    if !op.can_retry() {
+                        return Err(match error {
+                            ClientError::Interrupted { server, reason, .. } => {
+                                ClientError::Interrupted {
+                                    server,
+                                    attempts,
+                                    reason: format!(
+                                        "{reason}; a streamed upload cannot resume once its data is consumed"
+                                    ),
+                                }
+                            }
+                            other => other,
+                        });
+                    }
+                    if op.progress_marker() != marker {
+                        retries_left = self.options.retries;
+                        backoff = FIRST_BACKOFF;
+                    }
+                    if retries_left == 0 {
+                        return Err(error);
+                    }
+                    retries_left -= 1;
+                    tracing::warn!(
+                        name = op.name(),
+                        attempt = attempts,
+                        "{error}; reconnecting in {} ms",
+                        backoff.as_millis()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Uploads the file at `path` as `name`, resuming from what the server holds and
+    /// reading exactly the chunks asked for. A file the server already holds with the same
+    /// content completes without sending data.
+    pub async fn upload_file(
+        &mut self,
+        path: &Path,
+        name: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<TransferReport, ClientError> {
+        check_name(name)?;
+        let source = Source::<tokio::io::Empty>::open_file(path)?;
+        let mut op = UploadOp::new(name, source, progress);
+        self.run(&mut op).await
+    }
+
+    /// Uploads `size` bytes read from `reader` as `name` (for data that is not in a file,
+    /// such as a browser upload). Only the chunks in flight are kept in memory (window ×
+    /// chunk size). Whatever the server held of `name` is dropped first; a connection that
+    /// breaks after data was consumed cannot resume and fails with
+    /// [`ClientError::Interrupted`].
+    pub async fn upload_stream<R: AsyncRead + Unpin>(
+        &mut self,
+        name: &str,
+        size: u64,
+        reader: R,
+        progress: ProgressFn<'_>,
+    ) -> Result<TransferReport, ClientError> {
+        check_name(name)?;
+        let source = Source::stream(reader, size);
+        let mut op = UploadOp::new(name, source, progress);
+        self.run(&mut op).await
+    }
+
+    /// Downloads `name` to the file `dest` through a partial file beside it
+    /// (`.NAME.ferry-part` and `.NAME.ferry-held`), resuming from an earlier partial
+    /// download; `dest` is written (renamed into place) only once the file is verified.
+    pub async fn download_file(
+        &mut self,
+        name: &str,
+        dest: &Path,
+        progress: ProgressFn<'_>,
+    ) -> Result<TransferReport, ClientError> {
+        check_name(name)?;
+        let mut op = DownloadOp::new(name, dest, progress)?;
+        self.run(&mut op).await
+    }
+
+    /// Lists every file of this client's identity, in name order (all pages).
+    pub async fn list(&mut self) -> Result<Vec<FileEntry>, ClientError> {
+        let mut op = ListOp {
+            cursor: String::new(),
+            entries: Vec::new(),
+        };
+        self.run(&mut op).await
+    }
+
+    /// Deletes `name` on the server.
+    pub async fn delete(&mut self, name: &str) -> Result<(), ClientError> {
+        check_name(name)?;
+        let mut op = DeleteOp {
+            name: name.to_string(),
+        };
+        self.run(&mut op).await
+    }
+
+    /// The seed's two-way transfer: uploads `path` as `name`, downloads it back into a
+    /// temporary directory, compares the copy with the file chunk by chunk (bytes and
+    /// digests) and as a whole, and reports both digests and the plain SHA-256. The copy
+    /// is deleted; the server keeps the file. A difference is reported with
+    /// `identical: false`, not as an error.
+    pub async fn roundtrip(
+        &mut self,
+        path: &Path,
+        name: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<RoundTripReport, ClientError> {
+        let upload = self.upload_file(path, name, progress).await?;
+        let temp = tempfile::Builder::new()
+            .prefix(".ferry-roundtrip-")
+            .tempdir()
+            .map_err(|e| ClientError::io(std::env::temp_dir(), e))?;
+        let copy = temp.path().join("copy");
+        let download = self.download_file(name, &copy, progress).await?;
+        let compared =
+            crate::compare::compare_files(path, &copy, &upload, &download, progress).await?;
+        Ok(compared)
+    }
+}
+
+/// Lists all pages.
+struct ListOp {
+    cursor: String,
+    entries: Vec<FileEntry>,
+}
+
+impl Operation for ListOp {
+    type Output = Vec<FileEntry>;
+
+    fn kind(&self) -> OpKind {
+        OpKind::List
+    }
+
+    fn name(&self) -> &str {
+        ""
+    }
+
+    fn begin(&mut self, conn: &mut Conn) -> Result<(), Interrupt> {
+        begin_request(conn.list(&self.cursor, LIST_PAGE), &self.cursor)
+    }
+
+    async fn on_event(
+        &mut self,
+        event: Ev,
+        conn: &mut Conn,
+        _scratch: &[u8],
+        _now: u64,
+    ) -> Result<Option<Self::Output>, Interrupt> {
+        let Ev::ListPage { entries, more } = event else {
+            return Ok(None);
+        };
+        if let Some(last) = entries.last() {
+            if last.name <= self.cursor && !self.cursor.is_empty() {
+                return Err(ClientError::Protocol("the listing went backwards".into()).into());
+            }
+            self.cursor = last.name.clone();
+        } else if more {
+            return Err(
+                ClientError::Protocol("an empty list page with more to come".into()).into(),
+            );
+        }
+        self.entries.extend(entries);
+        if more {
+            begin_request(conn.list(&self.cursor, LIST_PAGE), &self.cursor)?;
+            return Ok(None);
+        }
+        Ok(Some(std::mem::take(&mut self.entries)))
+    }
+
+    fn progress_marker(&self) -> u64 {
+        self.entries.len() as u64
+    }
+}
+
+/// Deletes one file.
+struct DeleteOp {
+    name: String,
+}
+
+impl Operation for DeleteOp {
+    type Output = ();
+
+    fn kind(&self) -> OpKind {
+        OpKind::Delete
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn begin(&mut self, conn: &mut Conn) -> Result<(), Interrupt> {
+        begin_request(conn.delete(&self.name), &self.name)
+    }
+
+    async fn on_event(
+        &mut self,
+        event: Ev,
+        _conn: &mut Conn,
+        _scratch: &[u8],
+        _now: u64,
+    ) -> Result<Option<()>, Interrupt> {
+        Ok(matches!(event, Ev::Deleted).then_some(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decide(kind: OpKind, failure: Failure) -> Decision {
+        classify(kind, "f", "s", failure, "why".into())
+    }
+
+    /// The web page runs operations in spawned tasks: their futures must be `Send`.
+    #[allow(dead_code, clippy::manual_async_fn)]
+    fn operations_are_send(client: &mut Client, path: &Path) {
+        fn send<T: Send>(_: T) {}
+        send(client.upload_file(path, "n", &mut |_| {}));
+        send(client.upload_stream("n", 1, tokio::io::empty(), &mut |_| {}));
+        send(client.download_file("n", path, &mut |_| {}));
+        send(client.list());
+        send(client.delete("n"));
+        send(client.roundtrip(path, "n", &mut |_| {}));
+        send(Client::connect(
+            ClientOptions::new("h", client.options.tls.clone()).unwrap(),
+        ));
+    }
+
+    #[test]
+    fn refusals_are_final_and_map_to_exit_code_4() {
+        for code in [
+            ErrorCode::NOT_FOUND,
+            ErrorCode::INVALID_NAME,
+            ErrorCode::QUOTA_EXCEEDED,
+            ErrorCode::TOO_LARGE,
+            ErrorCode::FORBIDDEN,
+        ] {
+            match decide(OpKind::Upload, Failure::Peer(code)) {
+                Decision::Fail(error) => {
+                    assert_eq!(error.exit_code(), 4);
+                    assert_eq!(error.refusal_code(), Some(code));
+                }
+                _ => panic!("{code:?} is not final"),
+            }
+        }
+    }
+
+    #[test]
+    fn broken_links_and_busy_servers_are_retried() {
+        for failure in [
+            Failure::Unanswered,
+            Failure::IdleTimeout,
+            Failure::Peer(ErrorCode::BUSY),
+            Failure::Peer(ErrorCode::TIMEOUT),
+            Failure::Transfer(TransferError::RetriesExhausted { index: 3 }),
+            Failure::Transfer(TransferError::FinishUnanswered),
+        ] {
+            assert!(
+                matches!(decide(OpKind::Upload, failure), Decision::Reconnect(_)),
+                "{failure:?}"
+            );
+        }
+        match decide(OpKind::Upload, Failure::Peer(ErrorCode::BUSY)) {
+            Decision::Reconnect(error) => assert_eq!(error.exit_code(), 4),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn changed_sources_restart_and_bad_digests_fail_verification() {
+        assert!(matches!(
+            decide(
+                OpKind::Upload,
+                Failure::Transfer(TransferError::SourceChanged)
+            ),
+            Decision::Restart
+        ));
+        assert!(matches!(
+            decide(OpKind::Download, Failure::Peer(ErrorCode::SOURCE_CHANGED)),
+            Decision::Restart
+        ));
+        for (kind, failure) in [
+            (
+                OpKind::Upload,
+                Failure::Transfer(TransferError::DigestMismatch),
+            ),
+            (OpKind::Download, Failure::Peer(ErrorCode::DIGEST_MISMATCH)),
+            (OpKind::Download, Failure::Peer(ErrorCode::STORAGE)),
+        ] {
+            match decide(kind, failure) {
+                Decision::Fail(error) => assert_eq!(error.exit_code(), 5, "{failure:?}"),
+                _ => panic!("{failure:?}"),
+            }
+        }
+        // On an upload, a storage failure is the server refusing (disk full).
+        match decide(OpKind::Upload, Failure::Peer(ErrorCode::STORAGE)) {
+            Decision::Fail(error) => assert_eq!(error.exit_code(), 4),
+            _ => panic!(),
+        }
+        match decide(OpKind::List, Failure::Peer(ErrorCode::PROTOCOL)) {
+            Decision::Fail(error) => assert_eq!(error.exit_code(), 1),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn names_are_checked_before_they_are_sent() {
+        assert!(check_name("a").is_ok());
+        assert!(check_name(&"x".repeat(255)).is_ok());
+        for bad in [String::new(), "x".repeat(256)] {
+            let error = check_name(&bad).unwrap_err();
+            assert_eq!(error.refusal_code(), Some(ErrorCode::INVALID_NAME));
+            assert_eq!(error.exit_code(), 4);
+        }
+    }
+
+    #[test]
+    fn chunk_frames_are_recognised() {
+        let mut buf = vec![0u8; 256];
+        let frame = Frame::Chunk {
+            transfer: 1,
+            index: 42,
+            digest: [0; 32],
+            data: b"abc",
+        };
+        let len =
+            ferry_core::framing::encode_frame(&frame, Framing::LengthPrefixed, &mut buf).unwrap();
+        assert_eq!(chunk_index(&buf[..len]), Some(42));
+        let ack = Frame::Ack {
+            transfer: 1,
+            cumulative: 3,
+            mask: 0,
+        };
+        let len =
+            ferry_core::framing::encode_frame(&ack, Framing::LengthPrefixed, &mut buf).unwrap();
+        assert_eq!(chunk_index(&buf[..len]), None);
+        assert_eq!(chunk_index(&[1, 2]), None);
+    }
+}
