@@ -1,2 +1,54 @@
-//! ferry-server: placeholder until its issue lands.
+//! # ferry-server
+//!
+//! Ferry's file server: clients authenticate with certificates from the operator's CA
+//! (mutual TLS 1.3), and each client identity gets its own namespace of files that it
+//! uploads, downloads, lists and deletes through the Ferry protocol (`ferry-core`).
+//! Transfers resume after a disconnect or a restart of either side, and a file becomes
+//! visible only once its whole-file digest is verified and it is durably committed.
+//!
+//! ## Data flow
+//! ```text
+//! TCP accept ──(global limit)──▶ TLS 1.3 handshake (timeout; client cert must chain to the
+//!   CA and not be on the CRL, reloaded on SIGHUP or file change)
+//!   ──▶ ClientIdentity {fingerprint of the key, label = CN} ──(per-identity limit)──▶
+//!   session: ferry_client::link::Link drives a ferry_core::Connection; its events become
+//!   storage calls, confined to STORAGE/<fingerprint>/:
+//!     UploadRequested   ─▶ validate_name ─▶ Storage::begin_upload (size limit, quota,
+//!                          resume from the re-verified partial) ─▶ accept_upload(held)
+//!     StoreChunk        ─▶ Upload::store: pwrite into partial/<key>.part, append to .held
+//!     Commit            ─▶ Upload::commit: fsync, metadata, rename into files/<name>
+//!     DownloadRequested ─▶ Storage::open_file (one handle per download) ─▶ accept_download
+//!     NeedChunk         ─▶ pread ─▶ provide_chunk
+//!     ListRequested / DeleteRequested ─▶ Storage::list / Storage::delete
+//! ```
+//! The core makes every protocol decision (windows, re-sends, digests, resume); this crate
+//! moves bytes, stores data and enforces the server's policies. See [`storage`] for the
+//! layout on disk, the commit protocol and quota accounting, [`names`] for the file name
+//! rules, and [`config`] for the options.
+//!
+//! ## Limits
+//! Connections: `max_connections` in total (more are dropped before the handshake) and
+//! `max_connections_per_identity` (more are answered `BUSY` and closed); a connection runs
+//! one transfer at a time, so a client runs several transfers over several connections.
+//! One upload per identity and name at a time (a second is answered `BUSY`). Memory per
+//! connection is fixed: two protocol buffers of `ferry_core::buffer_len(chunk_size)` bytes
+//! (65,854 B each for 64 KiB chunks), the link's 256 KiB read buffer, one chunk of read
+//! buffer for downloads and rustls' buffers: about 420 KiB with the default chunk size.
+//!
+//! ## Shutdown
+//! On SIGTERM or SIGINT the binary stops accepting, lets running transfers finish for
+//! `shutdown_grace_secs`, then fsyncs the partial uploads still running and closes them;
+//! their clients resume later.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod names;
+mod server;
+mod session;
+pub mod storage;
+
+pub use config::{Args, ConfigError, FileConfig, ServerOptions};
+pub use names::{validate_name, NameError};
+pub use server::{run, Bootstrap, Server, ServerError};
+pub use storage::{FileMeta, Storage, StorageConfig, StorageError};

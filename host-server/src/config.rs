@@ -1,0 +1,532 @@
+//! Server options: command line, environment, TOML file and defaults.
+//!
+//! Every option can be given as a flag (`--idle-timeout-secs 60`), an environment variable
+//! (`FERRY_IDLE_TIMEOUT_SECS=60`) or a key of the TOML file named by `--config` /
+//! `FERRY_CONFIG` (`idle_timeout_secs = 60`). Precedence: flag, then environment, then file,
+//! then the default. Byte sizes accept a plain number of bytes or a number with a unit:
+//! `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB` are powers of 1024, `KB`, `MB`, `GB`, `TB`
+//! powers of 1000 (case-insensitive). Relative paths are relative to the working directory.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use ferry_core::wire::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+
+/// Default listening address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+/// Default storage directory.
+pub const DEFAULT_STORAGE: &str = "./storage";
+/// Default certificate directory.
+pub const DEFAULT_CERTS: &str = "./certs";
+/// Default per-identity quota: 10 GiB.
+pub const DEFAULT_QUOTA: u64 = 10 << 30;
+/// Default largest file: 4 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 << 30;
+/// Default limit of open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default limit of open connections of one identity.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IDENTITY: usize = 16;
+/// Default TLS handshake timeout, seconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// Default idle timeout, seconds.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 120;
+/// Default age after which an abandoned partial upload is removed: 7 days.
+pub const DEFAULT_PARTIAL_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// Default time running transfers get to finish on shutdown, seconds.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
+/// Default (largest) chunk size: 64 KiB.
+pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
+
+/// Command line of `ferry-server`.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "ferry-server",
+    version,
+    about = "Ferry's file server: stores each client's files over mutual TLS, with resumable, verified transfers.",
+    long_about = "Ferry's file server: stores each client's files over mutual TLS, with resumable, \
+                  verified transfers.\n\nOn first run with no certificates in --certs it creates a CA, \
+                  the server certificate and the client certificate `local` (as `ferry-certs init` \
+                  does). Options can also come from environment variables and from a TOML file \
+                  (--config) with the same keys in snake_case; a flag wins over the environment, \
+                  which wins over the file. Byte sizes take units (10GiB, 512M, 4GB)."
+)]
+pub struct Args {
+    /// Address to listen on (HOST:PORT; port 0 picks a free port).
+    #[arg(long, env = "FERRY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory of stored files.
+    #[arg(long, env = "FERRY_STORAGE", value_name = "DIR")]
+    pub storage: Option<PathBuf>,
+    /// Certificate directory (created on first run).
+    #[arg(long, env = "FERRY_CERTS", value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+    /// TOML file with options (same keys, snake_case).
+    #[arg(long, env = "FERRY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Storage quota of each client identity [default: 10GiB].
+    #[arg(long, env = "FERRY_QUOTA", value_name = "BYTES", value_parser = parse_bytes)]
+    pub quota: Option<u64>,
+    /// Largest file accepted [default: 4GiB].
+    #[arg(long, env = "FERRY_MAX_FILE_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_file_size: Option<u64>,
+    /// Open connections at most; more are dropped before the handshake [default: 256].
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Open connections of one client identity at most; more are answered BUSY [default: 16].
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS_PER_IDENTITY", value_name = "N")]
+    pub max_connections_per_identity: Option<usize>,
+    /// Time allowed for the TLS handshake [default: 10].
+    #[arg(long, env = "FERRY_HANDSHAKE_TIMEOUT_SECS", value_name = "SECS")]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Silence after which a connection is closed [default: 120].
+    #[arg(long, env = "FERRY_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Age after which an abandoned partial upload is removed [default: 604800, 7 days].
+    #[arg(long, env = "FERRY_PARTIAL_EXPIRY_SECS", value_name = "SECS")]
+    pub partial_expiry_secs: Option<u64>,
+    /// Time running transfers get to finish on SIGTERM/SIGINT [default: 5].
+    #[arg(long, env = "FERRY_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Largest TLS record fragment the server sends (32..=16389), for small devices.
+    #[arg(long, env = "FERRY_MAX_FRAGMENT_SIZE", value_name = "BYTES")]
+    pub max_fragment_size: Option<usize>,
+    /// Largest chunk size the server negotiates (16 B..=1 MiB) [default: 64KiB].
+    #[arg(long, env = "FERRY_CHUNK_SIZE", value_name = "BYTES", value_parser = parse_chunk_size)]
+    pub chunk_size: Option<u32>,
+    /// Print the resolved options as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// A byte size in the TOML file: a number, or a string with a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    /// Bytes.
+    Bytes(u64),
+    /// A number with a unit, as on the command line.
+    Text(String),
+}
+
+impl ByteSize {
+    fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
+        match self {
+            ByteSize::Bytes(n) => Ok(*n),
+            ByteSize::Text(text) => parse_bytes(text).map_err(|reason| ConfigError::Invalid {
+                key: key.into(),
+                reason,
+            }),
+        }
+    }
+}
+
+/// The TOML configuration file: every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // the keys are the options of `Args`
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub storage: Option<PathBuf>,
+    pub certs: Option<PathBuf>,
+    pub quota: Option<ByteSize>,
+    pub max_file_size: Option<ByteSize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_identity: Option<usize>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub partial_expiry_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub max_fragment_size: Option<usize>,
+    pub chunk_size: Option<ByteSize>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The server's resolved options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerOptions {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory of stored files.
+    pub storage: PathBuf,
+    /// Certificate directory.
+    pub certs: PathBuf,
+    /// Per-identity quota, bytes.
+    pub quota: u64,
+    /// Largest file, bytes.
+    pub max_file_size: u64,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections of one identity at most.
+    pub max_connections_per_identity: usize,
+    /// TLS handshake timeout, seconds.
+    pub handshake_timeout_secs: u64,
+    /// Idle timeout, seconds.
+    pub idle_timeout_secs: u64,
+    /// Age after which abandoned partial uploads are removed, seconds.
+    pub partial_expiry_secs: u64,
+    /// Time running transfers get to finish on shutdown, seconds.
+    pub shutdown_grace_secs: u64,
+    /// rustls `max_fragment_size`, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_fragment_size: Option<usize>,
+    /// Largest chunk size negotiated, bytes.
+    pub chunk_size: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            listen: DEFAULT_LISTEN.into(),
+            storage: DEFAULT_STORAGE.into(),
+            certs: DEFAULT_CERTS.into(),
+            quota: DEFAULT_QUOTA,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_identity: DEFAULT_MAX_CONNECTIONS_PER_IDENTITY,
+            handshake_timeout_secs: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            partial_expiry_secs: DEFAULT_PARTIAL_EXPIRY_SECS,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            max_fragment_size: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file cannot be read.
+    #[error("cannot read the configuration file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or has unknown keys.
+    #[error("invalid configuration file {}: {reason}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A value out of range.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// The option.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ServerOptions {
+    /// Resolves the options from parsed arguments (flags and environment, as clap merged
+    /// them) and the configuration file they name, if any.
+    pub fn from_args(args: &Args) -> Result<ServerOptions, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        ServerOptions::resolve(args, &file)
+    }
+
+    /// Merges arguments over the file over the defaults, and validates the result.
+    pub fn resolve(args: &Args, file: &FileConfig) -> Result<ServerOptions, ConfigError> {
+        let d = ServerOptions::default();
+        let bytes = |key: &str, value: &Option<ByteSize>| -> Result<Option<u64>, ConfigError> {
+            value.as_ref().map(|v| v.bytes(key)).transpose()
+        };
+        let file_chunk = match bytes("chunk_size", &file.chunk_size)? {
+            Some(n) => Some(u32::try_from(n).map_err(|_| ConfigError::Invalid {
+                key: "chunk_size".into(),
+                reason: format!("{n} is out of range"),
+            })?),
+            None => None,
+        };
+        let options = ServerOptions {
+            listen: pick(&args.listen, &file.listen, d.listen),
+            storage: pick(&args.storage, &file.storage, d.storage),
+            certs: pick(&args.certs, &file.certs, d.certs),
+            quota: pick(&args.quota, &bytes("quota", &file.quota)?, d.quota),
+            max_file_size: pick(
+                &args.max_file_size,
+                &bytes("max_file_size", &file.max_file_size)?,
+                d.max_file_size,
+            ),
+            max_connections: pick(
+                &args.max_connections,
+                &file.max_connections,
+                d.max_connections,
+            ),
+            max_connections_per_identity: pick(
+                &args.max_connections_per_identity,
+                &file.max_connections_per_identity,
+                d.max_connections_per_identity,
+            ),
+            handshake_timeout_secs: pick(
+                &args.handshake_timeout_secs,
+                &file.handshake_timeout_secs,
+                d.handshake_timeout_secs,
+            ),
+            idle_timeout_secs: pick(
+                &args.idle_timeout_secs,
+                &file.idle_timeout_secs,
+                d.idle_timeout_secs,
+            ),
+            partial_expiry_secs: pick(
+                &args.partial_expiry_secs,
+                &file.partial_expiry_secs,
+                d.partial_expiry_secs,
+            ),
+            shutdown_grace_secs: pick(
+                &args.shutdown_grace_secs,
+                &file.shutdown_grace_secs,
+                d.shutdown_grace_secs,
+            ),
+            max_fragment_size: args.max_fragment_size.or(file.max_fragment_size),
+            chunk_size: pick(&args.chunk_size, &file_chunk, d.chunk_size),
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// Checks the ranges of the options.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                reason,
+            })
+        };
+        if self.listen.trim().is_empty() {
+            return invalid("listen", "empty address".into());
+        }
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return invalid(
+                "chunk_size",
+                format!(
+                    "{} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}",
+                    self.chunk_size
+                ),
+            );
+        }
+        for (key, value) in [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_identity",
+                self.max_connections_per_identity as u64,
+            ),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("partial_expiry_secs", self.partial_expiry_secs),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
+        }
+        // Keep durations within what tokio and millisecond clocks represent.
+        for (key, value) in [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("partial_expiry_secs", self.partial_expiry_secs),
+            ("shutdown_grace_secs", self.shutdown_grace_secs),
+        ] {
+            if value > 100 * 365 * 24 * 3600 {
+                return invalid(key, format!("{value} seconds is more than 100 years"));
+            }
+        }
+        if let Some(size) = self.max_fragment_size {
+            if !(32..=16389).contains(&size) {
+                return invalid("max_fragment_size", format!("{size} is outside 32..=16389"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The options as a TOML document (what `--print-config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print options: {e}\n"))
+    }
+}
+
+fn pick<T: Clone>(flag_or_env: &Option<T>, file: &Option<T>, default: T) -> T {
+    flag_or_env
+        .clone()
+        .or_else(|| file.clone())
+        .unwrap_or(default)
+}
+
+/// Parses a byte size: `1048576`, `64KiB`, `10G`, `4 GB`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(format!(
+            "{text:?} is not a byte size (e.g. 1048576, 64KiB, 10G)"
+        ));
+    }
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: number out of range"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use K, M, G, T, KiB.., KB..)"
+            ))
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?}: out of range"))
+}
+
+fn parse_chunk_size(text: &str) -> Result<u32, String> {
+    let bytes = parse_bytes(text)?;
+    u32::try_from(bytes).map_err(|_| format!("{text:?}: out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        let mut all = vec!["ferry-server"];
+        all.extend_from_slice(list);
+        Args::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64KiB"), Ok(65536));
+        assert_eq!(parse_bytes("64k"), Ok(65536));
+        assert_eq!(parse_bytes("10G"), Ok(10 << 30));
+        assert_eq!(parse_bytes("10 GiB"), Ok(10 << 30));
+        assert_eq!(parse_bytes("4GB"), Ok(4_000_000_000));
+        assert_eq!(parse_bytes("2t"), Ok(2 << 40));
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("G").is_err());
+        assert!(parse_bytes("1.5G").is_err());
+        assert!(parse_bytes("10 parsecs").is_err());
+        assert!(parse_bytes("99999999999999999999").is_err());
+        assert!(parse_bytes("20000000T").is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let options = ServerOptions::resolve(&Args::default(), &FileConfig::default()).unwrap();
+        assert_eq!(options, ServerOptions::default());
+        assert_eq!(options.listen, "127.0.0.1:9000");
+        assert_eq!(options.storage, PathBuf::from("./storage"));
+        assert_eq!(options.certs, PathBuf::from("./certs"));
+        assert_eq!(options.quota, 10 << 30);
+        assert_eq!(options.max_file_size, 4 << 30);
+        assert_eq!(options.chunk_size, 65536);
+    }
+
+    #[test]
+    fn flags_win_over_file_which_wins_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            listen = "0.0.0.0:7000"
+            storage = "/srv/ferry"
+            quota = "1GiB"
+            max_file_size = 1000
+            idle_timeout_secs = 30
+            chunk_size = "16K"
+            max_fragment_size = 1024
+            "#,
+        )
+        .unwrap();
+        let args = args(&["--listen", "127.0.0.1:0", "--quota", "5M"]);
+        let options = ServerOptions::resolve(&args, &file).unwrap();
+        assert_eq!(options.listen, "127.0.0.1:0"); // flag
+        assert_eq!(options.quota, 5 << 20); // flag
+        assert_eq!(options.storage, PathBuf::from("/srv/ferry")); // file
+        assert_eq!(options.max_file_size, 1000); // file
+        assert_eq!(options.idle_timeout_secs, 30); // file
+        assert_eq!(options.chunk_size, 16384); // file
+        assert_eq!(options.max_fragment_size, Some(1024)); // file
+        assert_eq!(options.certs, PathBuf::from("./certs")); // default
+        assert_eq!(options.max_connections, 256); // default
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys_and_bad_values() {
+        assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
+        let file: FileConfig = toml::from_str("quota = \"lots\"").unwrap();
+        let error = ServerOptions::resolve(&Args::default(), &file).unwrap_err();
+        assert!(error.to_string().starts_with("invalid quota"), "{error}");
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        for list in [
+            &["--chunk-size", "8"][..],
+            &["--chunk-size", "2M"],
+            &["--max-connections", "0"],
+            &["--idle-timeout-secs", "0"],
+            &["--max-fragment-size", "16"],
+            &["--max-fragment-size", "20000"],
+        ] {
+            let error = ServerOptions::resolve(&args(list), &FileConfig::default());
+            assert!(error.is_err(), "{list:?}");
+        }
+        assert!(Args::try_parse_from(["ferry-server", "--quota", "much"]).is_err());
+    }
+
+    #[test]
+    fn printed_options_parse_back() {
+        let mut options = ServerOptions {
+            max_fragment_size: Some(2048),
+            ..ServerOptions::default()
+        };
+        options.storage = "/data".into();
+        let file: FileConfig = toml::from_str(&options.to_toml()).unwrap();
+        assert_eq!(
+            ServerOptions::resolve(&Args::default(), &file).unwrap(),
+            options
+        );
+    }
+
+    #[test]
+    fn missing_config_file_is_a_clear_error() {
+        let args = args(&["--config", "/nonexistent/ferry.toml"]);
+        let error = ServerOptions::from_args(&args).unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/ferry.toml"),
+            "{error}"
+        );
+    }
+}

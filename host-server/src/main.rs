@@ -1,0 +1,77 @@
+//! `ferry-server`: the Ferry file server (see the library documentation).
+#![forbid(unsafe_code)]
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use ferry_server::{Args, Server, ServerOptions};
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() -> ExitCode {
+    let filter = std::env::var("FERRY_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let options = match ServerOptions::from_args(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("ferry-server: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        print!("{}", options.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferry-server: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry-server: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(options: ServerOptions) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let server = Server::bind(options).await?;
+    let mut stdout = std::io::stdout().lock();
+    if let Some(bootstrap) = server.bootstrap() {
+        writeln!(stdout, "{bootstrap}")?;
+    }
+    writeln!(stdout, "ferry-server listening on {}", server.local_addr())?;
+    stdout.flush()?;
+    drop(stdout);
+    let shutdown = async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received");
+    };
+    server.serve(shutdown).await?;
+    Ok(())
+}

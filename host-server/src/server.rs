@@ -1,0 +1,441 @@
+//! The listener: certificates, TLS, connection limits, CRL reloads, partial expiry and
+//! graceful shutdown.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ferry_certs::{
+    init, server_config_with_verifier, CertDir, ClientIdentity, InitOptions,
+    ReloadableClientVerifier, LOCAL_CLIENT,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{ConfigError, ServerOptions};
+use crate::session::{self, Phase, Shared};
+use crate::storage::{Storage, StorageConfig, StorageError};
+
+/// How often the CRL file is checked for changes.
+const CRL_POLL: Duration = Duration::from_secs(2);
+/// How long an upload waits for an earlier upload of the same name to end before `BUSY`.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
+/// How long connections get to close after the grace period before they are aborted.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Invalid options.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Certificates missing, unreadable or invalid.
+    #[error(transparent)]
+    Certs(#[from] ferry_certs::CertError),
+    /// The storage directory is unusable.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// A signal handler cannot be installed.
+    #[error("cannot handle {signal}: {source}")]
+    Signal {
+        /// The signal.
+        signal: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Certificates created on first run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// The certificate directory.
+    pub dir: PathBuf,
+    /// The CA certificate clients trust.
+    pub ca_cert: PathBuf,
+    /// The `local` client certificate.
+    pub client_cert: PathBuf,
+    /// Its private key.
+    pub client_key: PathBuf,
+    /// Certificate, key and CA in one file.
+    pub client_bundle: PathBuf,
+}
+
+impl fmt::Display for Bootstrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "created certificates in {}: CA {}, client certificate {}, key {} (bundle {})",
+            self.dir.display(),
+            self.ca_cert.display(),
+            self.client_cert.display(),
+            self.client_key.display(),
+            self.client_bundle.display()
+        )
+    }
+}
+
+/// A bound server, ready to [`serve`](Server::serve).
+pub struct Server {
+    options: ServerOptions,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    verifier: Arc<ReloadableClientVerifier>,
+    storage: Arc<Storage>,
+    bootstrap: Option<Bootstrap>,
+    hangup: Signal,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates the certificates if the directory has no CA yet.
+fn bootstrap(dir: &CertDir) -> Result<Option<Bootstrap>, ServerError> {
+    if dir.ca_cert().exists() {
+        return Ok(None);
+    }
+    init(dir, &InitOptions::default())?;
+    let local = dir.client_paths(LOCAL_CLIENT)?;
+    Ok(Some(Bootstrap {
+        dir: dir.root().to_path_buf(),
+        ca_cert: dir.ca_cert(),
+        client_cert: local.cert,
+        client_key: local.key,
+        client_bundle: local.bundle,
+    }))
+}
+
+impl Server {
+    /// Prepares everything: certificates (created on first run), TLS configuration, storage,
+    /// the SIGHUP handler, and the listening socket. Must run inside a tokio runtime.
+    pub async fn bind(options: ServerOptions) -> Result<Server, ServerError> {
+        options.validate()?;
+        let dir = CertDir::new(&options.certs);
+        let bootstrap = bootstrap(&dir)?;
+        let paths = dir.server_tls_paths();
+        let crl = paths.crl.clone().filter(|crl| crl.exists());
+        if crl.is_none() {
+            tracing::warn!(
+                "no CRL at {}: revoked certificates are not refused",
+                dir.crl().display()
+            );
+        }
+        let verifier = ReloadableClientVerifier::new(&paths.ca_cert, crl.as_deref())?;
+        let mut tls =
+            server_config_with_verifier(&paths.server_cert, &paths.server_key, verifier.clone())?;
+        tls.max_fragment_size = options.max_fragment_size;
+        // No session resumption: a resumed session skips the client certificate check, so a
+        // revoked or expired certificate could go on connecting. Every connection performs a
+        // full handshake against the current CRL.
+        tls.send_tls13_tickets = 0;
+        tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let storage = Storage::open(StorageConfig {
+            root: options.storage.clone(),
+            quota: options.quota,
+            max_file_size: options.max_file_size,
+            partial_expiry: Duration::from_secs(options.partial_expiry_secs),
+            busy_wait: BUSY_WAIT,
+        })?;
+        // Installed before anyone can learn the address: SIGHUP must never kill the server.
+        let hangup = signal(SignalKind::hangup()).map_err(|source| ServerError::Signal {
+            signal: "SIGHUP",
+            source,
+        })?;
+        let listener =
+            TcpListener::bind(&options.listen)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr: options.listen.clone(),
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: options.listen.clone(),
+                source,
+            })?;
+        Ok(Server {
+            options,
+            listener,
+            local_addr,
+            acceptor,
+            verifier,
+            storage,
+            bootstrap,
+            hangup,
+        })
+    }
+
+    /// The bound address (the real port when listening on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The certificates created by [`bind`](Server::bind), if it created any.
+    pub fn bootstrap(&self) -> Option<&Bootstrap> {
+        self.bootstrap.as_ref()
+    }
+
+    /// The resolved options.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// The store.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// Accepts connections until `shutdown` completes, then stops accepting, gives running
+    /// transfers `shutdown_grace_secs` to finish, checkpoints the rest and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server {
+            options,
+            listener,
+            local_addr,
+            acceptor,
+            verifier,
+            storage,
+            bootstrap: _,
+            hangup,
+        } = self;
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let core = ferry_core::Config {
+            max_chunk: options.chunk_size,
+            idle_timeout: options.idle_timeout_secs.saturating_mul(1000),
+            ..ferry_core::Config::stream()
+        };
+        let shared = Arc::new(Shared {
+            storage: storage.clone(),
+            core,
+            idle: Duration::from_secs(options.idle_timeout_secs),
+            max_per_identity: options.max_connections_per_identity,
+            identities: Mutex::new(Default::default()),
+            phase: phase_rx,
+        });
+        let crl_task = tokio::spawn(watch_crl(verifier, hangup));
+        let expiry_task = tokio::spawn(expire_partials(storage.clone()));
+        let handshake_timeout = Duration::from_secs(options.handshake_timeout_secs);
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut tasks = JoinSet::new();
+        tracing::info!(
+            "serving {} on {local_addr} (quota {}, max file {}, chunks {})",
+            options.storage.display(),
+            crate::storage::human(options.quota),
+            crate::storage::human(options.max_file_size),
+            crate::storage::human(u64::from(options.chunk_size)),
+        );
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        if open.load(Ordering::Relaxed) >= options.max_connections {
+                            tracing::warn!(
+                                "{peer}: refused, {} connections open (--max-connections)",
+                                options.max_connections
+                            );
+                            drop(tcp);
+                            continue;
+                        }
+                        let counted = Counted::new(open.clone());
+                        tasks.spawn(connection(
+                            tcp,
+                            peer,
+                            acceptor.clone(),
+                            handshake_timeout,
+                            shared.clone(),
+                            counted,
+                        ));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = joined {
+                        tracing::error!("a connection task failed: {e}");
+                    }
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            "shutting down: no new connections, {} open; running transfers get {} s",
+            open.load(Ordering::Relaxed),
+            options.shutdown_grace_secs
+        );
+        let _ = phase_tx.send(Phase::Draining);
+        let grace = Duration::from_secs(options.shutdown_grace_secs);
+        if tokio::time::timeout(grace, drain(&mut tasks))
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                "grace period over: checkpointing and closing {} connections",
+                tasks.len()
+            );
+            let _ = phase_tx.send(Phase::Stopping);
+            if tokio::time::timeout(STOP_TIMEOUT, drain(&mut tasks))
+                .await
+                .is_err()
+            {
+                tracing::warn!("aborting {} connections", tasks.len());
+                tasks.abort_all();
+                drain(&mut tasks).await;
+            }
+        }
+        crl_task.abort();
+        expiry_task.abort();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds and serves until `shutdown` completes (see [`Server`]).
+pub async fn run(
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    Server::bind(options).await?.serve(shutdown).await
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Counts an open connection while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    shared: Arc<Shared>,
+    _counted: Counted,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        Err(_) => {
+            tracing::info!("{peer}: TLS handshake timed out");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::info!("{peer}: TLS handshake refused: {e}");
+            return;
+        }
+        Ok(Ok(tls)) => tls,
+    };
+    let identity = match ClientIdentity::from_peer_certificates(tls.get_ref().1.peer_certificates())
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::warn!("{peer}: {e}");
+            return;
+        }
+    };
+    let slot = shared.enter(&identity.fingerprint);
+    session::serve(tls, identity, peer, shared, slot).await;
+}
+
+/// The file's identity for change detection: modification time, length, inode.
+fn crl_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    let md = std::fs::metadata(path).ok()?;
+    Some((md.modified().ok()?, md.len(), md.ino()))
+}
+
+/// Reloads the CRL on SIGHUP and when the file changes.
+async fn watch_crl(verifier: Arc<ReloadableClientVerifier>, mut hangup: Signal) {
+    let path = verifier.crl_path().map(Path::to_path_buf);
+    let mut last = path.as_deref().and_then(crl_stamp);
+    let mut tick = tokio::time::interval(CRL_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let trigger = tokio::select! {
+            _ = hangup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                let stamp = path.as_deref().and_then(crl_stamp);
+                if stamp == last {
+                    continue;
+                }
+                last = stamp;
+                "a change of the CRL file"
+            }
+        };
+        let Some(path) = &path else {
+            tracing::info!("{trigger}: no CRL configured, nothing to reload");
+            continue;
+        };
+        let reloading = verifier.clone();
+        match tokio::task::spawn_blocking(move || reloading.reload_crl()).await {
+            Ok(Ok(revoked)) => tracing::info!(
+                "CRL {} reloaded after {trigger}: {revoked} revoked certificates",
+                path.display()
+            ),
+            Ok(Err(e)) => tracing::warn!(
+                "CRL reload after {trigger} failed, the previous CRL stays in force: {e}"
+            ),
+            Err(e) => tracing::error!("CRL reload: {e}"),
+        }
+    }
+}
+
+/// Removes abandoned partial uploads now and then.
+async fn expire_partials(storage: Arc<Storage>) {
+    let expiry = storage.config().partial_expiry;
+    let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let storage = storage.clone();
+        match tokio::task::spawn_blocking(move || storage.expire_partials(SystemTime::now())).await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!("removed {removed} abandoned partial uploads"),
+            Ok(Err(e)) => tracing::warn!("expiring partial uploads: {e}"),
+            Err(e) => tracing::error!("expiring partial uploads: {e}"),
+        }
+    }
+}

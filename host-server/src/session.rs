@@ -1,0 +1,761 @@
+//! One client connection after the TLS handshake: drives a `ferry_core::Connection` with
+//! `ferry_client::link::Link` and answers its events from the [`Storage`], confined to the
+//! client's identity.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_certs::ClientIdentity;
+use ferry_client::link::Link;
+use ferry_core::wire::{ErrorCode, ListEntry};
+use ferry_core::{Config, Connection, Digest, Event, Failure, Layout};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::names::validate_name;
+use crate::storage::{human, Storage, StorageError, Upload};
+
+/// The server's protocol connection: heap buffers, window 16.
+pub(crate) type Conn = Connection<Vec<u8>, 16>;
+
+/// The server's life: running, draining (idle connections close, transfers finish), stopping
+/// (everyone checkpoints and closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Running,
+    Draining,
+    Stopping,
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub storage: Arc<Storage>,
+    pub core: Config,
+    pub idle: Duration,
+    pub max_per_identity: usize,
+    pub identities: Mutex<HashMap<String, usize>>,
+    pub phase: watch::Receiver<Phase>,
+}
+
+/// Counts a connection of an identity while it lives.
+pub(crate) struct IdentitySlot {
+    shared: Arc<Shared>,
+    fingerprint: String,
+}
+
+impl Shared {
+    /// Takes a connection slot of `fingerprint`, or `None` if its limit is reached.
+    pub fn enter(self: &Arc<Self>, fingerprint: &str) -> Option<IdentitySlot> {
+        let mut counts = self.identities.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(fingerprint.to_string()).or_default();
+        if *count >= self.max_per_identity {
+            return None;
+        }
+        *count += 1;
+        Some(IdentitySlot {
+            shared: self.clone(),
+            fingerprint: fingerprint.to_string(),
+        })
+    }
+}
+
+impl Drop for IdentitySlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .shared
+            .identities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.fingerprint) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.fingerprint);
+            }
+        }
+    }
+}
+
+/// A transfer for the log line.
+struct TransferLog {
+    op: &'static str,
+    name: String,
+    size: u64,
+    chunk_size: u32,
+    started: Instant,
+    held_chunks: u64,
+}
+
+enum Active {
+    Upload {
+        upload: Box<Upload>,
+        log: TransferLog,
+    },
+    Download {
+        file: File,
+        log: TransferLog,
+    },
+}
+
+impl Active {
+    fn log_mut(&mut self) -> &mut TransferLog {
+        match self {
+            Active::Upload { log, .. } | Active::Download { log, .. } => log,
+        }
+    }
+}
+
+/// An event's content, owned, so the connection can be used again.
+enum Action {
+    None,
+    Upload {
+        name: String,
+        size: u64,
+        fresh: bool,
+    },
+    Download {
+        name: String,
+    },
+    List {
+        start_after: String,
+        limit: u16,
+    },
+    Delete {
+        name: String,
+    },
+    Stored(u64),
+    StoreFailed(StorageError),
+    NeedChunk {
+        index: u64,
+        offset: u64,
+        len: usize,
+    },
+    Commit {
+        digest: Digest,
+    },
+    Started {
+        layout: Layout,
+        held_chunks: u64,
+    },
+    Verified,
+    Failed {
+        failure: Failure,
+        text: String,
+    },
+    Closed {
+        failure: Failure,
+        text: String,
+    },
+}
+
+/// Why a session ended.
+enum End {
+    Closed(Failure, String),
+    Io(io::Error),
+    SendTimeout,
+    Shutdown,
+    Refused,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Closed(failure, text) => {
+                write!(f, "connection closed: {}", describe(*failure, text))
+            }
+            End::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                write!(f, "the client disconnected")
+            }
+            End::Io(e) => write!(f, "connection error: {e}"),
+            End::SendTimeout => write!(f, "the client stopped reading"),
+            End::Shutdown => write!(f, "server shutting down"),
+            End::Refused => write!(f, "refused: too many connections of this identity"),
+        }
+    }
+}
+
+fn describe(failure: Failure, text: &str) -> String {
+    let what = match failure {
+        Failure::Peer(code) => format!("client reported {}", code.name()),
+        Failure::Local(code) => code.name().to_string(),
+        Failure::Transfer(error) => format!("{error:?}"),
+        Failure::IdleTimeout => "idle timeout".into(),
+        other => format!("{other:?}"),
+    };
+    if text.is_empty() {
+        what
+    } else {
+        format!("{what}: {text}")
+    }
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    identity: ClientIdentity,
+    peer: SocketAddr,
+    /// Over the per-identity connection limit: every request is answered BUSY.
+    over_limit: bool,
+    close_after_flush: bool,
+    active: Option<Active>,
+    read_buf: Vec<u8>,
+}
+
+/// Serves one authenticated connection until it ends; `slot` is `None` when the identity is
+/// over its connection limit (requests are refused with BUSY, then the connection closes).
+pub(crate) async fn serve<S>(
+    stream: S,
+    identity: ClientIdentity,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: Option<IdentitySlot>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut link = Link::new(stream);
+    let len = ferry_core::buffer_len(shared.core.max_chunk as usize);
+    let mut conn = match Conn::server(shared.core, vec![0; len], vec![0; len], link.now()) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!("cannot create a protocol connection: {e:?}");
+            return;
+        }
+    };
+    let mut session = Session {
+        shared,
+        identity,
+        peer,
+        over_limit: slot.is_none(),
+        close_after_flush: false,
+        active: None,
+        read_buf: Vec::new(),
+    };
+    tracing::debug!(
+        "{}: connected as {} ({})",
+        session.peer,
+        session.identity.label,
+        session.identity.short_fingerprint()
+    );
+    let end = session.run(&mut link, &mut conn).await;
+    session.finish(&end).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), link.stream_mut().shutdown()).await;
+    tracing::debug!("{}: {}", session.peer, end);
+    drop(slot);
+}
+
+impl Session {
+    async fn run<S>(&mut self, link: &mut Link<S>, conn: &mut Conn) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut phase = self.shared.phase.clone();
+        loop {
+            match tokio::time::timeout(self.shared.idle, link.flush(conn)).await {
+                Err(_) => return End::SendTimeout,
+                Ok(Err(e)) => return End::Io(e),
+                Ok(Ok(())) => {}
+            }
+            if self.close_after_flush {
+                return End::Refused;
+            }
+            let now = link.now();
+            let action = match conn.poll_event(now) {
+                Some(event) => self.on_event(event),
+                None => {
+                    let current = *phase.borrow_and_update();
+                    let idle = !conn.is_busy() && self.active.is_none();
+                    if current == Phase::Stopping || (current == Phase::Draining && idle) {
+                        return End::Shutdown;
+                    }
+                    tokio::select! {
+                        received = link.receive(conn) => match received {
+                            Ok(()) => continue,
+                            Err(e) => return End::Io(e),
+                        },
+                        changed = phase.changed() => match changed {
+                            Ok(()) => continue,
+                            Err(_) => return End::Shutdown,
+                        },
+                    }
+                }
+            };
+            if let Some(end) = self.act(action, link, conn).await {
+                return end;
+            }
+        }
+    }
+
+    /// Copies what is needed out of an event; a chunk to store is written right here,
+    /// while its data is borrowed from the connection.
+    fn on_event(&mut self, event: Event<'_>) -> Action {
+        match event {
+            Event::Connected { .. } | Event::Deleted | Event::ListPage { .. } => Action::None,
+            Event::UploadRequested { name, size, fresh } => Action::Upload {
+                name: name.to_string(),
+                size,
+                fresh,
+            },
+            Event::DownloadRequested { name, .. } => Action::Download {
+                name: name.to_string(),
+            },
+            Event::ListRequested { start_after, limit } => Action::List {
+                start_after: start_after.to_string(),
+                limit,
+            },
+            Event::DeleteRequested { name } => Action::Delete {
+                name: name.to_string(),
+            },
+            Event::StoreChunk {
+                index,
+                offset,
+                digest,
+                data,
+            } => match self.active.as_mut() {
+                Some(Active::Upload { upload, .. }) => {
+                    match upload.store(index, offset, &digest, data) {
+                        Ok(()) => Action::Stored(index),
+                        Err(e) => Action::StoreFailed(e),
+                    }
+                }
+                _ => Action::StoreFailed(StorageError::Inconsistent(
+                    "a chunk arrived without an upload".into(),
+                )),
+            },
+            Event::NeedChunk { index, offset, len } => Action::NeedChunk { index, offset, len },
+            Event::Commit { digest, .. } => Action::Commit { digest },
+            Event::TransferStarted {
+                layout,
+                held_chunks,
+            } => Action::Started {
+                layout,
+                held_chunks,
+            },
+            Event::Verified { .. } => Action::Verified,
+            Event::Failed { failure, text } => Action::Failed {
+                failure,
+                text: text.to_string(),
+            },
+            Event::Closed { failure, text } => Action::Closed {
+                failure,
+                text: text.to_string(),
+            },
+        }
+    }
+
+    fn fingerprint(&self) -> String {
+        self.identity.fingerprint.clone()
+    }
+
+    fn chunk_size(&self, conn: &Conn) -> u32 {
+        conn.negotiated()
+            .map_or(self.shared.core.max_chunk, |(chunk, _)| chunk)
+    }
+
+    /// Refuses the pending request; logs the refusal.
+    fn refuse(&self, conn: &mut Conn, op: &str, name: &str, code: ErrorCode, text: &str) {
+        tracing::info!(
+            client = %self.identity.label,
+            fp = %self.identity.short_fingerprint(),
+            op,
+            name,
+            result = %format!("refused: {}: {text}", code.name()),
+            "request"
+        );
+        if let Err(e) = conn.reject(code, text) {
+            tracing::warn!("{}: cannot refuse a request: {e:?}", self.peer);
+        }
+    }
+
+    async fn act<S>(&mut self, action: Action, link: &mut Link<S>, conn: &mut Conn) -> Option<End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let is_request = matches!(
+            action,
+            Action::Upload { .. }
+                | Action::Download { .. }
+                | Action::List { .. }
+                | Action::Delete { .. }
+        );
+        if is_request && self.over_limit {
+            let limit = self.shared.max_per_identity;
+            tracing::warn!(
+                "{}: {} ({}) has {limit} connections open already: refused",
+                self.peer,
+                self.identity.label,
+                self.identity.short_fingerprint()
+            );
+            let text = format!("too many connections of this identity (limit {limit})");
+            if let Err(e) = conn.reject(ErrorCode::BUSY, &text) {
+                tracing::warn!("{}: cannot refuse a request: {e:?}", self.peer);
+            }
+            self.close_after_flush = true;
+            return None;
+        }
+        if is_request {
+            // A new request ends a transfer the client gave up on (the core reports it as
+            // failed too); its partial upload stays for a resume.
+            if let Some(active) = self.active.take() {
+                self.end_transfer(active, "failed: cancelled by a new request")
+                    .await;
+            }
+        }
+        match action {
+            Action::None => {}
+            Action::Upload { name, size, fresh } => self.on_upload(conn, name, size, fresh).await,
+            Action::Download { name } => self.on_download(conn, name).await,
+            Action::List { start_after, limit } => self.on_list(conn, start_after, limit).await,
+            Action::Delete { name } => self.on_delete(conn, name).await,
+            Action::Stored(index) => {
+                if let Err(e) = conn.chunk_stored(index) {
+                    tracing::warn!("{}: chunk_stored: {e:?}", self.peer);
+                }
+            }
+            Action::StoreFailed(error) => {
+                tracing::warn!(
+                    "{}: storing a chunk for {} failed: {error}",
+                    self.peer,
+                    self.identity.label
+                );
+                let _ = conn.fail_transfer(error.code(), &error.client_text());
+            }
+            Action::NeedChunk { index, offset, len } => {
+                let Some(Active::Download { file, log }) = self.active.as_mut() else {
+                    let _ = conn.fail_transfer(ErrorCode::INTERNAL, "no file open");
+                    return None;
+                };
+                self.read_buf.resize(len, 0);
+                let buf = &mut self.read_buf[..len];
+                match file.read_exact_at(buf, offset) {
+                    Ok(()) => {
+                        if let Err(e) = conn.provide_chunk(index, buf, link.now()) {
+                            tracing::warn!("{}: provide_chunk: {e:?}", self.peer);
+                            let _ = conn.fail_transfer(ErrorCode::INTERNAL, "internal error");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "reading {:?} of {} at {offset}: {e}",
+                            log.name,
+                            self.identity.label
+                        );
+                        let _ = conn.fail_transfer(
+                            ErrorCode::STORAGE,
+                            "storage failure on the server: cannot read the file",
+                        );
+                    }
+                }
+            }
+            Action::Commit { digest } => self.on_commit(conn, digest).await,
+            Action::Started {
+                layout,
+                held_chunks,
+            } => {
+                if let Some(active) = self.active.as_mut() {
+                    let log = active.log_mut();
+                    log.size = layout.size;
+                    log.chunk_size = layout.chunk_size;
+                    log.held_chunks = held_chunks;
+                    log.started = Instant::now();
+                }
+            }
+            Action::Verified => {
+                if let Some(active) = self.active.take() {
+                    self.end_transfer(active, "verified").await;
+                }
+            }
+            Action::Failed { failure, text } => {
+                if let Some(active) = self.active.take() {
+                    let result = format!("failed: {}", describe(failure, &text));
+                    self.end_transfer(active, &result).await;
+                }
+            }
+            Action::Closed { failure, text } => return Some(End::Closed(failure, text)),
+        }
+        None
+    }
+
+    async fn on_upload(&mut self, conn: &mut Conn, raw: String, size: u64, fresh: bool) {
+        let name = match validate_name(&raw) {
+            Ok(name) => name,
+            Err(e) => {
+                return self.refuse(
+                    conn,
+                    "upload",
+                    &raw,
+                    ErrorCode::INVALID_NAME,
+                    &e.to_string(),
+                )
+            }
+        };
+        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let chunk_size = self.chunk_size(conn);
+        let task_name = name.clone();
+        let begun = tokio::task::spawn_blocking(move || {
+            storage.begin_upload(&fingerprint, &task_name, size, chunk_size, fresh)
+        })
+        .await;
+        let upload = match begun {
+            Ok(Ok(upload)) => upload,
+            Ok(Err(e)) => {
+                if let StorageError::Io { .. } | StorageError::Inconsistent(_) = e {
+                    tracing::error!("upload of {name:?} for {}: {e}", self.identity.label);
+                }
+                return self.refuse(conn, "upload", &name, e.code(), &e.client_text());
+            }
+            Err(e) => {
+                tracing::error!("upload of {name:?}: {e}");
+                return self.refuse(conn, "upload", &name, ErrorCode::INTERNAL, "internal error");
+            }
+        };
+        let held: Vec<(u64, Digest)> = upload.held_chunks().collect();
+        if let Err(e) = conn.accept_upload(held) {
+            tracing::warn!("{}: accept_upload: {e:?}", self.peer);
+            return;
+        }
+        let log = TransferLog {
+            op: "upload",
+            name,
+            size,
+            chunk_size,
+            started: Instant::now(),
+            held_chunks: 0,
+        };
+        self.active = Some(Active::Upload {
+            upload: Box::new(upload),
+            log,
+        });
+    }
+
+    async fn on_download(&mut self, conn: &mut Conn, raw: String) {
+        let name = match validate_name(&raw) {
+            Ok(name) => name,
+            Err(e) => {
+                return self.refuse(
+                    conn,
+                    "download",
+                    &raw,
+                    ErrorCode::INVALID_NAME,
+                    &e.to_string(),
+                )
+            }
+        };
+        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let chunk_size = self.chunk_size(conn);
+        let task_name = name.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            storage.open_file(&fingerprint, &task_name, chunk_size)
+        })
+        .await;
+        let stored = match opened {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(StorageError::NotFound)) => {
+                let text = format!("no such file: {name}");
+                return self.refuse(conn, "download", &name, ErrorCode::NOT_FOUND, &text);
+            }
+            Ok(Err(e)) => {
+                tracing::error!("download of {name:?} for {}: {e}", self.identity.label);
+                return self.refuse(conn, "download", &name, e.code(), &e.client_text());
+            }
+            Err(e) => {
+                tracing::error!("download of {name:?}: {e}");
+                return self.refuse(
+                    conn,
+                    "download",
+                    &name,
+                    ErrorCode::INTERNAL,
+                    "internal error",
+                );
+            }
+        };
+        let meta = &stored.meta;
+        // The stored digest is only comparable when computed with this connection's chunks.
+        let expected = (meta.chunk_size == chunk_size).then(|| meta.digest_bytes());
+        if let Err(e) = conn.accept_download(meta.size, expected) {
+            tracing::warn!("{}: accept_download: {e:?}", self.peer);
+            return;
+        }
+        if !conn.is_busy() {
+            // The core refused it (the client's partial copy has another size).
+            tracing::info!(
+                client = %self.identity.label,
+                fp = %self.identity.short_fingerprint(),
+                op = "download",
+                name = %name,
+                result = "refused: the client's partial copy does not match",
+                "request"
+            );
+            return;
+        }
+        let log = TransferLog {
+            op: "download",
+            name,
+            size: meta.size,
+            chunk_size,
+            started: Instant::now(),
+            held_chunks: 0,
+        };
+        self.active = Some(Active::Download {
+            file: stored.file,
+            log,
+        });
+    }
+
+    async fn on_list(&mut self, conn: &mut Conn, start_after: String, limit: u16) {
+        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let chunk_size = self.chunk_size(conn);
+        let listed = tokio::task::spawn_blocking(move || {
+            // One more than asked for: it tells whether more entries follow the page.
+            storage.list(
+                &fingerprint,
+                &start_after,
+                usize::from(limit) + 1,
+                chunk_size,
+            )
+        })
+        .await;
+        match listed {
+            Ok(Ok(metas)) => {
+                let entries = metas.iter().map(|meta| ListEntry {
+                    name: &meta.name,
+                    size: meta.size,
+                    modified: meta.modified,
+                    chunk_size: meta.chunk_size,
+                    digest: meta.digest_bytes(),
+                });
+                if let Err(e) = conn.respond_list(entries) {
+                    tracing::warn!("{}: respond_list: {e:?}", self.peer);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!("listing for {}: {e}", self.identity.label);
+                self.refuse(conn, "list", "", e.code(), &e.client_text());
+            }
+            Err(e) => {
+                tracing::error!("listing: {e}");
+                self.refuse(conn, "list", "", ErrorCode::INTERNAL, "internal error");
+            }
+        }
+    }
+
+    async fn on_delete(&mut self, conn: &mut Conn, raw: String) {
+        let name = match validate_name(&raw) {
+            Ok(name) => name,
+            Err(e) => {
+                return self.refuse(
+                    conn,
+                    "delete",
+                    &raw,
+                    ErrorCode::INVALID_NAME,
+                    &e.to_string(),
+                )
+            }
+        };
+        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let task_name = name.clone();
+        let deleted =
+            tokio::task::spawn_blocking(move || storage.delete(&fingerprint, &task_name)).await;
+        match deleted {
+            Ok(Ok(())) => {
+                tracing::info!(
+                    client = %self.identity.label,
+                    fp = %self.identity.short_fingerprint(),
+                    op = "delete",
+                    name = %name,
+                    result = "deleted",
+                    "request"
+                );
+                if let Err(e) = conn.respond_delete() {
+                    tracing::warn!("{}: respond_delete: {e:?}", self.peer);
+                }
+            }
+            Ok(Err(StorageError::NotFound)) => {
+                let text = format!("no such file: {name}");
+                self.refuse(conn, "delete", &name, ErrorCode::NOT_FOUND, &text);
+            }
+            Ok(Err(e)) => {
+                tracing::error!("delete of {name:?} for {}: {e}", self.identity.label);
+                self.refuse(conn, "delete", &name, e.code(), &e.client_text());
+            }
+            Err(e) => {
+                tracing::error!("delete of {name:?}: {e}");
+                self.refuse(conn, "delete", &name, ErrorCode::INTERNAL, "internal error");
+            }
+        }
+    }
+
+    async fn on_commit(&mut self, conn: &mut Conn, digest: Digest) {
+        let Some(Active::Upload { mut upload, log }) = self.active.take() else {
+            let _ = conn.fail_transfer(ErrorCode::INTERNAL, "nothing to commit");
+            return;
+        };
+        let committed = tokio::task::spawn_blocking(move || {
+            let result = upload.commit(&digest);
+            (upload, result)
+        })
+        .await;
+        match committed {
+            Ok((upload, Ok(_meta))) => {
+                self.active = Some(Active::Upload { upload, log });
+                if let Err(e) = conn.commit_done() {
+                    tracing::warn!("{}: commit_done: {e:?}", self.peer);
+                }
+            }
+            Ok((upload, Err(e))) => {
+                tracing::error!("committing {:?} for {}: {e}", log.name, self.identity.label);
+                self.active = Some(Active::Upload { upload, log });
+                let _ = conn.fail_transfer(e.code(), &e.client_text());
+            }
+            Err(e) => {
+                tracing::error!("committing {:?}: {e}", log.name);
+                let _ = conn.fail_transfer(ErrorCode::INTERNAL, "internal error");
+            }
+        }
+    }
+
+    /// Logs the end of a transfer; a partial upload is flushed to disk for a later resume.
+    async fn end_transfer(&self, active: Active, result: &str) {
+        let log = match active {
+            Active::Upload { upload, log } => {
+                let name = log.name.clone();
+                let synced = tokio::task::spawn_blocking(move || upload.checkpoint()).await;
+                if let Ok(Err(e)) = synced {
+                    tracing::error!("checkpointing the upload of {name:?}: {e}");
+                }
+                log
+            }
+            Active::Download { log, .. } => log,
+        };
+        let elapsed = log.started.elapsed();
+        let resumed = log
+            .held_chunks
+            .saturating_mul(u64::from(log.chunk_size))
+            .min(log.size);
+        let moved = log.size - resumed;
+        let mb_s = moved as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6);
+        tracing::info!(
+            client = %self.identity.label,
+            fp = %self.identity.short_fingerprint(),
+            op = log.op,
+            name = %log.name,
+            size = log.size,
+            human_size = %human(log.size),
+            resumed,
+            secs = %format!("{:.3}", elapsed.as_secs_f64()),
+            mb_s = %format!("{mb_s:.1}"),
+            result,
+            "transfer"
+        );
+    }
+
+    /// After the connection ended: a running transfer is checkpointed and logged.
+    async fn finish(&mut self, end: &End) {
+        if let Some(active) = self.active.take() {
+            let result = format!("failed: {end}");
+            self.end_transfer(active, &result).await;
+        }
+    }
+}
