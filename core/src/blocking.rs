@@ -11,6 +11,7 @@ use embedded_io::{Error as _, ErrorKind, Read, Write};
 
 use crate::connection::{Connection, Event, Failure, UsageError};
 use crate::digest::Digest;
+use crate::transfer::Layout;
 
 /// The caller's clock: milliseconds from any fixed point, never going back.
 pub trait Clock {
@@ -24,6 +25,12 @@ pub trait ChunkSource {
     type Error;
     /// Fills `buf` with the bytes at `offset`.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// The upload started: its layout, and how many chunks the server already
+    /// held from an earlier attempt (they are not sent again). Does nothing by default.
+    fn started(&mut self, layout: Layout, held_chunks: u64) -> Result<(), Self::Error> {
+        let _ = (layout, held_chunks);
+        Ok(())
+    }
 }
 
 /// Where a download's data goes.
@@ -41,6 +48,14 @@ pub trait ChunkSink {
     ) -> Result<(), Self::Error>;
     /// Makes the complete, verified file durable.
     fn commit(&mut self, size: u64, digest: &Digest) -> Result<(), Self::Error>;
+    /// The download started: the file's layout (its size, as the server has it), and
+    /// how many chunks of the `partial` copy offered were accepted as held (0: the
+    /// transfer starts from scratch, so drop any partial state). Called before the
+    /// first `write_chunk`; does nothing by default.
+    fn started(&mut self, layout: Layout, held_chunks: u64) -> Result<(), Self::Error> {
+        let _ = (layout, held_chunks);
+        Ok(())
+    }
 }
 
 /// Why a blocking operation ended without success.
@@ -139,6 +154,12 @@ where
                     source.read_at(offset, buf).map_err(DriverError::Storage)?;
                     self.connection.provide_chunk(index, buf, now)?;
                 }
+                Some(Event::TransferStarted {
+                    layout,
+                    held_chunks,
+                }) => source
+                    .started(layout, held_chunks)
+                    .map_err(DriverError::Storage)?,
                 Some(Event::Verified { digest, .. }) => return Ok(digest),
                 Some(event) => Self::unexpected(event)?,
                 None => self.receive()?,
@@ -170,6 +191,12 @@ where
                         .map_err(DriverError::Storage)?;
                     self.connection.chunk_stored(index)?;
                 }
+                Some(Event::TransferStarted {
+                    layout,
+                    held_chunks,
+                }) => sink
+                    .started(layout, held_chunks)
+                    .map_err(DriverError::Storage)?,
                 Some(Event::Commit { size, digest }) => {
                     sink.commit(size, &digest).map_err(DriverError::Storage)?;
                     self.connection.commit_done()?;
