@@ -489,9 +489,13 @@ impl Client {
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0u32;
         let mut restarted = false;
+        let mut stale_seen = false;
         loop {
             attempts += 1;
             let marker = op.progress_marker();
+            // A connection kept from an earlier operation may have been closed by the
+            // server while idle: its failure does not count as a retry (once).
+            let reused = self.live.is_some();
             let outcome = match self.live.as_mut() {
                 Some(live) => attempt(live, op, &mut self.scratch).await,
                 None => match self.open().await {
@@ -580,7 +584,13 @@ impl Client {
                             other => other,
                         });
                     }
-                    if op.progress_marker() != marker {
+                    let progressed = op.progress_marker() != marker;
+                    if reused && !progressed && !stale_seen {
+                        stale_seen = true;
+                        tracing::debug!(name = op.name(), "{error}; reconnecting at once");
+                        continue;
+                    }
+                    if progressed {
                         retries_left = self.options.retries;
                         backoff = FIRST_BACKOFF;
                     }

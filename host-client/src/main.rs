@@ -54,7 +54,13 @@ With several files, ferry goes on after a failure and exits with the first failu
 
 /// Ferry's command-line client.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "Move files to and from a Ferry server over mutual TLS", long_about = LONG_ABOUT)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Move files to and from a Ferry server over mutual TLS",
+    long_about = LONG_ABOUT,
+    args_override_self = true
+)]
 struct Cli {
     /// Server address, HOST:PORT ([ADDRESS]:PORT for IPv6); HOST is the TLS server name
     #[arg(long, global = true, env = "FERRY_SERVER", default_value = DEFAULT_SERVER, value_parser = parse_server)]

@@ -153,6 +153,21 @@ async fn a_dropped_upload_resumes_with_only_the_missing_chunks() {
 }
 
 #[tokio::test]
+async fn a_connection_closed_while_idle_is_replaced_without_using_a_retry() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "f", &data(100, 3));
+    let mut options = server.options();
+    options.retries = 0;
+    let mut client = Client::connect(options).await.unwrap();
+    client.upload_file(&path, "f", &mut |_| {}).await.unwrap();
+    server.kick();
+    let report = client.upload_file(&path, "g", &mut |_| {}).await.unwrap();
+    assert_eq!(report.attempts, 2);
+    assert_eq!(client.list().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn a_dropped_download_resumes_from_the_partial_file() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -344,7 +359,10 @@ async fn listing_pages_through_many_files() {
     assert_eq!(listed.len(), count);
     assert!(listed.windows(2).all(|w| w[0].name < w[1].name));
     assert!(listed[0].name.starts_with("000-"));
-    assert!(server.store().list_requests >= 2, "one page held everything");
+    assert!(
+        server.store().list_requests >= 2,
+        "one page held everything"
+    );
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub struct Store {
     /// (name, size, fresh) of every upload request.
     pub upload_requests: Vec<(String, u64, bool)>,
     pub connections: u64,
+    /// Connections that ended (the server's side returned).
+    pub closed: u64,
     pub list_requests: u64,
 }
 
@@ -68,6 +70,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub certs: tempfile::TempDir,
     pub store: Arc<Mutex<Store>>,
+    kick: Arc<tokio::sync::Notify>,
 }
 
 impl TestServer {
@@ -82,6 +85,8 @@ impl TestServer {
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let shared = store.clone();
+        let kick = Arc::new(tokio::sync::Notify::new());
+        let kicks = kick.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -96,15 +101,22 @@ impl TestServer {
                     };
                     let acceptor = acceptor.clone();
                     let store = shared.clone();
+                    let kick = kicks.clone();
                     tokio::spawn(async move {
                         if let Ok(tls) = acceptor.accept(tcp).await {
-                            serve(tls, store).await;
+                            serve(tls, store.clone(), kick).await;
+                            store.lock().unwrap().closed += 1;
                         }
                     });
                 }
             });
         });
-        TestServer { addr, certs, store }
+        TestServer {
+            addr,
+            certs,
+            store,
+            kick,
+        }
     }
 
     pub fn ca(&self) -> PathBuf {
@@ -133,6 +145,20 @@ impl TestServer {
 
     pub async fn client(&self) -> Client {
         Client::connect(self.options()).await.unwrap()
+    }
+
+    /// Drops every connection that is waiting for input (as an idle timeout would), and
+    /// waits until at least one is gone.
+    pub fn kick(&self) {
+        let before = self.store().closed;
+        for _ in 0..500 {
+            self.kick.notify_waiters();
+            std::thread::sleep(Duration::from_millis(10));
+            if self.store().closed > before {
+                return;
+            }
+        }
+        panic!("no connection was dropped");
     }
 
     pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -253,6 +279,7 @@ async fn drop_connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin
 async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     stream: S,
     store: Arc<Mutex<Store>>,
+    kick: Arc<tokio::sync::Notify>,
 ) {
     let mut link = Link::new(stream);
     let config = Config::stream();
@@ -274,8 +301,11 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         let event = match conn.poll_event(now) {
             Some(event) => own(event),
             None => {
-                if link.receive(&mut conn).await.is_err() {
-                    return;
+                tokio::select! {
+                    result = link.receive(&mut conn) => if result.is_err() {
+                        return;
+                    },
+                    _ = kick.notified() => return,
                 }
                 continue;
             }
@@ -397,7 +427,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                     }
                 }
                 Ev::List { start_after, limit } => {
-                store.list_requests += 1;
+                    store.list_requests += 1;
                     let entries: Vec<ListEntry<'_>> = store
                         .files
                         .range::<String, _>((

@@ -1,0 +1,331 @@
+//! The `ferry` binary against the in-test server: JSON output, human output, exit codes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{data, hex, write_file, TestServer, CHUNK};
+use ferry_core::digest::plain_sha256;
+use ferry_core::FileDigest;
+use serde_json::Value;
+
+/// `ferry` with no FERRY_* variables from the environment.
+fn ferry() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    for var in [
+        "FERRY_SERVER",
+        "FERRY_CA",
+        "FERRY_CERT",
+        "FERRY_KEY",
+        "FERRY_RETRIES",
+        "FERRY_LOG",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// `ferry` pointed at `server` with flags.
+fn ferry_at(server: &TestServer) -> Command {
+    let mut command = ferry();
+    command
+        .arg("--server")
+        .arg(server.addr.to_string())
+        .arg("--ca")
+        .arg(server.ca())
+        .arg("--cert")
+        .arg(server.cert())
+        .arg("--key")
+        .arg(server.key());
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run ferry");
+    (
+        status.code().expect("exited"),
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect()
+}
+
+fn digest_hex(bytes: &[u8]) -> String {
+    hex(&FileDigest::of(bytes, CHUNK as u32))
+}
+
+#[test]
+fn json_results_for_every_operation() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = data(CHUNK + 1, 1);
+    let b = data(10, 2);
+    let path_a = write_file(dir.path(), "a.bin", &a);
+    let path_b = write_file(dir.path(), "b.txt", &b);
+
+    let (code, stdout, stderr) = run(ferry_at(&server)
+        .args(["upload", "--json"])
+        .arg(&path_a)
+        .arg(&path_b));
+    assert_eq!(code, 0, "{stderr}");
+    let results = json_lines(&stdout);
+    assert_eq!(results.len(), 2, "one object per file: {stdout}");
+    assert_eq!(results[0]["op"], "upload");
+    assert_eq!(results[0]["ok"], true);
+    assert_eq!(results[0]["name"], "a.bin");
+    assert_eq!(results[0]["size"], a.len() as u64);
+    assert_eq!(results[0]["digest"], digest_hex(&a));
+    assert_eq!(results[0]["chunks"], 2);
+    assert_eq!(results[0]["chunks_sent"], 2);
+    assert_eq!(results[0]["held_at_start"], 0);
+    assert_eq!(results[0]["attempts"], 1);
+    assert_eq!(results[0]["verified"], true);
+    assert!(results[0]["duration_ms"].is_number());
+    assert_eq!(results[1]["name"], "b.txt");
+
+    // Global options after the subcommand, and `--name`.
+    let (code, stdout, _) = run(ferry_at(&server)
+        .arg("upload")
+        .arg(&path_b)
+        .args(["--name", "renamed", "--json"]));
+    assert_eq!(code, 0);
+    assert_eq!(json_lines(&stdout)[0]["name"], "renamed");
+
+    let (code, stdout, _) = run(ferry_at(&server).args(["--json", "list"]));
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.bin", "b.txt", "renamed"]);
+    assert_eq!(list[0]["size"], a.len() as u64);
+    assert_eq!(list[0]["digest"], digest_hex(&a));
+
+    // Several names into a directory.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let (code, stdout, stderr) = run(ferry_at(&server)
+        .args(["download", "a.bin", "b.txt", "--json", "-o"])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let results = json_lines(&stdout);
+    assert_eq!(results[0]["op"], "download");
+    assert_eq!(results[0]["digest"], digest_hex(&a));
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
+    assert_eq!(std::fs::read(out.join("b.txt")).unwrap(), b);
+
+    // One name to a file path.
+    let file = dir.path().join("copy.bin");
+    let (code, _, _) = run(ferry_at(&server)
+        .args(["download", "a.bin", "-o"])
+        .arg(&file));
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read(&file).unwrap(), a);
+
+    let (code, stdout, stderr) = run(ferry_at(&server).args(["roundtrip", "--json"]).arg(&path_a));
+    assert_eq!(code, 0, "{stderr}");
+    let round = &json_lines(&stdout)[0];
+    assert_eq!(round["op"], "roundtrip");
+    assert_eq!(round["identical"], true);
+    assert_eq!(round["uploaded_digest"], digest_hex(&a));
+    assert_eq!(round["downloaded_digest"], digest_hex(&a));
+    assert_eq!(round["sha256"], hex(&plain_sha256(&a)));
+    assert_eq!(round["upload"]["chunks_sent"], 0, "already held");
+
+    let (code, stdout, _) = run(ferry_at(&server).args(["delete", "renamed", "--json"]));
+    assert_eq!(code, 0);
+    assert_eq!(json_lines(&stdout)[0]["op"], "delete");
+    assert!(!server.store().files.contains_key("renamed"));
+}
+
+#[test]
+fn human_output_and_environment_variables() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(3 * CHUNK, 3);
+    let path = write_file(dir.path(), "report.pdf", &bytes);
+    let with_env = |command: &mut Command| {
+        command
+            .env("FERRY_SERVER", server.addr.to_string())
+            .env("FERRY_CA", server.ca())
+            .env("FERRY_CERT", server.cert())
+            .env("FERRY_KEY", server.key());
+    };
+    let mut command = ferry();
+    with_env(&mut command);
+    let (code, stdout, stderr) = run(command.arg("upload").arg(&path));
+    assert_eq!(code, 0, "{stderr}");
+    let expected = format!(
+        "uploaded report.pdf  {} bytes  digest {}  verified  (",
+        bytes.len(),
+        digest_hex(&bytes)
+    );
+    assert!(stdout.starts_with(&expected), "{stdout}");
+    assert!(stdout.contains("held 0, sent 3 chunks)"), "{stdout}");
+    assert!(stderr.is_empty(), "no progress bars on a pipe: {stderr:?}");
+
+    let mut command = ferry();
+    with_env(&mut command);
+    let (code, stdout, _) = run(command.arg("list"));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("report.pdf"), "{stdout}");
+    assert!(stdout.contains(&digest_hex(&bytes)[..16]));
+    assert!(stdout.contains("2023-11-14 22:13:20"));
+
+    let mut command = ferry();
+    with_env(&mut command);
+    let (code, stdout, _) = run(command.arg("roundtrip").arg(&path));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("identical"), "{stdout}");
+    assert!(stdout.contains(&hex(&plain_sha256(&bytes))), "{stdout}");
+
+    let mut command = ferry();
+    with_env(&mut command);
+    let (code, stdout, _) = run(command.args(["--quiet", "delete", "report.pdf"]));
+    assert_eq!(code, 0);
+    assert!(stdout.is_empty());
+}
+
+#[test]
+fn exit_codes() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "f", b"data");
+
+    // 4: refused by the server.
+    let (code, stdout, stderr) = run(ferry_at(&server).args(["download", "missing", "--json"]));
+    assert_eq!(code, 4, "{stderr}");
+    let error = &json_lines(&stdout)[0];
+    assert_eq!(error["ok"], false);
+    assert_eq!(error["kind"], "refused");
+    assert_eq!(error["code"], "not found");
+    assert_eq!(error["exit_code"], 4);
+    assert!(stderr.contains("not found"), "{stderr}");
+    assert!(!dir.path().join("missing").exists());
+    let (code, _, _) = run(ferry_at(&server)
+        .arg("upload")
+        .arg(&path)
+        .args(["--name", "bad/name"]));
+    assert_eq!(code, 4);
+    let (code, _, _) = run(ferry_at(&server).args(["delete", "missing"]));
+    assert_eq!(code, 4);
+
+    // 5: the server's copy rotted.
+    let (code, _, _) = run(ferry_at(&server).arg("upload").arg(&path));
+    assert_eq!(code, 0);
+    server.store().rot("f");
+    let dest = dir.path().join("rotten");
+    let (code, _, stderr) = run(ferry_at(&server).args(["download", "f", "-o"]).arg(&dest));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(!dest.exists());
+
+    // 6: local file errors.
+    let (code, _, stderr) = run(ferry_at(&server)
+        .arg("upload")
+        .arg(dir.path().join("no-such-file")));
+    assert_eq!(code, 6, "{stderr}");
+    let (code, _, stderr) = run(ferry_at(&server)
+        .arg("--cert")
+        .arg(dir.path().join("none.crt"))
+        .arg("list"));
+    assert_eq!(code, 6, "{stderr}");
+    let (code, _, _) = run(ferry_at(&server)
+        .args(["download", "f", "-o"])
+        .arg(dir.path().join("no/such/dir/file")));
+    assert_ne!(code, 0);
+
+    // With several files, ferry goes on and reports the first failure's code.
+    let good = write_file(dir.path(), "good", b"ok");
+    let (code, stdout, _) = run(ferry_at(&server)
+        .args(["upload", "--json"])
+        .arg(dir.path().join("absent"))
+        .arg(&good));
+    assert_eq!(code, 6);
+    let results = json_lines(&stdout);
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["ok"], false);
+    assert_eq!(results[1]["ok"], true);
+
+    // 3: nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, stdout, _) = run(ferry_at(&server)
+        .args(["list", "--json", "--server"])
+        .arg(format!("127.0.0.1:{port}")));
+    assert_eq!(code, 3);
+    assert_eq!(json_lines(&stdout)[0]["kind"], "connect");
+
+    // 2: usage.
+    for args in [
+        &[][..],
+        &["upload"],
+        &["frobnicate"],
+        &["list", "--server", "host:notaport"],
+    ] {
+        let (code, _, _) = run(ferry_at(&server).args(args));
+        assert_eq!(code, 2, "{args:?}");
+    }
+    let (code, _, _) = run(ferry_at(&server)
+        .arg("upload")
+        .arg(&path)
+        .arg(&good)
+        .args(["--name", "x"]));
+    assert_eq!(code, 2);
+    let (code, _, _) = run(ferry_at(&server)
+        .args(["download", "a", "b", "-o"])
+        .arg(dir.path().join("not-a-dir")));
+    assert_eq!(code, 2);
+
+    // 0: help documents the codes.
+    let (code, stdout, _) = run(ferry().arg("--help"));
+    assert_eq!(code, 0);
+    for text in ["Exit codes", "3  could not connect", "6  local file error"] {
+        assert!(stdout.contains(text), "{text:?} not in --help");
+    }
+}
+
+#[test]
+fn defaults_are_relative_to_the_working_directory() {
+    // `ferry-certs init` writes certs/ca.crt and certs/clients/local.*: run from the
+    // directory holding `certs`, no credential flags are needed.
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(server.certs.path(), &work.path().join("certs"));
+    let (code, stdout, stderr) = run(ferry()
+        .current_dir(work.path())
+        .args(["list", "--json", "--server"])
+        .arg(server.addr.to_string()));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "[]");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
