@@ -287,10 +287,10 @@ fn tls_error(error: &io::Error) -> Option<rustls::Error> {
 
 fn usage(error: UsageError, name: &str) -> Interrupt {
     match error {
-        UsageError::BadName => Interrupt::Final(ClientError::refused(
-            ErrorCode::INVALID_NAME,
-            format!("{name:?}: names are 1 to 255 bytes of UTF-8"),
-        )),
+        UsageError::BadName => Interrupt::Final(ClientError::InvalidName {
+            name: name.to_string(),
+            reason: "names are 1 to 255 bytes of UTF-8".into(),
+        }),
         // The connection is not in a state for this: start from a new one.
         other => Interrupt::Link(io::Error::other(format!("connection not ready: {other:?}"))),
     }
@@ -299,10 +299,10 @@ fn usage(error: UsageError, name: &str) -> Interrupt {
 /// Checks a file name before it is sent (the server checks it again).
 pub(crate) fn check_name(name: &str) -> Result<(), ClientError> {
     if name.is_empty() || name.len() > ferry_core::wire::MAX_NAME_LEN {
-        return Err(ClientError::refused(
-            ErrorCode::INVALID_NAME,
-            format!("{name:?}: names are 1 to 255 bytes of UTF-8"),
-        ));
+        return Err(ClientError::InvalidName {
+            name: name.to_string(),
+            reason: "names are 1 to 255 bytes of UTF-8".into(),
+        });
     }
     Ok(())
 }
@@ -358,13 +358,24 @@ impl Client {
     /// Connects to `options.server` (TCP, mutual TLS, protocol hello). Fails at once if
     /// the server cannot be reached; later operations reconnect on their own.
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
-        let mut client = Client {
+        let mut client = Client::new(options);
+        client.live = Some(client.open().await?);
+        Ok(client)
+    }
+
+    /// A client that connects on its first operation (and then reconnects as
+    /// [`connect`](Self::connect)'s does). Nothing is checked until then.
+    pub fn new(options: ClientOptions) -> Client {
+        Client {
             options,
             live: None,
             scratch: Vec::new(),
-        };
-        client.live = Some(client.open().await?);
-        Ok(client)
+        }
+    }
+
+    /// Whether a connection is open now.
+    pub fn is_connected(&self) -> bool {
+        self.live.is_some()
     }
 
     /// The options this client uses.

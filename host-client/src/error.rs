@@ -66,6 +66,14 @@ pub enum ClientError {
         /// The last failure.
         reason: String,
     },
+    /// A file name this client refuses before sending it (empty, or longer than 255 bytes).
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The server said no: not found, invalid name, quota exceeded, too large, busy, forbidden.
     #[error("refused by the server: {}{}", code.name(), text_suffix(text))]
     Refused {
@@ -113,7 +121,7 @@ impl ClientError {
             ClientError::Connect { .. }
             | ClientError::Tls { .. }
             | ClientError::Interrupted { .. } => exit::CONNECT,
-            ClientError::Refused { .. } => exit::REFUSED,
+            ClientError::Refused { .. } | ClientError::InvalidName { .. } => exit::REFUSED,
             ClientError::Verification { .. } => exit::VERIFICATION,
             ClientError::Io { .. } | ClientError::Credentials(_) => exit::LOCAL_FILE,
             ClientError::Protocol(_) => exit::OTHER,
@@ -128,6 +136,7 @@ impl ClientError {
             ClientError::Connect { .. } => "connect",
             ClientError::Tls { .. } => "tls",
             ClientError::Interrupted { .. } => "interrupted",
+            ClientError::InvalidName { .. } => "invalid_name",
             ClientError::Refused { .. } => "refused",
             ClientError::Verification { .. } => "verification",
             ClientError::Io { .. } => "io",
@@ -135,10 +144,11 @@ impl ClientError {
         }
     }
 
-    /// The server's error code, for a refusal.
+    /// The server's error code, for a refusal (`INVALID_NAME` for a name refused here).
     pub fn refusal_code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Refused { code, .. } => Some(*code),
+            ClientError::InvalidName { .. } => Some(ErrorCode::INVALID_NAME),
             _ => None,
         }
     }
@@ -203,6 +213,13 @@ mod tests {
                 3,
             ),
             (ClientError::refused(ErrorCode::NOT_FOUND, ""), 4),
+            (
+                ClientError::InvalidName {
+                    name: String::new(),
+                    reason: "empty".into(),
+                },
+                4,
+            ),
             (ClientError::refused(ErrorCode::INVALID_NAME, "bad"), 4),
             (ClientError::refused(ErrorCode::QUOTA_EXCEEDED, ""), 4),
             (ClientError::refused(ErrorCode::TOO_LARGE, ""), 4),

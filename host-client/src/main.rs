@@ -28,8 +28,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use ferry_client::{
-    exit, Client, ClientError, ClientOptions, ErrorCode, FileEntry, Phase, Progress,
-    RoundTripReport, TransferReport, DEFAULT_SERVER,
+    exit, Client, ClientError, ClientOptions, FileEntry, Phase, Progress, RoundTripReport,
+    TransferReport, DEFAULT_SERVER,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
@@ -407,9 +407,9 @@ fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
                             Failure::Op(
                                 "download",
                                 Some(name.clone()),
-                                ClientError::Refused {
-                                    code: ErrorCode::INVALID_NAME,
-                                    text: "no usable local file name; give one with -o".into(),
+                                ClientError::InvalidName {
+                                    name: name.clone(),
+                                    reason: "no usable local file name; give one with -o".into(),
                                 }
                                 .into(),
                             )

@@ -347,6 +347,7 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
                 // `index - window`: older ones are acknowledged.
                 let window = self.window;
                 retained.retain(|&kept, _| kept + window > index);
+                debug_assert!(retained.len() as u64 <= window);
             }
         } else {
             self.chunks_resent += 1;

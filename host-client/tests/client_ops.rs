@@ -168,6 +168,16 @@ async fn a_connection_closed_while_idle_is_replaced_without_using_a_retry() {
 }
 
 #[tokio::test]
+async fn a_lazy_client_connects_on_first_use() {
+    let server = TestServer::start();
+    let mut client = Client::new(server.options());
+    assert!(!client.is_connected());
+    assert!(client.list().await.unwrap().is_empty());
+    assert!(client.is_connected());
+    assert_eq!(client.negotiated(), Some((CHUNK as u32, 16)));
+}
+
+#[tokio::test]
 async fn a_dropped_download_resumes_from_the_partial_file() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
