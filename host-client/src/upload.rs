@@ -376,3 +376,108 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: u32 = 16;
+
+    fn bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 13 + 1) as u8).collect()
+    }
+
+    fn chunk(data: &[u8], index: u64) -> &[u8] {
+        let start = index as usize * CHUNK as usize;
+        &data[start..(start + CHUNK as usize).min(data.len())]
+    }
+
+    async fn read<R: AsyncRead + Unpin>(
+        op: &mut UploadOp<'_, R>,
+        index: u64,
+    ) -> Result<Vec<u8>, Interrupt> {
+        let offset = index * u64::from(CHUNK);
+        op.chunk_data(index, offset, CHUNK as usize).await?;
+        Ok(op.buf.clone())
+    }
+
+    #[tokio::test]
+    async fn a_stream_keeps_only_the_window_of_sent_chunks() {
+        let data = bytes(16 * CHUNK as usize);
+        let size = data.len() as u64;
+        let mut progress = |_: Progress| {};
+        let mut op = UploadOp::new(
+            "n",
+            Source::stream(std::io::Cursor::new(data.clone()), size),
+            &mut progress,
+        );
+        assert!(op.fresh, "a stream never builds on held chunks");
+        op.window = 4;
+        op.layout = Some(Layout {
+            size,
+            chunk_size: CHUNK,
+        });
+        for index in 0..10 {
+            assert_eq!(
+                read(&mut op, index).await.ok().unwrap(),
+                chunk(&data, index)
+            );
+            op.chunk_sent(index);
+        }
+        let Source::Stream { retained, .. } = &op.source else {
+            unreachable!()
+        };
+        assert_eq!(retained.keys().copied().collect::<Vec<_>>(), [6, 7, 8, 9]);
+        assert!(!op.can_retry(), "data was consumed");
+
+        // A re-send comes from memory and counts as one.
+        assert_eq!(read(&mut op, 7).await.ok().unwrap(), chunk(&data, 7));
+        op.chunk_sent(7);
+        assert_eq!((op.chunks_sent, op.chunks_resent), (10, 1));
+
+        // A chunk that was only hashed (the receiver held it) is not kept.
+        read(&mut op, 10).await.ok().unwrap();
+        read(&mut op, 11).await.ok().unwrap();
+        op.chunk_sent(11);
+        let Source::Stream { retained, .. } = &op.source else {
+            unreachable!()
+        };
+        assert_eq!(retained.keys().copied().collect::<Vec<_>>(), [8, 9, 11]);
+
+        // Out of the window, or ahead of the stream: refused.
+        assert!(read(&mut op, 2).await.is_err());
+        assert!(read(&mut op, 14).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_file_is_read_at_the_offsets_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = bytes(3 * CHUNK as usize + 5);
+        std::fs::write(&path, &data).unwrap();
+        let mut progress = |_: Progress| {};
+        let source = Source::<tokio::io::Empty>::open_file(&path).unwrap();
+        let mut op = UploadOp::new("n", source, &mut progress);
+        assert!(!op.fresh);
+        op.chunk_data(3, 3 * u64::from(CHUNK), 5)
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(op.buf, chunk(&data, 3));
+        op.chunk_data(1, u64::from(CHUNK), CHUNK as usize)
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(op.buf, chunk(&data, 1));
+        // The file shrank under the upload: a verification failure, not garbage.
+        std::fs::write(&path, &data[..20]).unwrap();
+        match op.chunk_data(2, 2 * u64::from(CHUNK), CHUNK as usize).await {
+            Err(Interrupt::Final(error)) => assert_eq!(error.exit_code(), 5, "{error}"),
+            _ => panic!("a short read was accepted"),
+        }
+        assert!(op.can_retry());
+        assert!(op.restart().is_ok());
+        assert!(op.fresh);
+        assert!(Source::<tokio::io::Empty>::open_file(dir.path()).is_err());
+    }
+}
