@@ -398,7 +398,7 @@ enum Notice {
     Commit { size: u64, digest: Digest },
 }
 
-/// Transfer counters, for progress and for tests.
+/// Counters over the connection's life, for progress and for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
     /// Chunks sent for the first time.
@@ -801,8 +801,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             return Err(UsageError::Unexpected);
         };
         let transfer = *id;
+        let (sent_before, resent_before) = sender.counts();
         match sender.provide(index, data, now) {
             Ok(Some(digest)) => {
+                let (sent, resent) = sender.counts();
+                self.stats.chunks_sent += sent - sent_before;
+                self.stats.chunks_resent += resent - resent_before;
                 let frame = Frame::Chunk {
                     transfer,
                     index,
@@ -811,7 +815,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                 };
                 self.tx_len = encode_frame(&frame, self.config.framing, self.tx.as_mut())
                     .map_err(|BufferTooSmall| UsageError::BuffersTooSmall)?;
-                (self.stats.chunks_sent, self.stats.chunks_resent) = sender.counts();
                 Ok(())
             }
             Ok(None) => Ok(()),

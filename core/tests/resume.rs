@@ -194,3 +194,21 @@ fn listing_pages_through_many_files() {
     assert_eq!(names, expected);
     assert_eq!(list[7].1, 7);
 }
+
+#[test]
+fn stats_add_up_over_a_connection() {
+    let mut sim = sim(23);
+    for (name, chunks) in [("a", 3usize), ("b", 5)] {
+        let data = sim.rng.bytes(chunks * CHUNK as usize);
+        let op = Op::Upload {
+            name: name.into(),
+            data,
+        };
+        assert!(matches!(sim.run(&op, 1), Outcome::Uploaded(_)));
+    }
+    assert_eq!(
+        sim.client.stats().chunks_sent,
+        8,
+        "one connection, two uploads"
+    );
+}
