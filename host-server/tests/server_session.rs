@@ -456,3 +456,22 @@ async fn several_transfers_of_one_client_run_at_once() {
     let mut client: TestClient = server.local().await;
     assert_eq!(client.list().await.unwrap().len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_tls_fragments_and_small_chunks_for_devices() {
+    let root = tempfile::tempdir().unwrap();
+    let server = InProcess::start(root.path(), |o| {
+        o.max_fragment_size = Some(1024);
+        o.chunk_size = 4096;
+    })
+    .await;
+    let mut client = server.local().await;
+    assert_eq!(client.conn.negotiated().map(|(chunk, _)| chunk), Some(4096));
+    let data = pseudo_random(10 * 4096 + 1, 50);
+    let uploaded = client.upload("device.bin", &data, false).await.unwrap();
+    assert_eq!(uploaded.digest, FileDigest::of(&data, 4096));
+    let (back, _) = client.download("device.bin").await.unwrap();
+    assert_eq!(back, data);
+    let listed = client.list().await.unwrap();
+    assert_eq!(listed[0].chunk_size, 4096);
+}
