@@ -697,8 +697,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         Ok(())
     }
 
-    /// Server: answers the pending `List` with as many `entries` as fit one frame.
-    /// Returns how many were taken; the client asks again after the last one.
+    /// Server: answers the pending `List` with as many `entries` as fit one frame
+    /// and the request's limit. Pass the entries after `start_after` in name order:
+    /// all of them (lazily), or at least `limit + 1` so the answer can say whether
+    /// more follow. Returns how many were sent; the client asks again after the last.
     pub fn respond_list<'e>(
         &mut self,
         entries: impl IntoIterator<Item = ListEntry<'e>>,
@@ -718,9 +720,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         let space = max_body_len(chunk_size as usize) - PAGE_HEADER;
         self.rx_body = None;
         let scratch = &mut self.decoder.scratch()[..space];
-        let mut entries = entries.into_iter().take(usize::from(limit));
-        let (used, count, more) = pack_entries(scratch, &mut entries);
-        let more = more || entries.next().is_some();
+        let mut all = entries.into_iter();
+        let mut page = all.by_ref().take(usize::from(limit));
+        let (used, count, more) = pack_entries(scratch, &mut page);
+        // More follow if the frame filled up, or the limit cut the listing short.
+        let more = more || page.next().is_some() || all.next().is_some();
         let frame = Frame::ListPage {
             seq,
             more,

@@ -196,6 +196,27 @@ fn listing_pages_through_many_files() {
 }
 
 #[test]
+fn listing_pages_when_the_limit_cuts_it_short() {
+    // Large chunks: every entry fits one frame, so only the limit (100) ends a page.
+    let mut sim = Sim::new(
+        config(Framing::LengthPrefixed, 64 * 1024, 4),
+        Faults::none(),
+        22,
+    );
+    for i in 0..150 {
+        let op = Op::Upload {
+            name: format!("n{i:03}"),
+            data: vec![1],
+        };
+        assert!(matches!(sim.run(&op, 1), Outcome::Uploaded(_)));
+    }
+    let Outcome::Listed(list) = sim.run(&Op::List, 1) else {
+        panic!()
+    };
+    assert_eq!(list.len(), 150);
+}
+
+#[test]
 fn stats_add_up_over_a_connection() {
     let mut sim = sim(23);
     for (name, chunks) in [("a", 3usize), ("b", 5)] {

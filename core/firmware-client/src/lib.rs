@@ -88,15 +88,14 @@ use core::cell::{Cell, RefCell};
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 pub use embedded_tls::blocking::NoClock;
 use embedded_tls::blocking::{
-    Aes128GcmSha256, Certificate, CryptoProvider, TlsClock, TlsConfig,
-    TlsConnection, TlsContext, TlsVerifier,
+    Aes128GcmSha256, Certificate, CryptoProvider, TlsClock, TlsConfig, TlsConnection, TlsContext,
+    TlsVerifier,
 };
 use embedded_tls::SignatureScheme;
 pub use embedded_tls::{CryptoRng, CryptoRngCore};
 use ferry_core::blocking::{ChunkSink, ChunkSource, Clock, Driver, DriverError};
 use ferry_core::{
-    buffer_len, Config, Connection, Digest, ErrorCode, Failure, Framing, Layout, Stats,
-    UsageError,
+    buffer_len, Config, Connection, Digest, ErrorCode, Failure, Framing, Layout, Stats, UsageError,
 };
 use p256::ecdsa::{DerSignature, SigningKey};
 
@@ -498,9 +497,7 @@ impl<T: Read + Write, C: Clock, const W: usize> Session<'_, '_, T, C, W> {
         K: ChunkSink<Error = E>,
         H: HeldStore<Error = E>,
     {
-        let offer = held
-            .find(name, self.chunk_size)
-            .map_err(Error::Storage)?;
+        let offer = held.find(name, self.chunk_size).map_err(Error::Storage)?;
         if offer.is_some() {
             // Read the record through once, so that a storage error shows here
             // rather than as a shorter list.
@@ -638,8 +635,13 @@ impl<R: CryptoRngCore, Tc: TlsClock> CryptoProvider for Provider<'_, '_, '_, R, 
 
     fn signer(
         &mut self,
-    ) -> Result<(impl p256::ecdsa::signature::SignerMut<DerSignature>, SignatureScheme), TlsError>
-    {
+    ) -> Result<
+        (
+            impl p256::ecdsa::signature::SignerMut<DerSignature>,
+            SignatureScheme,
+        ),
+        TlsError,
+    > {
         Ok((
             self.identity.key.clone(),
             SignatureScheme::EcdsaSecp256r1Sha256,

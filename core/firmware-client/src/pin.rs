@@ -115,9 +115,9 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         }
         let (bytes, after) = rest.split_at(count);
         rest = after;
-        bytes
-            .iter()
-            .try_fold(0usize, |len, &b| len.checked_mul(256)?.checked_add(usize::from(b)))?
+        bytes.iter().try_fold(0usize, |len, &b| {
+            len.checked_mul(256)?.checked_add(usize::from(b))
+        })?
     };
     if rest.len() < len {
         return None;
@@ -183,19 +183,16 @@ mod tests {
 
     #[test]
     fn hex_pins() {
-        let pin = ServerPin::from_hex(
-            "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff",
-        )
-        .unwrap();
+        let pin =
+            ServerPin::from_hex("00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff")
+                .unwrap();
         assert_eq!(pin.0[0], 0x00);
         assert_eq!(pin.0[1], 0x11);
         assert_eq!(pin.0[15], 0xff);
         assert_eq!(pin.0[31], 0xff);
         assert_eq!(ServerPin::from_hex("00"), None);
         assert_eq!(
-            ServerPin::from_hex(
-                "g0112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-            ),
+            ServerPin::from_hex("g0112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
             None
         );
     }

@@ -818,7 +818,7 @@ pub fn serve(server: &mut Conn, store: &mut ServerStore, event: Owned, now: u64)
                     std::ops::Bound::Excluded(&start_after),
                     std::ops::Bound::Unbounded,
                 ))
-                .take(limit as usize)
+                .take(limit as usize + 1)
                 .map(|(name, file)| ListEntry {
                     name,
                     size: file.data.len() as u64,
