@@ -214,6 +214,27 @@ impl<
     }
 }
 
+/// The RAM a session keeps outside the caller's buffers, in bytes, on the
+/// target it is compiled for (the device image prints them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSizes {
+    /// The core [`Connection`] (window `W`, buffers borrowed).
+    pub connection: usize,
+    /// The TLS connection over the transport `T` (keys, record state).
+    pub tls: usize,
+    /// The server verifier, during the handshake (keeps the server's certificate).
+    pub verifier: usize,
+}
+
+/// See [`StateSizes`].
+pub const fn state_sizes<T: Read + Write + 'static, const W: usize>() -> StateSizes {
+    StateSizes {
+        connection: core::mem::size_of::<Connection<&'static mut [u8], W>>(),
+        tls: core::mem::size_of::<TlsConnection<'static, T, Aes128GcmSha256>>(),
+        verifier: core::mem::size_of::<pin::PinnedVerifier<'static, 'static, NoClock>>(),
+    }
+}
+
 /// Why an operation failed. `E` is the caller's storage error.
 #[derive(Debug, Clone, Copy)]
 pub enum Error<E> {
@@ -367,12 +388,7 @@ where
             tls,
             error: &tls_error,
         };
-        let mut driver = Driver::new(
-            &mut connection,
-            stream,
-            ClockRef(&mut self.clock),
-            &mut **input,
-        );
+        let mut driver = Driver::new(&mut connection, stream, ClockRef(&mut self.clock), input);
         let (chunk_size, window) = driver
             .connect::<E>()
             .map_err(|e| convert(e, &tls_error, Error::Storage))?;
@@ -381,7 +397,7 @@ where
         }
         let mut session = Session {
             driver,
-            chunk: &mut **chunk,
+            chunk,
             tls_error: &tls_error,
             chunk_size,
             window,
