@@ -132,7 +132,8 @@ where
     }
 
     /// Uploads `size` bytes from `source` as `name`; `chunk_buf` must hold a chunk.
-    /// Returns the verified whole-file digest.
+    /// Chunks the server holds of `name` at this size (from an interrupted attempt,
+    /// or a committed copy) are not sent again. Returns the verified whole-file digest.
     pub fn upload<S: ChunkSource>(
         &mut self,
         name: &str,
@@ -140,7 +141,32 @@ where
         source: &mut S,
         chunk_buf: &mut [u8],
     ) -> Result<Digest, DriverError<S::Error>> {
-        self.connection.upload(name, size, false)?;
+        self.upload_as(name, size, false, source, chunk_buf)
+    }
+
+    /// Like [`upload`](Self::upload), but the server first drops whatever it holds
+    /// of `name`: the way on after `upload` failed with
+    /// `Failure::Transfer(TransferError::SourceChanged)` (the source differs from
+    /// the chunks the server held).
+    pub fn upload_fresh<S: ChunkSource>(
+        &mut self,
+        name: &str,
+        size: u64,
+        source: &mut S,
+        chunk_buf: &mut [u8],
+    ) -> Result<Digest, DriverError<S::Error>> {
+        self.upload_as(name, size, true, source, chunk_buf)
+    }
+
+    fn upload_as<S: ChunkSource>(
+        &mut self,
+        name: &str,
+        size: u64,
+        fresh: bool,
+        source: &mut S,
+        chunk_buf: &mut [u8],
+    ) -> Result<Digest, DriverError<S::Error>> {
+        self.connection.upload(name, size, fresh)?;
         loop {
             self.flush()?;
             let now = self.clock.now();
