@@ -95,7 +95,8 @@ use embedded_tls::SignatureScheme;
 pub use embedded_tls::{CryptoRng, CryptoRngCore};
 use ferry_core::blocking::{ChunkSink, ChunkSource, Clock, Driver, DriverError};
 use ferry_core::{
-    buffer_len, Config, Connection, Digest, ErrorCode, Failure, Framing, Layout, Stats, UsageError,
+    buffer_len, Config, Connection, Digest, ErrorCode, Failure, Framing, Layout, Stats,
+    TransferError, UsageError,
 };
 use p256::ecdsa::{DerSignature, SigningKey};
 
@@ -474,22 +475,42 @@ impl<T: Read + Write, C: Clock, const W: usize> Session<'_, '_, T, C, W> {
     }
 
     /// Uploads `size` bytes from `source` as `name`. If the server holds chunks
-    /// of `name` with this size from an interrupted attempt, only the rest is sent.
+    /// of `name` with this size (from an interrupted attempt, or a committed
+    /// copy), only the rest is sent; if what it holds differs from `source`, the
+    /// upload starts over with the server's copy dropped.
     pub fn upload<S: ChunkSource>(
         &mut self,
         name: &str,
         size: u64,
         source: &mut S,
     ) -> Result<Uploaded, Error<S::Error>> {
+        match self.upload_once(name, size, source, false) {
+            Err(Error::Failed(Failure::Transfer(TransferError::SourceChanged))) => {
+                self.upload_once(name, size, source, true)
+            }
+            result => result,
+        }
+    }
+
+    fn upload_once<S: ChunkSource>(
+        &mut self,
+        name: &str,
+        size: u64,
+        source: &mut S,
+        fresh: bool,
+    ) -> Result<Uploaded, Error<S::Error>> {
         let before = self.stats();
         let mut observed = Observed {
             source,
             held_chunks: 0,
         };
-        let digest = self
-            .driver
-            .upload(name, size, &mut observed, self.chunk)
-            .map_err(|e| convert(e, self.tls_error, Error::Storage))?;
+        let result = if fresh {
+            self.driver
+                .upload_fresh(name, size, &mut observed, self.chunk)
+        } else {
+            self.driver.upload(name, size, &mut observed, self.chunk)
+        };
+        let digest = result.map_err(|e| convert(e, self.tls_error, Error::Storage))?;
         let after = self.stats();
         Ok(Uploaded {
             size,

@@ -263,3 +263,61 @@ fn retry_busy<T, E: std::fmt::Debug>(mut attempt: impl FnMut() -> Result<T, Erro
         }
     }
 }
+
+#[test]
+fn a_download_starts_over_when_the_file_changed_during_the_reset() {
+    let root = tempfile::tempdir().unwrap();
+    let server = start(root.path());
+    let device = provision(&server.certs, "device-5");
+    let old = data(200 * 1024, 6);
+    let new = data(200 * 1024, 7);
+    let partial = root.path().join("partial.bin");
+    let held_path = root.path().join("held.rec");
+    let mut buffers = SmallBuffers::new();
+    let mut client = client(&mut buffers, &device);
+    client
+        .upload(
+            dial(server.addr),
+            "cfg.bin",
+            old.len() as u64,
+            &mut Source::new(&old),
+        )
+        .unwrap();
+    let mut sink = FileSink::open(&partial, Some(50));
+    let result = client.download(
+        dial(server.addr),
+        "cfg.bin",
+        &mut sink,
+        &mut FileHeld::new(&held_path),
+    );
+    assert!(
+        matches!(result, Err(Error::Storage(StoreError::PowerLoss))),
+        "{result:?}"
+    );
+    assert_eq!(FileHeld::new(&held_path).count(), 50);
+
+    // Meanwhile the file is replaced by another of the same size: the server
+    // first offers its committed copy's chunks, the device's differ, and the
+    // upload starts over.
+    let uploaded = client
+        .upload(
+            dial(server.addr),
+            "cfg.bin",
+            new.len() as u64,
+            &mut Source::new(&new),
+        )
+        .unwrap();
+    assert_eq!(uploaded.held_chunks, 0);
+    assert_eq!(uploaded.chunks_sent, 200);
+    assert_eq!(uploaded.digest, FileDigest::of(&new, 1024));
+
+    let mut sink = FileSink::open(&partial, None);
+    let mut held = FileHeld::new(&held_path);
+    let downloaded = client
+        .download(dial(server.addr), "cfg.bin", &mut sink, &mut held)
+        .unwrap();
+    assert_eq!(downloaded.held_chunks, 0);
+    assert_eq!(downloaded.digest, FileDigest::of(&new, 1024));
+    assert_eq!(std::fs::read(&partial).unwrap(), new);
+    assert!(!held_path.exists());
+}
