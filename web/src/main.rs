@@ -1,0 +1,144 @@
+//! `ferry-web`: Ferry's web upload page, run on its own against any Ferry server (see the
+//! library documentation).
+#![forbid(unsafe_code)]
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ferry_web::{WebOptions, WebServer};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Command line of `ferry-web`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry-web",
+    version,
+    about = "Ferry's web upload page: each browser session gets its own client certificate and \
+             moves files to a Ferry server over mutual TLS.",
+    long_about = "Ferry's web upload page: each browser session gets its own client certificate \
+                  (issued from the CA in --certs) and moves files to the Ferry server (--server) \
+                  over mutual TLS, so its files are as isolated as a command-line client's.\n\n\
+                  On a non-loopback --listen address an access token is required (--token or \
+                  FERRY_WEB_TOKEN): browsers open http://ADDR/?token=TOKEN once, scripts send \
+                  'Authorization: Bearer TOKEN'. Give --tls-cert and --tls-key to serve HTTPS."
+)]
+struct Args {
+    /// Address of the page (HOST:PORT; port 0 picks a free port).
+    #[arg(long, env = "FERRY_WEB_LISTEN", default_value = "127.0.0.1:5000")]
+    listen: SocketAddr,
+    /// The Ferry server (HOST:PORT); HOST must be a name its certificate carries.
+    #[arg(long, env = "FERRY_SERVER", default_value = ferry_web::DEFAULT_SERVER)]
+    server: String,
+    /// Certificate directory with the CA that issues the sessions' certificates.
+    #[arg(long, env = "FERRY_CERTS", default_value = ferry_web::DEFAULT_CERTS)]
+    certs: PathBuf,
+    /// Access token every request must carry (required on a non-loopback address).
+    #[arg(long, env = "FERRY_WEB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// HTTPS certificate chain (PEM); HTTPS is served when given with --tls-key.
+    #[arg(
+        long,
+        env = "FERRY_WEB_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// HTTPS private key (PEM).
+    #[arg(
+        long,
+        env = "FERRY_WEB_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Largest file accepted, in bytes [default: 16 GiB].
+    #[arg(long, env = "FERRY_WEB_MAX_UPLOAD", value_name = "BYTES", default_value_t = ferry_web::DEFAULT_MAX_UPLOAD)]
+    max_upload: u64,
+    /// Sessions kept at once.
+    #[arg(long, env = "FERRY_WEB_MAX_SESSIONS", default_value_t = ferry_web::DEFAULT_MAX_SESSIONS)]
+    max_sessions: usize,
+    /// Idle time after which a session is forgotten, in seconds [default: 7 days].
+    #[arg(long, env = "FERRY_WEB_SESSION_IDLE_SECS", value_name = "SECS", default_value_t = ferry_web::DEFAULT_SESSION_IDLE.as_secs())]
+    session_idle_secs: u64,
+    /// Validity of each session's certificate, in days.
+    #[arg(long, env = "FERRY_WEB_CERT_DAYS", default_value_t = ferry_web::DEFAULT_CERT_DAYS)]
+    cert_days: u32,
+    /// Where downloads are staged while they are verified [default: the temporary directory].
+    #[arg(long, env = "FERRY_WEB_SCRATCH", value_name = "DIR")]
+    scratch: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let filter = std::env::var("FERRY_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let options = WebOptions {
+        listen: args.listen,
+        server: args.server,
+        certs_dir: args.certs,
+        access_token: args.token,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        max_upload_bytes: args.max_upload,
+        max_sessions: args.max_sessions,
+        session_idle: Duration::from_secs(args.session_idle_secs),
+        cert_days: args.cert_days,
+        scratch_dir: args.scratch,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferry-web: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry-web: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: WebOptions) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let web = WebServer::bind(options).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "ferry-web listening on {}",
+        web.url().trim_end_matches('/')
+    )?;
+    stdout.flush()?;
+    drop(stdout);
+    let shutdown = async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received");
+    };
+    web.serve(shutdown).await?;
+    Ok(())
+}
