@@ -11,6 +11,11 @@ pub(crate) const STYLE_CSS: &str = include_str!("../assets/style.css");
 /// The icon.
 pub(crate) const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
 
+/// The page that reloads itself (see `routes::bounce`).
+pub(crate) const BOUNCE_HTML: &str = "<!doctype html>\n<html lang=\"en\"><head>\
+    <meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0; url=/\">\
+    <title>Ferry</title></head><body><p><a href=\"/\">Continue to Ferry</a></p></body></html>\n";
+
 /// Fills the template: every value is HTML-escaped; unknown placeholders stay as they are.
 pub(crate) fn render(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len() + 256);

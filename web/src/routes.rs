@@ -121,6 +121,9 @@ enum Intercept {
     NeedToken { wrong: bool, api: bool },
     /// A valid `?token=`: set the access cookie and go to `/`.
     Admit { set_cookie: String },
+    /// A cross-site navigation to the page: its SameSite=Strict cookies were withheld, so
+    /// answer with a page that reloads itself from this origin (which sends them).
+    Bounce,
     /// A JSON (or plain) error.
     Error(StatusCode, String),
 }
@@ -143,6 +146,24 @@ fn host_allowed(headers: &HeaderMap) -> bool {
     };
     let name = host_name(host);
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Whether the browser says the request comes from another site (`Sec-Fetch-Site`).
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+}
+
+/// The answer to a cross-site navigation that arrived without the page's cookies: a page that
+/// reloads itself, now as a same-origin navigation that carries them (a link from another
+/// site must not cost the user their session).
+fn bounce() -> Response {
+    let mut response = warp::reply::html(assets::BOUNCE_HTML).into_response();
+    response
+        .headers_mut()
+        .insert("refresh", HeaderValue::from_static("0; url=/"));
+    response
 }
 
 /// Path prefixes that answer with JSON.
@@ -193,6 +214,8 @@ fn check_gate(
         || from_cookie.is_some_and(|c| constant_time_eq(c.as_bytes(), hex(&expected).as_bytes()));
     if admitted {
         Ok(())
+    } else if path == "/" && is_cross_site(headers) {
+        Err(Intercept::Bounce)
     } else {
         Err(Intercept::NeedToken {
             wrong: bearer.is_some(),
@@ -343,6 +366,7 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
                 }
                 response
             }
+            Intercept::Bounce => bounce(),
             Intercept::Error(status, message) => json_error(*status, message.clone()),
         });
     }
@@ -483,6 +507,7 @@ fn client_error(error: &ClientError, local: StatusCode) -> Response {
 async fn index(state: Arc<State>, headers: HeaderMap) -> Response {
     let (session, new_cookie) = match session_of(&state, &headers) {
         Some(session) => (session, None),
+        None if is_cross_site(&headers) => return bounce(),
         None => match state.sessions.create().await {
             Ok((secret, session)) => {
                 let cookie = state.cookie(SESSION_COOKIE, &secret);

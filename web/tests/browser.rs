@@ -1,7 +1,8 @@
 //! A real browser: headless Chromium, driven through WebDriver (`chromedriver`), opens the
 //! page, picks a file in the file input, clicks Upload, waits for the verified result and
-//! checks that the server holds the file byte for byte; then it downloads nothing but checks
-//! the file list and deletes the file with the Delete button.
+//! checks that the server holds the file byte for byte; then it checks the file list, follows
+//! a link to the page from another site (same identity afterwards) and deletes the file with
+//! its Delete button.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (CI installs them). It fails, never skips,
 //! when they are missing. `FERRY_WEB_SCREENSHOT=FILE.png` saves a screenshot of the page.
@@ -300,6 +301,26 @@ async fn chromium_uploads_a_file_through_the_page() {
     if let Ok(shot) = std::env::var("FERRY_WEB_SCREENSHOT") {
         browser.screenshot(Path::new(&shot)).await;
     }
+
+    // A link from another site: the SameSite=Strict cookie is withheld on that navigation,
+    // and the page must bounce through a same-origin reload instead of making a new identity.
+    let link_page = format!(
+        "data:text/html,<a id=\"go\" href=\"{}/\">Ferry</a>",
+        env.base()
+    );
+    browser.post("/url", json!({ "url": link_page })).await;
+    browser.click(&browser.find("#go").await).await;
+    let again = browser
+        .wait_for("#fingerprint", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        browser.text(&again).await,
+        fingerprint,
+        "a cross-site link started a new identity"
+    );
+    browser
+        .wait_for("#files tbody tr", Duration::from_secs(10))
+        .await;
 
     // Delete it with its button (the confirmation is accepted).
     let delete = browser.find("#files tbody tr button.danger").await;

@@ -326,6 +326,23 @@ async fn the_page_is_locked_down() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
+    // A cross-site navigation arrives without the SameSite=Strict cookie: the page reloads
+    // itself from its own origin rather than starting a new identity.
+    let response = client
+        .get(format!("{}/", env.base()))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookie_value(&response, "ferry_session").is_none());
+    assert_eq!(response.headers()["refresh"], "0; url=/");
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("http-equiv=\"refresh\""));
+
     // DNS rebinding: another host name is refused without an access token.
     let response = client
         .get(format!("{}/", env.base()))
@@ -408,6 +425,17 @@ async fn the_access_token_admits_browsers_and_scripts() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookie_value(&response, "ferry_access").is_none());
+
+    // A cross-site navigation without the (SameSite=Strict) access cookie is bounced through
+    // a same-origin reload instead of being asked for the token.
+    let response = client
+        .get(format!("{base}/"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["refresh"], "0; url=/");
 
     // A browser opens /?token= once: a cookie, and a redirect that drops the token.
     let response = client
