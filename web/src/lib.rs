@@ -26,13 +26,22 @@
 //!            directory (verified before it is renamed into place) ──▶ unlinked, streamed
 //!            to the browser from the open file
 //!  delete:   DELETE /api/file?name= + X-CSRF-Token ──▶ Client::delete
+//!  identity: GET /identity/{bundle,cert,key,ca}.pem ──▶ the session's credentials, for the
+//!            `ferry` command line (`--ca ferry-ca.pem --cert NAME.crt.pem --key NAME.key.pem`)
 //! ```
+//!
+//! Sessions live in memory: when the process restarts (or a session stays idle past
+//! [`WebOptions::session_idle`]) the browser gets a new identity, and the files of the old
+//! one stay reachable through its downloaded credentials.
 //!
 //! ## Security
 //!
 //! - CSRF: every POST and DELETE needs the session's token in `X-CSRF-Token`; a request
 //!   whose `Origin` is not this page's origin, or whose `Sec-Fetch-Site` is not
-//!   `same-origin`, is refused (403). The session cookie is SameSite=Strict as well.
+//!   `same-origin`, is refused (403). The session cookie is SameSite=Strict as well; since
+//!   a browser withholds it when the user follows a link from another site, such a
+//!   navigation (`Sec-Fetch-Site: cross-site`) without a session is answered with a page
+//!   that reloads itself from this origin, rather than with a new identity.
 //! - Access: bound to a non-loopback address, [`WebServer::bind`] refuses to start without an
 //!   access token. With a token, a browser opens `/?token=TOKEN` once (the page then sets the
 //!   HttpOnly cookie `ferry_access` to a hash of it and redirects to `/`), and scripts send
@@ -179,12 +188,12 @@ pub enum WebError {
     #[error("invalid option: {0}")]
     Invalid(String),
     /// The CA that issues session certificates cannot be used.
-    #[error("certificate authority in {}: {source}", dir.display())]
+    #[error("certificate authority in {}: {error}", dir.display())]
     Ca {
         /// The certificate directory.
         dir: PathBuf,
         /// What is wrong.
-        source: ferry_certs::CertError,
+        error: ferry_certs::CertError,
     },
     /// The HTTPS certificate or key cannot be used.
     #[error("HTTPS certificate: {}: {reason}", path.display())]
@@ -195,12 +204,12 @@ pub enum WebError {
         reason: String,
     },
     /// The address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -289,20 +298,20 @@ impl WebServer {
                 options.listen
             );
         }
-        let ca = ferry_certs::Ca::load(&options.certs_dir).map_err(|source| WebError::Ca {
+        let ca = ferry_certs::Ca::load(&options.certs_dir).map_err(|error| WebError::Ca {
             dir: options.certs_dir.clone(),
-            source,
+            error,
         })?;
         let listener =
             TcpListener::bind(options.listen)
                 .await
-                .map_err(|source| WebError::Listen {
+                .map_err(|error| WebError::Listen {
                     addr: options.listen,
-                    source,
+                    error,
                 })?;
-        let local_addr = listener.local_addr().map_err(|source| WebError::Listen {
+        let local_addr = listener.local_addr().map_err(|error| WebError::Listen {
             addr: options.listen,
-            source,
+            error,
         })?;
         let state = Arc::new(routes::State::new(options, ca, tls.is_some()));
         Ok(WebServer {

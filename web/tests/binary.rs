@@ -1,0 +1,98 @@
+//! The `ferry-web` binary: prints its address when ready, serves the page against a Ferry
+//! server, stops cleanly on SIGTERM, and refuses a non-loopback address without a token.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ferry_server::{Server, ServerOptions};
+use reqwest::StatusCode;
+use support::Browser;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferry-web");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_the_page_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::bind(ServerOptions {
+        listen: "127.0.0.1:0".into(),
+        storage: dir.path().join("storage"),
+        certs: dir.path().join("certs"),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let server_addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--server"])
+        .arg(server_addr.to_string())
+        .arg("--certs")
+        .arg(dir.path().join("certs"))
+        .env("FERRY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("ferry-web listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    let browser = Browser::open_with(base, support::http_client(), Default::default()).await;
+    let (status, report) = browser.upload("from-the-binary.txt", b"hello").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(browser.list().await.len(), 1);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || child.wait().unwrap()),
+    )
+    .await
+    .expect("exits after SIGTERM")
+    .unwrap();
+    assert!(status.success(), "{status}");
+    let _ = stop.send(());
+    server_task.await.unwrap().unwrap();
+}
+
+#[test]
+fn the_binary_refuses_a_public_address_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    ferry_certs::init(
+        &ferry_certs::CertDir::new(dir.path()),
+        &ferry_certs::InitOptions::default(),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["--listen", "0.0.0.0:0", "--certs"])
+        .arg(dir.path())
+        .env_remove("FERRY_WEB_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without an access token"), "{stderr}");
+}
