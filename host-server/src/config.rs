@@ -98,6 +98,41 @@ pub struct Args {
     /// Print the resolved options as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Address of the web upload page (HOST:PORT) [default: 127.0.0.1:5000].
+    #[arg(
+        long,
+        env = "FERRY_WEB",
+        value_name = "ADDR",
+        conflicts_with = "no_web"
+    )]
+    pub web: Option<std::net::SocketAddr>,
+    /// Do not serve the web upload page.
+    #[arg(long, env = "FERRY_NO_WEB")]
+    pub no_web: bool,
+    /// Access token the web page requires (mandatory when --web is not a loopback address).
+    #[arg(
+        long,
+        env = "FERRY_WEB_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub web_token: Option<String>,
+    /// HTTPS certificate chain of the web page (PEM), with --web-tls-key.
+    #[arg(
+        long,
+        env = "FERRY_WEB_TLS_CERT",
+        value_name = "FILE",
+        requires = "web_tls_key"
+    )]
+    pub web_tls_cert: Option<PathBuf>,
+    /// HTTPS private key of the web page (PEM).
+    #[arg(
+        long,
+        env = "FERRY_WEB_TLS_KEY",
+        value_name = "FILE",
+        requires = "web_tls_cert"
+    )]
+    pub web_tls_key: Option<PathBuf>,
 }
 
 /// A byte size in the TOML file: a number, or a string with a unit.

@@ -36,6 +36,7 @@ impl Server {
         let storage = root.join("storage");
         let certs = root.join("certs");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+            .arg("--no-web")
             .arg("--listen")
             .arg(listen)
             .arg("--storage")

@@ -29,7 +29,7 @@ fn start(root: &Path, extra: &[&str]) -> Running {
     let storage = root.join("storage");
     let certs = root.join("certs");
     let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--storage"])
+        .args(["--no-web", "--listen", "127.0.0.1:0", "--storage"])
         .arg(&storage)
         .arg("--certs")
         .arg(&certs)
@@ -412,7 +412,7 @@ fn bad_options_are_reported_clearly() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let output = Command::new(BIN)
-        .args(["--listen", &addr, "--storage"])
+        .args(["--no-web", "--listen", &addr, "--storage"])
         .arg(root.path().join("s"))
         .arg("--certs")
         .arg(root.path().join("c"))

@@ -352,7 +352,7 @@ impl Server {
         let storage = root.join("storage");
         let certs = root.join("certs");
         let mut child = Command::new(server_binary())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--no-web", "--listen", "127.0.0.1:0"])
             .arg("--storage")
             .arg(&storage)
             .arg("--certs")
