@@ -2,7 +2,7 @@
 //! the same run.
 //!
 //! ```text
-//! cargo bench -p ferry-server --bench e2e                      # full run (about 10-20 min on 2 cores)
+//! cargo bench -p ferry-server --bench e2e                      # full run (about 10 min on 2 cores)
 //! FERRY_BENCH_QUICK=1 cargo bench -p ferry-server --bench e2e  # smoke check (about 1-2 min)
 //! ```
 //!
@@ -34,7 +34,7 @@
 //! sample) as JSON in `$CARGO_TARGET_DIR/ferry-bench/e2e.json` or `FERRY_BENCH_OUT`.
 //!
 //! Knobs (environment): `FERRY_BENCH_QUICK=1` (64 MiB only, 1 and 16 clients, 1 run),
-//! `FERRY_BENCH_RUNS=N`, `FERRY_BENCH_SIZES=64M,1G`, `FERRY_BENCH_CLIENTS=1,16,256`,
+//! `FERRY_BENCH_RUNS=N` (default 5), `FERRY_BENCH_SIZES=64M,1G`, `FERRY_BENCH_CLIENTS=1,16,256`,
 //! `FERRY_BENCH_ONLY=single,concurrency,small`, `FERRY_BENCH_TOOLS=ferry,nginx,scp,sftp,rsync`,
 //! `FERRY_BENCH_BUDGET_SECS` (default 1500: no new run starts after it), `FERRY_BENCH_DIR`
 //! (where the temporary directory goes), `FERRY_BENCH_KEEP=1` (keep it), `FERRY_BENCH_OUT`.
@@ -135,7 +135,7 @@ impl Config {
         let runs = std::env::var("FERRY_BENCH_RUNS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(if quick { 1 } else { 3 });
+            .unwrap_or(if quick { 1 } else { 5 });
         let sizes = env_list("FERRY_BENCH_SIZES")
             .map(|v| v.iter().map(|s| parse_size(s)).collect())
             .unwrap_or_else(|| {
@@ -2497,6 +2497,13 @@ fn report(bench: &Bench, loads: &BTreeMap<String, String>, elapsed: f64) -> (Str
             }));
         }
     }
+    let _ = writeln!(
+        md,
+        "\nFerry makes every upload durable before it reports it verified (the server fsyncs the \
+         data, its metadata and directories) and the client fsyncs a download before renaming it \
+         into place; nginx, scp, sftp and rsync report success with the data in the page cache. \
+         TLS: TLS 1.3 on both, client certificate required; ssh: {SSH_CIPHER}."
+    );
     if !bench.notes.is_empty() {
         let _ = writeln!(md, "\nNotes:");
         for note in &bench.notes {
