@@ -10,7 +10,7 @@
 //!
 //! - installs what is missing from Debian's packages (`nginx`, `openssh-server`, `curl`,
 //!   `rsync`) when it runs as root with `apt-get`;
-//! - starts `ferry-server` (throwaway CA, server and client certificates), nginx (TLS 1.3 only,
+//! - starts `ferry-server --no-web` (throwaway CA, server and client certificates), nginx (TLS 1.3 only,
 //!   `ssl_verify_client on` with the same CA and server certificate, `dav_methods PUT`,
 //!   `sendfile on`) and sshd on a high port (throwaway host and user keys, cipher
 //!   `aes128-gcm@openssh.com`), and stops each of them by its process id;
@@ -832,6 +832,8 @@ fn start_ferry(bin: &Path, storage: &Path, certs: &Path, log: &Path) -> FerrySer
         .arg(storage)
         .arg("--certs")
         .arg(certs)
+        // The file server alone: no web page beside it.
+        .arg("--no-web")
         .env("FERRY_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
