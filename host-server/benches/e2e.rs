@@ -2,8 +2,8 @@
 //! the same run.
 //!
 //! ```text
-//! cargo bench -p ferry-server --bench e2e                      # full run (about 10 min on 2 cores)
-//! FERRY_BENCH_QUICK=1 cargo bench -p ferry-server --bench e2e  # smoke check (about 1-2 min)
+//! cargo bench -p ferry-server --bench e2e                      # full run (6-7 min on 2 cores)
+//! FERRY_BENCH_QUICK=1 cargo bench -p ferry-server --bench e2e  # smoke check (under a minute)
 //! ```
 //!
 //! What it does, all on 127.0.0.1 inside a temporary directory that is removed at the end:
