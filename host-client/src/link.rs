@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use ferry_core::Connection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Bytes read from the stream per read call.
-const READ_BUF: usize = 256 * 1024;
+/// Bytes read from the stream per read call. The server keeps one buffer per
+/// connection, so this size weighs on its memory under many connections.
+const READ_BUF: usize = 64 * 1024;
 
 /// A byte stream with the receive buffer and clock a connection needs.
 pub struct Link<S> {
