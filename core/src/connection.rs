@@ -1138,13 +1138,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
 
     /// The frame in the receive buffer, if one is there.
     fn current_frame(&self) -> Option<Frame<'_>> {
-        let len = self.rx_body?;
-        let body = &self.decoder_buf()[..len];
-        Frame::decode(body).ok()
-    }
-
-    fn decoder_buf(&self) -> &[u8] {
-        self.decoder.buffer()
+        self.current_frame_result().ok()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
@@ -1234,12 +1228,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         if let Some(len) = body_len {
             self.rx_body = Some(len);
             self.last_rx = now;
-            self.on_frame(now);
+            self.on_frame();
         }
         used
     }
 
-    fn on_frame(&mut self, now: u64) {
+    fn on_frame(&mut self) {
         let frame = match self.current_frame_result() {
             Ok(frame) => frame,
             Err(error) => {
@@ -1315,12 +1309,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             }
             FrameSummary::Error { seq, code } => self.on_error(seq, code),
         }
-        let _ = now;
     }
 
     fn current_frame_result(&self) -> Result<Frame<'_>, DecodeError> {
         let len = self.rx_body.ok_or(DecodeError::Malformed)?;
-        Frame::decode(&self.decoder_buf()[..len])
+        Frame::decode(&self.decoder.buffer()[..len])
     }
 
     fn sender_for(&mut self, id: u32) -> Option<&mut Sender<W>> {
