@@ -77,6 +77,7 @@ mod client;
 mod compare;
 mod download;
 mod error;
+pub mod flush;
 pub mod link;
 mod options;
 pub mod partial;

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 use ferry_core::{chunk_digest, Digest, Layout};
 
+use crate::flush::Flusher;
+
 const MAGIC: &[u8; 8] = b"FERRYPT1";
 const RECORD: usize = 8 + 32;
 
@@ -149,6 +151,7 @@ pub struct PartialFile {
     paths: PartialPaths,
     part: File,
     held: File,
+    flusher: Flusher,
 }
 
 impl PartialFile {
@@ -174,6 +177,7 @@ impl PartialFile {
         held.write_all(&header(name, size, chunk_size))?;
         Ok(Self {
             paths: paths.clone(),
+            flusher: Flusher::new(&part)?,
             part,
             held,
         })
@@ -188,6 +192,7 @@ impl PartialFile {
         let held = OpenOptions::new().append(true).open(&paths.held)?;
         Ok(Self {
             paths: paths.clone(),
+            flusher: Flusher::new(&part)?,
             part,
             held,
         })
@@ -202,6 +207,7 @@ impl PartialFile {
         data: &[u8],
     ) -> io::Result<()> {
         self.part.write_all_at(data, offset)?;
+        self.flusher.wrote(data.len() as u64);
         let mut record = [0u8; RECORD];
         record[..8].copy_from_slice(&index.to_le_bytes());
         record[8..].copy_from_slice(digest);
@@ -210,13 +216,14 @@ impl PartialFile {
 
     /// Makes the complete, verified file durable at `dest`: sync, rename, sync the
     /// directory, remove the record.
-    pub fn commit(self, dest: &Path, size: u64) -> io::Result<()> {
+    pub fn commit(mut self, dest: &Path, size: u64) -> io::Result<()> {
         if self.part.metadata()?.len() != size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the partial file does not have the verified size",
             ));
         }
+        self.flusher.finish()?;
         self.part.sync_all()?;
         drop(self.part);
         fs::rename(&self.paths.part, dest)?;

@@ -85,12 +85,12 @@ pub struct RoundTripReport {
     pub downloaded_digest: String,
     /// The plain SHA-256 of the local file, as `sha256sum` prints it.
     pub sha256: String,
-    /// The plain SHA-256 of the downloaded copy.
+    /// The plain SHA-256 of the downloaded copy (hashed separately only where it differs).
     pub downloaded_sha256: String,
     /// Chunks compared byte for byte.
     pub chunks_compared: u64,
-    /// Whether the downloaded copy equals the local file byte for byte, chunk digest for
-    /// chunk digest, and every whole-file digest agrees.
+    /// Whether the downloaded copy equals the local file byte for byte and the whole-file
+    /// digests the upload and the download verified agree.
     pub identical: bool,
 }
 

@@ -18,9 +18,11 @@
 //! Every chunk is written at its offset in `.part` (`pwrite`), then its record (index u64 LE,
 //! SHA-256) is appended to `.held`. On resume every record is checked against the data in
 //! `.part` (read back and hashed), so a torn write or a lost page never counts as held.
-//! [`Upload::commit`] fsyncs `.part`, writes the metadata atomically, renames `.part` over
-//! `files/<name>` (the old version stays readable until then), fsyncs the directories and
-//! removes `.held`.
+//! [`Upload::commit`] fsyncs `.part` (most of it was written back while the upload ran, see
+//! `ferry_client::flush`), writes the metadata atomically, renames `.part` over
+//! `files/<name>` (the old version stays readable until then), fsyncs `files/` and removes
+//! `.held`. Two fsyncs make a commit durable; the metadata is not synced, because a crash
+//! that loses it only means it is recomputed from the data.
 //!
 //! **Metadata.** `meta/<key>.json` records the size, the chunk size and whole-file digest the
 //! file was verified with, the commit time and the inode of the data file. Metadata whose
@@ -31,7 +33,9 @@
 //! of its partial uploads (a `.part` is created at its full size). A new upload is refused
 //! when usage (not counting the file it replaces or its own earlier partial) plus its size
 //! exceeds the quota; partials reserve their size, so concurrent uploads cannot overrun it,
-//! and data beyond the declared size is refused while it arrives.
+//! and data beyond the declared size is refused while it arrives. The committed bytes are
+//! counted once per identity and then kept current by commits and deletes, so a quota check
+//! costs a look at `partial/`, not a stat of every file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -41,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferry_client::flush::Flusher;
 use ferry_core::wire::ErrorCode;
 use ferry_core::{chunk_digest, Digest, FileDigest, Layout};
 use serde::{Deserialize, Serialize};
@@ -265,7 +270,25 @@ pub struct Storage {
     /// (fingerprint, name key) of running uploads.
     uploads: Mutex<HashSet<(String, String)>>,
     /// Serialises quota checks, commits, deletes and metadata repair per identity.
-    identities: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    identities: Mutex<HashMap<String, Arc<Mutex<IdentityState>>>>,
+}
+
+/// What is kept of an identity between operations, under its lock.
+#[derive(Debug, Default)]
+struct IdentityState {
+    /// Bytes in `files/`, once counted: commits and deletes keep it current, so a quota
+    /// check does not stat every file. Forgotten by [`Storage::expire_partials`], so changes
+    /// made by hand are counted again on its next run.
+    committed_bytes: Option<u64>,
+}
+
+impl IdentityState {
+    /// A committed file of `old` bytes became one of `new` bytes (0: none).
+    fn count_committed(&mut self, old: u64, new: u64) {
+        if let Some(bytes) = self.committed_bytes.as_mut() {
+            *bytes = bytes.saturating_sub(old).saturating_add(new);
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -321,7 +344,7 @@ impl Storage {
         Ok(self.dirs(fingerprint)?.files.join(name))
     }
 
-    fn identity_lock(&self, fingerprint: &str) -> Arc<Mutex<()>> {
+    fn identity_lock(&self, fingerprint: &str) -> Arc<Mutex<IdentityState>> {
         lock(&self.identities)
             .entry(fingerprint.to_string())
             .or_default()
@@ -376,7 +399,12 @@ impl Storage {
             .ok_or(StorageError::Busy)?;
         let layout = Layout { size, chunk_size };
         let (part_path, held_path) = (dirs.part_path(&key), dirs.held_path(&key));
-        let upload = |state, chunks| Upload {
+        let upload = |state: UploadState, chunks| Upload {
+            // Without a duplicate handle the commit's fsync writes everything itself.
+            flusher: match &state {
+                UploadState::Partial { part, .. } => Flusher::new(part).ok(),
+                _ => None,
+            },
             storage: self.clone(),
             dirs: dirs.clone(),
             fingerprint: fingerprint.to_string(),
@@ -396,8 +424,8 @@ impl Storage {
         }
         // A new partial: check the quota and reserve the size under the identity's lock.
         let identity = self.identity_lock(fingerprint);
-        let _guard = lock(&identity);
-        let used = usage(&dirs, Some((name, &key)))?;
+        let mut state = lock(&identity);
+        let used = usage(&dirs, &mut state, Some((name, &key)))?;
         if used.saturating_add(size) > self.config.quota {
             return Err(StorageError::QuotaExceeded {
                 used,
@@ -405,13 +433,16 @@ impl Storage {
                 quota: self.config.quota,
             });
         }
-        let (part, held) = create_partial(&dirs.partial, &part_path, &held_path, layout)?;
+        let (part, held) = create_partial(&part_path, &held_path, layout)?;
         Ok(upload(UploadState::Partial { part, held }, BTreeMap::new()))
     }
 
     /// Bytes used by an identity: committed files plus partial uploads.
     pub fn usage(&self, fingerprint: &str) -> Result<u64, StorageError> {
-        usage(&self.dirs(fingerprint)?, None)
+        let dirs = self.dirs(fingerprint)?;
+        let identity = self.identity_lock(fingerprint);
+        let mut state = lock(&identity);
+        usage(&dirs, &mut state, None)
     }
 
     /// Opens a committed file for download; its metadata is repaired if stale (digest
@@ -509,15 +540,16 @@ impl Storage {
     pub fn delete(&self, fingerprint: &str, name: &str) -> Result<(), StorageError> {
         let dirs = self.dirs(fingerprint)?;
         let identity = self.identity_lock(fingerprint);
-        let _guard = lock(&identity);
+        let mut state = lock(&identity);
         let path = dirs.files.join(name);
-        match fs::symlink_metadata(&path) {
-            Ok(md) if md.is_file() => {}
+        let size = match fs::symlink_metadata(&path) {
+            Ok(md) if md.is_file() => md.len(),
             Ok(_) => return Err(StorageError::NotFound),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
             Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
-        }
+        };
         fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+        state.count_committed(size, 0);
         let meta = dirs.meta_path(&name_key(name));
         match fs::remove_file(&meta) {
             Ok(()) => {}
@@ -552,6 +584,7 @@ impl Storage {
             if !is_hex64(&fingerprint) {
                 continue;
             }
+            lock(&self.identity_lock(&fingerprint)).committed_bytes = None;
             let dirs = self.dirs(&fingerprint)?;
             let Ok(entries) = fs::read_dir(&dirs.partial) else {
                 continue;
@@ -606,39 +639,57 @@ impl Storage {
     }
 }
 
-/// Usage of an identity, not counting `exclude`'s committed file and partial.
-fn usage(dirs: &IdentityDirs, exclude: Option<(&str, &str)>) -> Result<u64, StorageError> {
+/// Usage of an identity, not counting `exclude`'s committed file and partial: the counted
+/// bytes of `files/` plus the `.part` files (few: only running or abandoned uploads).
+fn usage(
+    dirs: &IdentityDirs,
+    state: &mut IdentityState,
+    exclude: Option<(&str, &str)>,
+) -> Result<u64, StorageError> {
+    let committed = match state.committed_bytes {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = dir_bytes(&dirs.files, |_| true)?;
+            state.committed_bytes = Some(bytes);
+            bytes
+        }
+    };
+    let excluded = match exclude {
+        Some((name, _)) => file_len(&dirs.files.join(name))?,
+        None => 0,
+    };
+    let own_part = exclude.map(|(_, key)| format!("{key}.part"));
+    let partial = dir_bytes(&dirs.partial, |file_name| {
+        file_name.ends_with(".part") && own_part.as_deref() != Some(file_name)
+    })?;
+    Ok(committed.saturating_sub(excluded).saturating_add(partial))
+}
+
+/// Total size of the regular files in `dir` whose names `count` accepts; 0 if `dir` is missing.
+fn dir_bytes(dir: &Path, count: impl Fn(&str) -> bool) -> Result<u64, StorageError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+    };
     let mut total = 0u64;
-    let skip_file = exclude.map(|(name, _)| name);
-    let skip_part = exclude.map(|(_, key)| format!("{key}.part"));
-    for (dir, suffix) in [(&dirs.files, None), (&dirs.partial, Some(".part"))] {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
-            let file_name = entry.file_name();
-            let file_name = file_name.to_string_lossy();
-            let skip = match suffix {
-                None => skip_file == Some(&*file_name),
-                Some(suffix) => {
-                    !file_name.ends_with(suffix) || skip_part.as_deref() == Some(&*file_name)
-                }
-            };
-            if skip {
-                continue;
-            }
-            match entry.metadata() {
-                Ok(md) if md.is_file() => total = total.saturating_add(md.len()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(format!("reading {}", entry.path().display()))(e)),
-            }
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
+        if count(&entry.file_name().to_string_lossy()) {
+            total = total.saturating_add(file_len(&entry.path())?);
         }
     }
     Ok(total)
+}
+
+/// The size of a regular file, 0 if there is none at `path`.
+fn file_len(path: &Path) -> Result<u64, StorageError> {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.is_file() => Ok(md.len()),
+        Ok(_) => Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+    }
 }
 
 fn remove_partial(part: &Path, held: &Path) -> Result<(), StorageError> {
@@ -695,7 +746,6 @@ fn write_held(
 }
 
 fn create_partial(
-    dir: &Path,
     part_path: &Path,
     held_path: &Path,
     layout: Layout,
@@ -710,7 +760,16 @@ fn create_partial(
         .map_err(io_err(context()))?;
     // Full size up front (sparse): reserves the quota and records the declared size.
     part.set_len(layout.size).map_err(io_err(context()))?;
-    let held = write_held(dir, held_path, layout, &BTreeMap::new())?;
+    // No records yet, so neither a temporary file nor an fsync: a torn header only makes
+    // a resume start over.
+    let mut held = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(held_path)
+        .map_err(io_err(format!("creating {}", held_path.display())))?;
+    held.write_all(&held_header(layout))
+        .map_err(io_err(format!("writing {}", held_path.display())))?;
     Ok((part, held))
 }
 
@@ -882,7 +941,8 @@ fn write_meta(dirs: &IdentityDirs, key: &str, meta: &FileMeta) -> Result<(), Sto
     let json =
         serde_json::to_vec_pretty(meta).map_err(|e| StorageError::Inconsistent(e.to_string()))?;
     temp.write_all(&json).map_err(io_err(context()))?;
-    temp.as_file().sync_all().map_err(io_err(context()))?;
+    // Not synced: metadata that a crash left empty, torn or naming another inode is
+    // recomputed from the data when the file is next opened.
     temp.persist(&path)
         .map_err(|e| io_err(context())(e.error))?;
     Ok(())
@@ -915,6 +975,8 @@ pub struct Upload {
     layout: Layout,
     state: UploadState,
     chunks: BTreeMap<u64, Digest>,
+    /// Writes `.part` to disk while the upload runs.
+    flusher: Option<Flusher>,
     _lock: NameLock,
 }
 
@@ -970,6 +1032,9 @@ impl Upload {
             self.name,
             &self.fingerprint[..16]
         )))?;
+        if let Some(flusher) = self.flusher.as_mut() {
+            flusher.wrote(data.len() as u64);
+        }
         // The record follows the data: a record never claims data that was not written.
         held.write_all(&held_record(index, digest))
             .map_err(io_err(format!(
@@ -1009,6 +1074,11 @@ impl Upload {
             )));
         }
         let path = self.dirs.files.join(&self.name);
+        if let Some(flusher) = self.flusher.as_mut() {
+            flusher
+                .finish()
+                .map_err(io_err(format!("committing {}", path.display())))?;
+        }
         let part = match std::mem::replace(&mut self.state, UploadState::Done) {
             UploadState::Partial { part, held: _ } => part,
             UploadState::AlreadyStored => {
@@ -1055,13 +1125,14 @@ impl Upload {
         };
         {
             let identity = self.storage.identity_lock(&self.fingerprint);
-            let _guard = lock(&identity);
+            let mut state = lock(&identity);
+            let replaced = file_len(path)?;
             // Metadata first: it names the new inode, so until the rename it is recognised
             // as not describing the old file, which stays readable.
             write_meta(&self.dirs, &self.key, &meta)?;
             fs::rename(&part_path, path).map_err(io_err(context()))?;
+            state.count_committed(replaced, meta.size);
             sync_dir(&self.dirs.files)?;
-            sync_dir(&self.dirs.meta)?;
         }
         let held_path = self.dirs.held_path(&self.key);
         match fs::remove_file(&held_path) {
@@ -1069,7 +1140,7 @@ impl Upload {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(format!("removing {}", held_path.display()))(e)),
         }
-        let _ = sync_dir(&self.dirs.partial);
+        // Not synced: a `.held` that outlives a crash has no `.part` and is removed as such.
         Ok(meta)
     }
 }
@@ -1292,6 +1363,32 @@ mod tests {
         // Another identity has its own quota.
         let _other = storage.begin_upload(FP2, "big", 300, CHUNK, false).unwrap();
         drop(tmp);
+    }
+
+    #[test]
+    fn counted_usage_follows_commits_deletes_and_hand_edits() {
+        let (_tmp, storage) = storage(1000);
+        upload_all(&storage, FP, "a", &data(100, 1));
+        upload_all(&storage, FP, "b", &data(200, 2));
+        assert_eq!(storage.usage(FP).unwrap(), 300);
+        // Replacing counts the new size instead of the old one.
+        upload_all(&storage, FP, "a", &data(40, 3));
+        assert_eq!(storage.usage(FP).unwrap(), 240);
+        storage.delete(FP, "b").unwrap();
+        assert_eq!(storage.usage(FP).unwrap(), 40);
+        // A file put there by hand is counted once the expiry pass has run.
+        let path = storage.file_path(FP, "by-hand").unwrap();
+        fs::write(&path, [0u8; 500]).unwrap();
+        assert_eq!(storage.usage(FP).unwrap(), 40);
+        storage.expire_partials(SystemTime::now()).unwrap();
+        assert_eq!(storage.usage(FP).unwrap(), 540);
+        let error = storage
+            .begin_upload(FP, "c", 461, CHUNK, false)
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            StorageError::QuotaExceeded { used: 540, .. }
+        ));
     }
 
     #[test]
