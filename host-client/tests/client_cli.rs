@@ -19,6 +19,7 @@ fn ferry() -> Command {
         "FERRY_CERT",
         "FERRY_KEY",
         "FERRY_RETRIES",
+        "FERRY_PARALLEL",
         "FERRY_LOG",
         "RUST_LOG",
     ] {
@@ -199,6 +200,56 @@ fn human_output_and_environment_variables() {
     let (code, stdout, _) = run(command.args(["--quiet", "delete", "report.pdf"]));
     assert_eq!(code, 0);
     assert!(stdout.is_empty());
+}
+
+#[test]
+fn several_files_move_over_several_connections_and_report_in_order() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..24)
+        .map(|i| {
+            (
+                format!("f{i:02}.bin"),
+                data(100 + i * (CHUNK / 3), i as u64),
+            )
+        })
+        .collect();
+    let mut upload = ferry_at(&server);
+    upload.args(["upload", "--json", "-j", "5"]);
+    for (name, bytes) in &files {
+        upload.arg(write_file(dir.path(), name, bytes));
+    }
+    // One missing file in the middle: reported in its place, the others still go.
+    upload.arg(dir.path().join("missing.bin"));
+    upload.arg(write_file(dir.path(), "last.bin", b"last"));
+    let (code, stdout, stderr) = run(&mut upload);
+    assert_eq!(code, 6, "{stderr}");
+    let reports = json_lines(&stdout);
+    assert_eq!(reports.len(), files.len() + 2);
+    for ((name, bytes), report) in files.iter().zip(&reports) {
+        assert_eq!(report["name"], name.as_str());
+        assert_eq!(report["digest"], digest_hex(bytes).as_str());
+        assert_eq!(&server.store().files[name].data, bytes);
+    }
+    assert_eq!(reports[files.len()]["ok"], false);
+    assert_eq!(reports[files.len() + 1]["name"], "last.bin");
+
+    let out = tempfile::tempdir().unwrap();
+    let mut download = ferry_at(&server);
+    download
+        .args(["download", "--parallel", "3", "-o"])
+        .arg(out.path());
+    download.args(files.iter().map(|(name, _)| name));
+    let (code, stdout, stderr) = run(&mut download);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(server.store().connections, 5 + 3, "one connection per -j");
+    let lines: Vec<&str> = stdout.lines().collect();
+    for ((name, bytes), line) in files.iter().zip(&lines) {
+        assert!(line.starts_with(&format!("downloaded {name} ")), "{line}");
+        assert_eq!(&std::fs::read(out.path().join(name)).unwrap(), bytes);
+    }
+    let (code, _, stderr) = run(ferry_at(&server).args(["list", "-j", "0"]));
+    assert_eq!(code, 2, "{stderr}");
 }
 
 #[test]

@@ -42,7 +42,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_client::flush::Flusher;
@@ -271,6 +271,8 @@ pub struct Storage {
     uploads: Mutex<HashSet<(String, String)>>,
     /// Serialises quota checks, commits, deletes and metadata repair per identity.
     identities: Mutex<HashMap<String, Arc<Mutex<IdentityState>>>>,
+    /// Fsyncs of each identity's `files/`, shared by concurrent commits and deletes.
+    files_syncs: Mutex<HashMap<String, Arc<DirSync>>>,
 }
 
 /// What is kept of an identity between operations, under its lock.
@@ -317,6 +319,7 @@ impl Storage {
             config,
             uploads: Mutex::new(HashSet::new()),
             identities: Mutex::new(HashMap::new()),
+            files_syncs: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -342,6 +345,13 @@ impl Storage {
     /// The path of a committed file (whether or not it exists).
     pub fn file_path(&self, fingerprint: &str, name: &str) -> Result<PathBuf, StorageError> {
         Ok(self.dirs(fingerprint)?.files.join(name))
+    }
+
+    fn files_sync(&self, fingerprint: &str) -> Arc<DirSync> {
+        lock(&self.files_syncs)
+            .entry(fingerprint.to_string())
+            .or_default()
+            .clone()
     }
 
     fn identity_lock(&self, fingerprint: &str) -> Arc<Mutex<IdentityState>> {
@@ -418,6 +428,7 @@ impl Storage {
         if fresh {
             remove_partial(&part_path, &held_path)?;
         } else if let Some((part, held, chunks)) = load_partial(&part_path, &held_path, layout)? {
+            let held = Some(held);
             return Ok(upload(UploadState::Partial { part, held }, chunks));
         } else if let Some(chunks) = committed_chunks(&dirs.files.join(name), layout)? {
             return Ok(upload(UploadState::AlreadyStored, chunks));
@@ -556,7 +567,8 @@ impl Storage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(format!("removing {}", meta.display()))(e)),
         }
-        sync_dir(&dirs.files)?;
+        drop(state);
+        self.files_sync(fingerprint).sync(&dirs.files)?;
         Ok(())
     }
 
@@ -749,7 +761,7 @@ fn create_partial(
     part_path: &Path,
     held_path: &Path,
     layout: Layout,
-) -> Result<(File, File), StorageError> {
+) -> Result<(File, Option<File>), StorageError> {
     let context = || format!("creating {}", part_path.display());
     let part = OpenOptions::new()
         .read(true)
@@ -760,6 +772,11 @@ fn create_partial(
         .map_err(io_err(context()))?;
     // Full size up front (sparse): reserves the quota and records the declared size.
     part.set_len(layout.size).map_err(io_err(context()))?;
+    if layout.chunks() <= 1 {
+        // Nothing to resume: a lost one-chunk upload is sent again whole. Creating an
+        // inode is what a small upload costs most.
+        return Ok((part, None));
+    }
     // No records yet, so neither a temporary file nor an fsync: a torn header only makes
     // a resume start over.
     let mut held = OpenOptions::new()
@@ -770,7 +787,7 @@ fn create_partial(
         .map_err(io_err(format!("creating {}", held_path.display())))?;
     held.write_all(&held_header(layout))
         .map_err(io_err(format!("writing {}", held_path.display())))?;
-    Ok((part, held))
+    Ok((part, Some(held)))
 }
 
 /// Loads a partial upload of `layout`, keeping only records whose data in `.part` matches.
@@ -948,16 +965,64 @@ fn write_meta(dirs: &IdentityDirs, key: &str, meta: &FileMeta) -> Result<(), Sto
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(format!("syncing {}", dir.display())))
+/// Group commit for one directory: every caller needs an fsync that started after its
+/// change (a rename, a removal); callers that arrive while one runs share the next.
+#[derive(Debug, Default)]
+struct DirSync {
+    state: Mutex<DirSyncState>,
+    finished: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct DirSyncState {
+    /// Fsyncs started and finished, counted; one runs at a time.
+    started: u64,
+    finished: u64,
+    running: bool,
+    /// The latest failed fsync's number and error.
+    failure: Option<(u64, io::ErrorKind, String)>,
+}
+
+impl DirSync {
+    fn sync(&self, dir: &Path) -> Result<(), StorageError> {
+        let mut state = lock(&self.state);
+        let needed = state.started + 1;
+        loop {
+            if state.finished >= needed {
+                return match &state.failure {
+                    Some((number, kind, error)) if *number >= needed => {
+                        Err(io_err(format!("syncing {}", dir.display()))(
+                            io::Error::new(*kind, error.clone()),
+                        ))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            if state.running {
+                state = self.finished.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            state.running = true;
+            state.started += 1;
+            let number = state.started;
+            drop(state);
+            let result = File::open(dir).and_then(|d| d.sync_all());
+            state = lock(&self.state);
+            state.running = false;
+            state.finished = number;
+            if let Err(e) = result {
+                state.failure = Some((number, e.kind(), e.to_string()));
+            }
+            self.finished.notify_all();
+        }
+    }
 }
 
 #[derive(Debug)]
 enum UploadState {
     /// Data goes to `.part`, records to `.held`.
-    Partial { part: File, held: File },
+    /// (`held` is `None` for a one-chunk upload, which keeps no records on disk.)
+    Partial { part: File, held: Option<File> },
     /// An identical committed file: every chunk is held already.
     AlreadyStored,
     /// Committed.
@@ -1036,12 +1101,14 @@ impl Upload {
             flusher.wrote(data.len() as u64);
         }
         // The record follows the data: a record never claims data that was not written.
-        held.write_all(&held_record(index, digest))
-            .map_err(io_err(format!(
-                "recording {:?} of {}",
-                self.name,
-                &self.fingerprint[..16]
-            )))?;
+        if let Some(held) = held {
+            held.write_all(&held_record(index, digest))
+                .map_err(io_err(format!(
+                    "recording {:?} of {}",
+                    self.name,
+                    &self.fingerprint[..16]
+                )))?;
+        }
         self.chunks.insert(index, *digest);
         Ok(())
     }
@@ -1052,7 +1119,9 @@ impl Upload {
         if let UploadState::Partial { part, held } = &self.state {
             let context = || format!("syncing the partial upload {:?}", self.name);
             part.sync_data().map_err(io_err(context()))?;
-            held.sync_data().map_err(io_err(context()))?;
+            if let Some(held) = held {
+                held.sync_data().map_err(io_err(context()))?;
+            }
         }
         Ok(())
     }
@@ -1097,10 +1166,9 @@ impl Upload {
             // Keep the partial for a retry.
             let held = OpenOptions::new()
                 .append(true)
-                .open(self.dirs.held_path(&self.key));
-            if let Ok(held) = held {
-                self.state = UploadState::Partial { part, held };
-            }
+                .open(self.dirs.held_path(&self.key))
+                .ok();
+            self.state = UploadState::Partial { part, held };
         }
         result
     }
@@ -1132,8 +1200,11 @@ impl Upload {
             write_meta(&self.dirs, &self.key, &meta)?;
             fs::rename(&part_path, path).map_err(io_err(context()))?;
             state.count_committed(replaced, meta.size);
-            sync_dir(&self.dirs.files)?;
         }
+        // Outside the identity's lock, so that concurrent commits share the fsync.
+        self.storage
+            .files_sync(&self.fingerprint)
+            .sync(&self.dirs.files)?;
         let held_path = self.dirs.held_path(&self.key);
         match fs::remove_file(&held_path) {
             Ok(()) => {}
@@ -1239,6 +1310,50 @@ mod tests {
             fs::read(storage.file_path(FP, "r").unwrap()).unwrap(),
             bytes
         );
+    }
+
+    #[test]
+    fn a_one_chunk_upload_keeps_no_records_and_starts_over() {
+        let (_tmp, storage) = storage(10_000);
+        let bytes = data(16, 4); // exactly one chunk
+        let dirs = storage.dirs(FP).unwrap();
+        let mut upload = storage.begin_upload(FP, "one", 16, CHUNK, false).unwrap();
+        store(&mut upload, &bytes, [0]);
+        upload.checkpoint().unwrap();
+        assert!(dirs.part_path(&name_key("one")).exists());
+        assert!(!dirs.held_path(&name_key("one")).exists());
+        drop(upload);
+        let mut upload = storage.begin_upload(FP, "one", 16, CHUNK, false).unwrap();
+        assert_eq!(upload.held_chunks().count(), 0);
+        store(&mut upload, &bytes, [0]);
+        upload.commit(&FileDigest::of(&bytes, CHUNK)).unwrap();
+        assert_eq!(
+            fs::read(storage.file_path(FP, "one").unwrap()).unwrap(),
+            bytes
+        );
+        assert!(!dirs.part_path(&name_key("one")).exists());
+    }
+
+    #[test]
+    fn concurrent_directory_syncs_are_shared_and_failures_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sync = Arc::new(DirSync::default());
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let (sync, dir) = (sync.clone(), tmp.path().to_path_buf());
+                std::thread::spawn(move || (0..25).for_each(|_| sync.sync(&dir).unwrap()))
+            })
+            .collect();
+        callers.into_iter().for_each(|c| c.join().unwrap());
+        let state = lock(&sync.state);
+        assert!(state.started >= 1 && state.started <= 200, "{state:?}");
+        assert_eq!((state.started, state.running), (state.finished, false));
+        drop(state);
+        let error = sync.sync(&tmp.path().join("gone")).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::STORAGE);
+        assert!(error.to_string().contains("syncing"), "{error}");
+        // A failure is reported to the callers it covered, not to later ones.
+        sync.sync(tmp.path()).unwrap();
     }
 
     #[test]
