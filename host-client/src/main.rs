@@ -158,13 +158,18 @@ fn parse_server(value: &str) -> Result<String, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet);
-    // Connections at once hash and encrypt on threads of their own.
+    // Connections at once hash and encrypt on threads of their own. (A multi-thread
+    // runtime with one worker moved a 1 GiB download 40% slower than a current-thread one.)
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.min(cli.parallel as usize).max(1))
-        .enable_all()
-        .build()
-    {
+    let workers = threads.min(cli.parallel as usize);
+    let mut builder = if workers > 1 {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("ferry: cannot start: {e}");
