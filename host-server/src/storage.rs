@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! STORAGE/<fingerprint>/files/<name>           committed files, plain bytes
-//! STORAGE/<fingerprint>/meta/<key>.json        FileMeta of files/<name>
+//! STORAGE/<fingerprint>/meta/<key>.json        FileMeta of files/<name> where xattrs are missing
 //! STORAGE/<fingerprint>/partial/<key>.part     upload data, written at chunk offsets (sparse, declared size)
 //! STORAGE/<fingerprint>/partial/<key>.held     header, then one record per stored chunk
 //! ```
@@ -18,16 +18,16 @@
 //! Every chunk is written at its offset in `.part` (`pwrite`), then its record (index u64 LE,
 //! SHA-256) is appended to `.held`. On resume every record is checked against the data in
 //! `.part` (read back and hashed), so a torn write or a lost page never counts as held.
-//! [`Upload::commit`] fsyncs `.part` (most of it was written back while the upload ran, see
-//! `ferry_client::flush`), writes the metadata atomically, renames `.part` over
-//! `files/<name>` (the old version stays readable until then), fsyncs `files/` and removes
-//! `.held`. Two fsyncs make a commit durable; the metadata is not synced, because a crash
-//! that loses it only means it is recomputed from the data.
+//! [`Upload::commit`] records the metadata on `.part`, fsyncs it (most of the data was
+//! written back while the upload ran, see `ferry_client::flush`), renames it over
+//! `files/<name>` (the old version stays readable until then), fsyncs `files/` (one fsync
+//! shared by concurrent commits) and removes `.held`.
 //!
-//! **Metadata.** `meta/<key>.json` records the size, the chunk size and whole-file digest the
-//! file was verified with, the commit time and the inode of the data file. Metadata whose
-//! inode or size does not match the file (a crash between the two renames, a file replaced by
-//! hand) is recomputed from the data.
+//! **Metadata.** [`FileMeta`] records the size, the chunk size and whole-file digest the
+//! file was verified with, the commit time and the inode of the data file. It is kept in the
+//! data file's extended attribute `user.ferry.meta`, or, on a file system without user
+//! attributes, in `meta/<key>.json`. Metadata that is missing or does not match the file (a
+//! file replaced by hand, a crash) is recomputed from the data.
 //!
 //! **Quota.** An identity's usage is the size of its committed files plus the declared size
 //! of its partial uploads (a `.part` is created at its full size). A new upload is refused
@@ -498,7 +498,7 @@ impl Storage {
             modified: md.modified().map(unix_secs).unwrap_or(0),
             inode: md.ino(),
         };
-        write_meta(&dirs, &key, &meta)?;
+        write_meta(&dirs, &key, &file, &meta)?;
         tracing::warn!(
             "{}: metadata was missing or stale, recomputed from the data",
             path.display()
@@ -920,6 +920,11 @@ fn open_data(path: &Path) -> Result<File, StorageError> {
     }
 }
 
+/// The extended attribute that holds a committed file's [`FileMeta`] (JSON).
+const META_XATTR: &str = "user.ferry.meta";
+/// Room for a `FileMeta`: a 255-byte name escaped at worst, a digest and some numbers.
+const META_MAX: usize = 4096;
+
 /// Opens a committed file and reads its metadata; `None` if the metadata is missing or
 /// describes another version.
 fn open_with_meta(
@@ -932,14 +937,8 @@ fn open_with_meta(
     let md = file
         .metadata()
         .map_err(io_err(format!("reading {}", path.display())))?;
-    let meta_path = dirs.meta_path(key);
-    let meta: FileMeta = match fs::read(&meta_path) {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(meta) => meta,
-            Err(_) => return Ok(None),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(format!("reading {}", meta_path.display()))(e)),
+    let Some(meta) = read_meta(dirs, key, &file, path)? else {
+        return Ok(None);
     };
     let current = meta.inode == md.ino()
         && meta.size == md.len()
@@ -948,21 +947,65 @@ fn open_with_meta(
     Ok(current.then_some(StoredFile { file, meta }))
 }
 
-fn write_meta(dirs: &IdentityDirs, key: &str, meta: &FileMeta) -> Result<(), StorageError> {
-    let path = dirs.meta_path(key);
-    let context = || format!("writing {}", path.display());
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp")
-        .tempfile_in(&dirs.meta)
-        .map_err(io_err(context()))?;
-    let json =
-        serde_json::to_vec_pretty(meta).map_err(|e| StorageError::Inconsistent(e.to_string()))?;
-    temp.write_all(&json).map_err(io_err(context()))?;
-    // Not synced: metadata that a crash left empty, torn or naming another inode is
-    // recomputed from the data when the file is next opened.
-    temp.persist(&path)
-        .map_err(|e| io_err(context())(e.error))?;
-    Ok(())
+/// The metadata of an open data file: its extended attribute, or where the file system has
+/// none, `meta/<key>.json`. `None` if missing or unreadable.
+fn read_meta(
+    dirs: &IdentityDirs,
+    key: &str,
+    file: &File,
+    path: &Path,
+) -> Result<Option<FileMeta>, StorageError> {
+    let mut buf = [0u8; META_MAX];
+    let bytes = match rustix::fs::fgetxattr(file, META_XATTR, &mut buf[..]) {
+        Ok(len) => &buf[..len],
+        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::NOTSUP => {
+            let meta_path = dirs.meta_path(key);
+            return match fs::read(&meta_path) {
+                Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_err(format!("reading {}", meta_path.display()))(e)),
+            };
+        }
+        Err(e) if e == rustix::io::Errno::RANGE => return Ok(None),
+        Err(e) => return Err(io_err(format!("reading {}", path.display()))(e.into())),
+    };
+    Ok(serde_json::from_slice(bytes).ok())
+}
+
+/// Records `meta` for the data file `file`: in an extended attribute on the file itself,
+/// which moves with it on rename and costs no inode (creating inodes is most of what a
+/// small upload costs), or where the file system has no user attributes, in
+/// `meta/<key>.json`. Not synced here: the commit's fsync of the data covers the attribute,
+/// and metadata that a crash left missing, torn or naming another inode is recomputed from
+/// the data when the file is next opened.
+fn write_meta(
+    dirs: &IdentityDirs,
+    key: &str,
+    file: &File,
+    meta: &FileMeta,
+) -> Result<(), StorageError> {
+    let json = serde_json::to_vec(meta).map_err(|e| StorageError::Inconsistent(e.to_string()))?;
+    let meta_path = dirs.meta_path(key);
+    let context = || format!("writing {}", meta_path.display());
+    match rustix::fs::fsetxattr(file, META_XATTR, &json, rustix::fs::XattrFlags::empty()) {
+        // A `meta/` file left from a file system without attributes would only be ignored.
+        Ok(()) => match fs::remove_file(&meta_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(context())(e)),
+        },
+        Err(e) if e == rustix::io::Errno::NOTSUP => {
+            let mut temp = tempfile::Builder::new()
+                .prefix(".tmp")
+                .tempfile_in(&dirs.meta)
+                .map_err(io_err(context()))?;
+            temp.write_all(&json).map_err(io_err(context()))?;
+            temp.persist(&meta_path)
+                .map_err(|e| io_err(context())(e.error))?;
+            Ok(())
+        }
+        Err(e) => Err(io_err(context())(e.into())),
+    }
 }
 
 /// Group commit for one directory: every caller needs an fsync that started after its
@@ -1181,7 +1224,6 @@ impl Upload {
     ) -> Result<FileMeta, StorageError> {
         let part_path = self.dirs.part_path(&self.key);
         let context = || format!("committing {}", path.display());
-        part.sync_all().map_err(io_err(context()))?;
         let md = part.metadata().map_err(io_err(context()))?;
         let meta = FileMeta {
             name: self.name.clone(),
@@ -1191,13 +1233,14 @@ impl Upload {
             modified: unix_secs(SystemTime::now()),
             inode: md.ino(),
         };
+        // Before the fsync, which makes an attribute durable with the data. It names the new
+        // inode, so until the rename the old file stays readable under its own metadata.
+        write_meta(&self.dirs, &self.key, part, &meta)?;
+        part.sync_all().map_err(io_err(context()))?;
         {
             let identity = self.storage.identity_lock(&self.fingerprint);
             let mut state = lock(&identity);
             let replaced = file_len(path)?;
-            // Metadata first: it names the new inode, so until the rename it is recognised
-            // as not describing the old file, which stays readable.
-            write_meta(&self.dirs, &self.key, &meta)?;
             fs::rename(&part_path, path).map_err(io_err(context()))?;
             state.count_committed(replaced, meta.size);
         }
@@ -1583,6 +1626,45 @@ mod tests {
         // And it was written back.
         let again = storage.open_file(FP, "m", CHUNK).unwrap();
         assert_eq!(again.meta, stored.meta);
+    }
+
+    #[test]
+    fn metadata_lives_on_the_file_or_in_meta_where_attributes_are_missing() {
+        let (_tmp, storage) = storage(10_000);
+        let bytes = data(40, 21);
+        let committed = upload_all(&storage, FP, "x", &bytes);
+        let dirs = storage.dirs(FP).unwrap();
+        let file = File::open(storage.file_path(FP, "x").unwrap()).unwrap();
+        let meta_file = dirs.meta_path(&name_key("x"));
+        let mut buf = [0u8; META_MAX];
+        match rustix::fs::fgetxattr(&file, META_XATTR, &mut buf[..]) {
+            Ok(len) => {
+                let meta: FileMeta = serde_json::from_slice(&buf[..len]).unwrap();
+                assert_eq!(meta, committed);
+                assert!(!meta_file.exists());
+            }
+            // A file system without user attributes (as tmpfs before Linux 6.6).
+            Err(e) => {
+                assert_eq!(e, rustix::io::Errno::NOTSUP);
+                assert!(meta_file.exists());
+            }
+        }
+        // Metadata in `meta/` (written where attributes were missing) is read too.
+        let plain = storage.file_path(FP, "y").unwrap();
+        fs::write(&plain, &bytes).unwrap();
+        let ino = fs::metadata(&plain).unwrap().ino();
+        let recorded = FileMeta {
+            name: "y".into(),
+            inode: ino,
+            modified: 7,
+            ..committed
+        };
+        fs::write(
+            dirs.meta_path(&name_key("y")),
+            serde_json::to_vec(&recorded).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(storage.open_file(FP, "y", CHUNK).unwrap().meta, recorded);
     }
 
     #[test]
