@@ -24,7 +24,8 @@
 //! - concurrency: 1, 16 and 256 `ferry upload` / `curl` processes at once, each with its own
 //!   client certificate, each moving 1 MiB or 16 MiB: aggregate MB/s, p50 and p99 of the
 //!   per-transfer time, server CPU and peak RSS (a fresh `ferry-server` per scenario);
-//! - many small files: 1000 files of 4 KiB in one `ferry upload`, against `scp -r` and
+//! - many small files: 1000 files of 4 KiB in one `ferry upload` (its default 4 connections),
+//!   against `scp -r` and
 //!   `rsync -a` over ssh;
 //! - verifies every transfer, outside the timed part: Ferry's exit code and whole-file digest
 //!   (against the digest computed here) and the bytes stored; every other tool's copy is
@@ -2509,7 +2510,7 @@ fn report(bench: &Bench, loads: &BTreeMap<String, String>, elapsed: f64) -> (Str
     let _ = writeln!(
         md,
         "\nFerry makes every upload durable before it reports it verified (the server fsyncs the \
-         data, its metadata and directories) and the client fsyncs a download before renaming it \
+         data with its metadata, then its directory) and the client fsyncs a download before renaming it \
          into place; nginx, scp, sftp and rsync report success with the data in the page cache. \
          TLS: TLS 1.3 on both, client certificate required; ssh: {SSH_CIPHER}."
     );
