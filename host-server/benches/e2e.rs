@@ -25,8 +25,7 @@
 //!   client certificate, each moving 1 MiB or 16 MiB: aggregate MB/s, p50 and p99 of the
 //!   per-transfer time, server CPU and peak RSS (a fresh `ferry-server` per scenario);
 //! - many small files: 1000 files of 4 KiB in one `ferry upload` (its default 4 connections),
-//!   against `scp -r` and
-//!   `rsync -a` over ssh;
+//!   against `scp -r` and `rsync -a` over ssh;
 //! - verifies every transfer, outside the timed part: Ferry's exit code and whole-file digest
 //!   (against the digest computed here) and the bytes stored; every other tool's copy is
 //!   compared byte for byte with the source.
