@@ -2,7 +2,7 @@
 //! the same run.
 //!
 //! ```text
-//! cargo bench -p ferry-server --bench e2e                      # full run (6-7 min on 2 cores)
+//! cargo bench -p ferry-server --bench e2e                      # full run (5-6 min on 2 cores)
 //! FERRY_BENCH_QUICK=1 cargo bench -p ferry-server --bench e2e  # smoke check (under a minute)
 //! ```
 //!
