@@ -14,7 +14,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::download::DownloadOp;
+use crate::compare::CompareSink;
+use crate::download::{DownloadOp, FileSink};
 use crate::error::ClientError;
 use crate::link::Link;
 use crate::options::{ClientOptions, FIRST_BACKOFF, MAX_BACKOFF};
@@ -665,7 +666,7 @@ impl Client {
         progress: ProgressFn<'_>,
     ) -> Result<TransferReport, ClientError> {
         check_name(name)?;
-        let mut op = DownloadOp::new(name, dest, progress)?;
+        let mut op = DownloadOp::new(name, FileSink::new(dest)?, progress);
         self.run(&mut op).await
     }
 
@@ -687,11 +688,10 @@ impl Client {
         self.run(&mut op).await
     }
 
-    /// The seed's two-way transfer: uploads `path` as `name`, downloads it back into a
-    /// temporary directory, compares the copy with the file chunk by chunk (bytes and
-    /// digests) and as a whole, and reports both digests and the plain SHA-256. The copy
-    /// is deleted; the server keeps the file. A difference is reported with
-    /// `identical: false`, not as an error.
+    /// The seed's two-way transfer: uploads `path` as `name`, downloads it back and compares
+    /// every verified chunk with the same range of the file as it arrives (nothing is
+    /// written), and reports both digests and the plain SHA-256. The server keeps the file.
+    /// A difference is reported with `identical: false`, not as an error.
     pub async fn roundtrip(
         &mut self,
         path: &Path,
@@ -699,15 +699,9 @@ impl Client {
         progress: ProgressFn<'_>,
     ) -> Result<RoundTripReport, ClientError> {
         let upload = self.upload_file(path, name, progress).await?;
-        let temp = tempfile::Builder::new()
-            .prefix(".ferry-roundtrip-")
-            .tempdir()
-            .map_err(|e| ClientError::io(std::env::temp_dir(), e))?;
-        let copy = temp.path().join("copy");
-        let download = self.download_file(name, &copy, progress).await?;
-        let compared =
-            crate::compare::compare_files(path, &copy, &upload, &download, progress).await?;
-        Ok(compared)
+        let mut op = DownloadOp::new(name, CompareSink::open(path)?, progress);
+        let download = self.run(&mut op).await?;
+        op.into_sink().report(&upload, &download)
     }
 }
 

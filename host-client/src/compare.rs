@@ -1,20 +1,162 @@
-//! The round trip's last step: the downloaded copy against the local file.
+//! The round trip's download: every verified chunk is compared with the same range of the
+//! local file as it arrives, so nothing is written and nothing is read twice.
+//!
+//! Equal bytes make every digest agree (each chunk was checked against the server's chunk
+//! digest on arrival, and the whole-file digest must equal the upload's), so the only other
+//! hashing is the plain SHA-256 `sha256sum` would print, fed in file order while the chunks
+//! arrive in order (as they do on one TLS stream) and computed from the local file afterwards
+//! otherwise.
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
+use ferry_core::{Digest, Layout};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::ProgressFn;
+use crate::download::Sink;
 use crate::error::ClientError;
-use crate::report::{hex, Phase, Progress, RoundTripReport, TransferReport};
+use crate::partial::Resume;
+use crate::report::{hex, RoundTripReport, TransferReport};
 
-/// Reads up to `buf.len()` bytes, fewer only at the end of the file.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+/// Compares a download with a local file.
+pub(crate) struct CompareSink {
+    path: PathBuf,
+    file: File,
+    local_size: u64,
+    buf: Vec<u8>,
+    /// SHA-256 of the local file's bytes before `hashed_to`, while chunks come in order.
+    sha: Option<Sha256>,
+    hashed_to: u64,
+    /// The downloaded bytes' SHA-256 from the first difference on (before it, `sha`).
+    sha_copy: Option<Sha256>,
+    first_difference: Option<u64>,
+    chunks_compared: u64,
+    bytes_compared: u64,
+}
+
+impl CompareSink {
+    pub(crate) fn open(path: &Path) -> Result<Self, ClientError> {
+        let file = File::open(path).map_err(|e| ClientError::io(path, e))?;
+        let local_size = file.metadata().map_err(|e| ClientError::io(path, e))?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            local_size,
+            buf: Vec::new(),
+            sha: Some(Sha256::new()),
+            hashed_to: 0,
+            sha_copy: None,
+            first_difference: None,
+            chunks_compared: 0,
+            bytes_compared: 0,
+        })
+    }
+
+    /// The round trip's report, once the download is verified.
+    pub(crate) fn report(
+        self,
+        upload: &TransferReport,
+        download: &TransferReport,
+    ) -> Result<RoundTripReport, ClientError> {
+        // Hashed in file order from the start: the SHA-256 of the local bytes compared, which
+        // are the downloaded bytes wherever no difference was found.
+        let streamed = self
+            .sha
+            .filter(|_| self.hashed_to == download.size)
+            .map(|sha| hex(&sha.finalize()));
+        let same = self.first_difference.is_none()
+            && self.local_size == download.size
+            && self.bytes_compared == download.size;
+        let sha256 = match &streamed {
+            Some(streamed) if self.local_size == download.size => streamed.clone(),
+            _ => plain_sha256(&self.path)?,
+        };
+        let downloaded_sha256 = match (self.first_difference, streamed, self.sha_copy) {
+            _ if same => sha256.clone(),
+            (None, Some(streamed), _) => streamed,
+            (Some(_), Some(_), Some(copy)) => hex(&copy.finalize()),
+            // The copy differed and arrived out of order; its bytes were not kept.
+            _ => "unknown".into(),
+        };
+        if let Some(offset) = self.first_difference {
+            tracing::warn!(offset, "the downloaded copy differs from the local file");
+        }
+        Ok(RoundTripReport {
+            uploaded_digest: upload.digest.clone(),
+            downloaded_digest: download.digest.clone(),
+            upload: upload.clone(),
+            download: download.clone(),
+            sha256,
+            downloaded_sha256,
+            chunks_compared: self.chunks_compared,
+            identical: same && upload.size == download.size && upload.digest == download.digest,
+        })
+    }
+}
+
+impl Sink for CompareSink {
+    fn resume(&mut self, _name: &str, _chunk_size: u32) -> Result<Option<Resume>, ClientError> {
+        Ok(None) // every attempt compares from the start
+    }
+
+    fn start(&mut self, _name: &str, _layout: Layout, _resumed: bool) -> Result<(), ClientError> {
+        self.restart()
+    }
+
+    fn store(
+        &mut self,
+        _index: u64,
+        offset: u64,
+        _digest: &Digest,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        self.buf.resize(data.len(), 0);
+        let local = read_at(&self.file, &mut self.buf, offset)
+            .map_err(|e| ClientError::io(&self.path, e))?;
+        let local = &self.buf[..local];
+        let in_order = offset == self.hashed_to;
+        if local != data && self.first_difference.is_none() {
+            self.first_difference = Some(offset);
+            self.sha_copy = self.sha.clone().filter(|_| in_order);
+        }
+        match (self.sha.as_mut(), in_order) {
+            (Some(sha), true) => {
+                sha.update(local);
+                if let Some(copy) = self.sha_copy.as_mut() {
+                    copy.update(data);
+                }
+                self.hashed_to += data.len() as u64;
+            }
+            // Out of order: the plain SHA-256 is computed from the file at the end.
+            _ => self.sha = None,
+        }
+        self.chunks_compared += 1;
+        self.bytes_compared += data.len() as u64;
+        Ok(())
+    }
+
+    fn commit(&mut self, _size: u64) -> Result<(), ClientError> {
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), ClientError> {
+        self.sha = Some(Sha256::new());
+        self.hashed_to = 0;
+        self.sha_copy = None;
+        self.first_difference = None;
+        self.chunks_compared = 0;
+        self.bytes_compared = 0;
+        Ok(())
+    }
+}
+
+/// Reads up to `buf.len()` bytes at `offset`, fewer only at the end of the file.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -24,78 +166,29 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Compares `local` with `copy` byte for byte and hashes the local file once (plain
-/// SHA-256). The copy's chunks were verified as they arrived and its whole-file digest
-/// must equal the upload's, so equal bytes make every digest agree without hashing again;
-/// the copy is hashed on its own only from the first difference on.
-pub(crate) async fn compare_files(
-    local: &Path,
-    copy: &Path,
-    upload: &TransferReport,
-    download: &TransferReport,
-    progress: ProgressFn<'_>,
-) -> Result<RoundTripReport, ClientError> {
-    let mut a = File::open(local).map_err(|e| ClientError::io(local, e))?;
-    let mut b = File::open(copy).map_err(|e| ClientError::io(copy, e))?;
-    let chunk_size = upload.chunk_size.max(1);
-    let mut buf_a = vec![0u8; chunk_size as usize];
-    let mut buf_b = vec![0u8; chunk_size as usize];
-    let mut sha_a = Sha256::new();
-    // The copy's hash while it differs; until then it is `sha_a`.
-    let mut sha_b: Option<Sha256> = None;
-    let mut done = 0u64;
-    let mut chunks = 0u64;
+/// The plain SHA-256 of a file, hex.
+fn plain_sha256(path: &Path) -> Result<String, ClientError> {
+    let mut file = File::open(path).map_err(|e| ClientError::io(path, e))?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
     loop {
-        let na = read_full(&mut a, &mut buf_a).map_err(|e| ClientError::io(local, e))?;
-        let nb = read_full(&mut b, &mut buf_b).map_err(|e| ClientError::io(copy, e))?;
-        if na == 0 && nb == 0 {
-            break;
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => sha.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ClientError::io(path, e)),
         }
-        let (da, db) = (&buf_a[..na], &buf_b[..nb]);
-        if sha_b.is_none() && da != db {
-            tracing::warn!(chunk = chunks, "the downloaded copy differs");
-            sha_b = Some(sha_a.clone());
-        }
-        sha_a.update(da);
-        if let Some(sha_b) = sha_b.as_mut() {
-            sha_b.update(db);
-        }
-        chunks += 1;
-        done += na as u64;
-        progress(Progress {
-            name: upload.name.clone(),
-            done_bytes: done,
-            total_bytes: upload.size,
-            phase: Phase::Verify,
-        });
-        tokio::task::yield_now().await;
     }
-    let same = sha_b.is_none();
-    let sha256 = hex(&sha_a.finalize());
-    let downloaded_sha256 = sha_b.map_or_else(|| sha256.clone(), |sha_b| hex(&sha_b.finalize()));
-    let identical = same
-        && done == upload.size
-        && upload.size == download.size
-        && upload.digest == download.digest;
-    Ok(RoundTripReport {
-        uploaded_digest: upload.digest.clone(),
-        downloaded_digest: download.digest.clone(),
-        upload: upload.clone(),
-        download: download.clone(),
-        sha256,
-        downloaded_sha256,
-        chunks_compared: chunks,
-        identical,
-    })
+    Ok(hex(&sha.finalize()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn report(name: &str, bytes: &[u8], chunk_size: u32) -> TransferReport {
+    fn report(bytes: &[u8], chunk_size: u32) -> TransferReport {
         TransferReport {
-            name: name.into(),
+            name: "f".into(),
             size: bytes.len() as u64,
             digest: "same".into(),
             chunk_size,
@@ -109,15 +202,24 @@ mod tests {
         }
     }
 
-    async fn compare(local: &[u8], copy: &[u8]) -> RoundTripReport {
+    /// Feeds `copy` in chunks of 1000, in `order`, against a local file holding `local`.
+    fn compare(local: &[u8], copy: &[u8], order: &[usize]) -> RoundTripReport {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, local).unwrap();
-        std::fs::write(&b, copy).unwrap();
-        let upload = report("f", local, 1000);
-        let download = report("f", copy, 1000);
-        compare_files(&a, &b, &upload, &download, &mut |_| {})
-            .await
+        let path = dir.path().join("local");
+        std::fs::write(&path, local).unwrap();
+        let mut sink = CompareSink::open(&path).unwrap();
+        let layout = Layout {
+            size: copy.len() as u64,
+            chunk_size: 1000,
+        };
+        sink.start("f", layout, false).unwrap();
+        for &index in order {
+            let chunk = &copy[index * 1000..copy.len().min((index + 1) * 1000)];
+            sink.store(index as u64, index as u64 * 1000, &[0; 32], chunk)
+                .unwrap();
+        }
+        sink.commit(copy.len() as u64).unwrap();
+        sink.report(&report(local, 1000), &report(copy, 1000))
             .unwrap()
     }
 
@@ -125,28 +227,70 @@ mod tests {
         hex(&Sha256::digest(bytes))
     }
 
-    #[tokio::test]
-    async fn equal_files_are_identical_with_one_hash() {
-        let data: Vec<u8> = (0..4500u32).map(|i| (i * 7 % 251) as u8).collect();
-        let round = compare(&data, &data).await;
-        assert!(round.identical);
-        assert_eq!(round.chunks_compared, 5);
-        assert_eq!(round.sha256, sha256_hex(&data));
-        assert_eq!(round.downloaded_sha256, round.sha256);
+    fn data() -> Vec<u8> {
+        (0..4500u32).map(|i| (i * 7 % 251) as u8).collect()
     }
 
-    #[tokio::test]
-    async fn a_difference_is_found_and_each_side_hashed() {
-        let data: Vec<u8> = (0..4500u32).map(|i| (i * 7 % 251) as u8).collect();
+    #[test]
+    fn equal_files_are_identical_in_and_out_of_order() {
+        let data = data();
+        for order in [[0, 1, 2, 3, 4], [0, 2, 1, 4, 3]] {
+            let round = compare(&data, &data, &order);
+            assert!(round.identical);
+            assert_eq!(round.chunks_compared, 5);
+            assert_eq!(round.sha256, sha256_hex(&data));
+            assert_eq!(round.downloaded_sha256, round.sha256);
+        }
+    }
+
+    #[test]
+    fn a_difference_is_found_and_each_side_hashed() {
+        let data = data();
         let mut copy = data.clone();
         copy[2345] ^= 1;
-        let round = compare(&data, &copy).await;
+        let round = compare(&data, &copy, &[0, 1, 2, 3, 4]);
         assert!(!round.identical);
         assert_eq!(round.sha256, sha256_hex(&data));
         assert_eq!(round.downloaded_sha256, sha256_hex(&copy));
 
-        let shorter = compare(&data, &data[..4000]).await;
+        let out_of_order = compare(&data, &copy, &[0, 2, 1, 3, 4]);
+        assert!(!out_of_order.identical);
+        assert_eq!(out_of_order.sha256, sha256_hex(&data));
+
+        let shorter = compare(&data, &data[..4000], &[0, 1, 2, 3]);
         assert!(!shorter.identical);
+        assert_eq!(shorter.sha256, sha256_hex(&data));
         assert_eq!(shorter.downloaded_sha256, sha256_hex(&data[..4000]));
+
+        let longer_copy = [data.as_slice(), b"more"].concat();
+        let longer = compare(&data, &longer_copy, &[0, 1, 2, 3, 4]);
+        assert!(!longer.identical);
+        assert_eq!(longer.sha256, sha256_hex(&data));
+    }
+
+    #[test]
+    fn an_attempt_that_starts_over_compares_from_nothing() {
+        let data = data();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("local");
+        std::fs::write(&path, &data).unwrap();
+        let mut sink = CompareSink::open(&path).unwrap();
+        let layout = Layout {
+            size: data.len() as u64,
+            chunk_size: 1000,
+        };
+        sink.start("f", layout, false).unwrap();
+        sink.store(0, 0, &[0; 32], &[9u8; 1000]).unwrap(); // a broken first attempt
+        sink.start("f", layout, false).unwrap();
+        for index in 0..5 {
+            let chunk = &data[index * 1000..data.len().min((index + 1) * 1000)];
+            sink.store(index as u64, index as u64 * 1000, &[0; 32], chunk)
+                .unwrap();
+        }
+        let round = sink
+            .report(&report(&data, 1000), &report(&data, 1000))
+            .unwrap();
+        assert!(round.identical);
+        assert_eq!(round.sha256, sha256_hex(&data));
     }
 }

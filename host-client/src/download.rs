@@ -1,22 +1,136 @@
-//! Downloads into a partial file that is renamed into place only once verified.
+//! Downloads: the protocol side of receiving a file, and where its verified chunks go (a
+//! [`Sink`]): a partial file renamed into place only once verified ([`FileSink`]), or a
+//! comparison with a local file (the round trip's `crate::compare::CompareSink`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferry_core::Layout;
+use ferry_core::{Digest, Layout};
 
 use crate::client::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
 use crate::error::ClientError;
-use crate::partial::{self, PartialFile, PartialPaths};
+use crate::partial::{self, PartialFile, PartialPaths, Resume};
 use crate::report::{hex, Phase, Progress, TransferReport};
 
-/// One download, over as many attempts as it takes.
-pub(crate) struct DownloadOp<'p> {
-    name: String,
+/// Where a download's verified chunks go. Errors end the download for good.
+pub(crate) trait Sink {
+    /// Chunks held from an earlier attempt, to offer the server (each re-verified).
+    fn resume(&mut self, name: &str, chunk_size: u32) -> Result<Option<Resume>, ClientError>;
+    /// The transfer of `layout` starts; `resumed` if the server accepted the offered chunks.
+    fn start(&mut self, name: &str, layout: Layout, resumed: bool) -> Result<(), ClientError>;
+    /// A verified chunk.
+    fn store(
+        &mut self,
+        index: u64,
+        offset: u64,
+        digest: &Digest,
+        data: &[u8],
+    ) -> Result<(), ClientError>;
+    /// Every chunk arrived and the whole-file digest matched.
+    fn commit(&mut self, size: u64) -> Result<(), ClientError>;
+    /// Forgets what an earlier attempt held (the file changed on the server).
+    fn restart(&mut self) -> Result<(), ClientError>;
+    /// The download failed for good.
+    fn failed(&mut self, _error: &ClientError) {}
+}
+
+/// Into `DIR/.NAME.ferry-part`, renamed onto the destination once verified; an interrupted
+/// download leaves the partial file for the next one.
+pub(crate) struct FileSink {
     dest: PathBuf,
     paths: PartialPaths,
-    progress: ProgressFn<'p>,
     partial: Option<PartialFile>,
+}
+
+impl FileSink {
+    pub(crate) fn new(dest: &Path) -> Result<Self, ClientError> {
+        let paths = PartialPaths::for_destination(dest).map_err(|e| ClientError::io(dest, e))?;
+        Ok(Self {
+            dest: dest.to_path_buf(),
+            paths,
+            partial: None,
+        })
+    }
+
+    fn part_error(&self, error: std::io::Error) -> ClientError {
+        ClientError::io(&self.paths.part, error)
+    }
+}
+
+impl Sink for FileSink {
+    fn resume(&mut self, name: &str, chunk_size: u32) -> Result<Option<Resume>, ClientError> {
+        self.partial = None;
+        let resume = partial::load(&self.paths, name, chunk_size)
+            .map_err(|e| ClientError::io(&self.paths.held, e))?;
+        if let Some(resume) = &resume {
+            tracing::info!(
+                name,
+                held = resume.chunks.len(),
+                "resuming from {}",
+                self.paths.part.display()
+            );
+        }
+        Ok(resume)
+    }
+
+    fn start(&mut self, name: &str, layout: Layout, resumed: bool) -> Result<(), ClientError> {
+        let partial = if resumed {
+            PartialFile::reopen(&self.paths)
+        } else {
+            PartialFile::create(&self.paths, name, layout.size, layout.chunk_size)
+        };
+        self.partial = Some(partial.map_err(|e| self.part_error(e))?);
+        Ok(())
+    }
+
+    fn store(
+        &mut self,
+        index: u64,
+        offset: u64,
+        digest: &Digest,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let Some(partial) = self.partial.as_mut() else {
+            return Err(ClientError::Protocol("a chunk before the transfer".into()));
+        };
+        partial
+            .store(index, offset, digest, data)
+            .map_err(|e| ClientError::io(&self.paths.part, e))
+    }
+
+    fn commit(&mut self, size: u64) -> Result<(), ClientError> {
+        let Some(partial) = self.partial.take() else {
+            return Err(ClientError::Protocol("a commit before the transfer".into()));
+        };
+        partial
+            .commit(&self.dest, size)
+            .map_err(|e| ClientError::io(&self.dest, e))
+    }
+
+    fn restart(&mut self) -> Result<(), ClientError> {
+        self.partial = None;
+        self.paths
+            .remove()
+            .map_err(|e| ClientError::io(&self.paths.part, e))
+    }
+
+    fn failed(&mut self, error: &ClientError) {
+        // Never keep data that failed verification; other failures keep the partial copy
+        // for the next attempt.
+        if matches!(error, ClientError::Verification { .. }) {
+            self.partial = None;
+            if let Err(e) = self.paths.remove() {
+                tracing::warn!("cannot remove {}: {e}", self.paths.part.display());
+            }
+        }
+    }
+}
+
+/// One download, over as many attempts as it takes.
+pub(crate) struct DownloadOp<'p, S> {
+    name: String,
+    sink: S,
+    progress: ProgressFn<'p>,
     /// The size of the partial copy offered to the server in this attempt.
     offered: Option<u64>,
     chunk_size: u32,
@@ -30,19 +144,12 @@ pub(crate) struct DownloadOp<'p> {
     started: Instant,
 }
 
-impl<'p> DownloadOp<'p> {
-    pub(crate) fn new(
-        name: &str,
-        dest: &Path,
-        progress: ProgressFn<'p>,
-    ) -> Result<Self, ClientError> {
-        let paths = PartialPaths::for_destination(dest).map_err(|e| ClientError::io(dest, e))?;
-        Ok(Self {
+impl<'p, S: Sink> DownloadOp<'p, S> {
+    pub(crate) fn new(name: &str, sink: S, progress: ProgressFn<'p>) -> Self {
+        Self {
             name: name.to_string(),
-            dest: dest.to_path_buf(),
-            paths,
+            sink,
             progress,
-            partial: None,
             offered: None,
             chunk_size: 0,
             layout: None,
@@ -53,7 +160,12 @@ impl<'p> DownloadOp<'p> {
             committed: false,
             attempts: 0,
             started: Instant::now(),
-        })
+        }
+    }
+
+    /// The sink, once the download is over.
+    pub(crate) fn into_sink(self) -> S {
+        self.sink
     }
 
     fn report_progress(&mut self) {
@@ -65,13 +177,9 @@ impl<'p> DownloadOp<'p> {
             phase: Phase::Download,
         });
     }
-
-    fn part_error(&self, error: std::io::Error) -> Interrupt {
-        Interrupt::Final(ClientError::io(&self.paths.part, error))
-    }
 }
 
-impl Operation for DownloadOp<'_> {
+impl<S: Sink> Operation for DownloadOp<'_, S> {
     type Output = TransferReport;
 
     fn kind(&self) -> OpKind {
@@ -85,20 +193,12 @@ impl Operation for DownloadOp<'_> {
     fn begin(&mut self, conn: &mut Conn) -> Result<(), Interrupt> {
         self.attempts += 1;
         self.stored_this_attempt = 0;
-        self.partial = None;
         self.layout = None;
         self.chunk_size = conn.negotiated().map(|(c, _)| c).unwrap_or(0);
-        let resume = partial::load(&self.paths, &self.name, self.chunk_size)
-            .map_err(|e| ClientError::io(&self.paths.held, e))?;
+        let resume = self.sink.resume(&self.name, self.chunk_size)?;
         self.offered = resume.as_ref().map(|r| r.size);
         let result = match &resume {
             Some(resume) => {
-                tracing::info!(
-                    name = %self.name,
-                    held = resume.chunks.len(),
-                    "resuming from {}",
-                    self.paths.part.display()
-                );
                 let mut chunks = resume.chunks.iter().copied();
                 conn.download(&self.name, Some((resume.size, &mut chunks)))
             }
@@ -119,12 +219,8 @@ impl Operation for DownloadOp<'_> {
                 layout,
                 held_chunks,
             } => {
-                let partial = if self.offered == Some(layout.size) && held_chunks > 0 {
-                    PartialFile::reopen(&self.paths)
-                } else {
-                    PartialFile::create(&self.paths, &self.name, layout.size, layout.chunk_size)
-                };
-                self.partial = Some(partial.map_err(|e| self.part_error(e))?);
+                let resumed = self.offered == Some(layout.size) && held_chunks > 0;
+                self.sink.start(&self.name, layout, resumed)?;
                 self.layout = Some(layout);
                 self.held_at_start = held_chunks;
                 self.done_bytes = held_chunks.saturating_mul(u64::from(layout.chunk_size));
@@ -135,12 +231,7 @@ impl Operation for DownloadOp<'_> {
                 offset,
                 digest,
             } => {
-                let Some(partial) = self.partial.as_mut() else {
-                    return Err(ClientError::Protocol("a chunk before the transfer".into()).into());
-                };
-                if let Err(e) = partial.store(index, offset, &digest, scratch) {
-                    return Err(self.part_error(e));
-                }
+                self.sink.store(index, offset, &digest, scratch)?;
                 conn.chunk_stored(index).map_err(|e| {
                     ClientError::Protocol(format!("chunk {index} not expected: {e:?}"))
                 })?;
@@ -150,12 +241,7 @@ impl Operation for DownloadOp<'_> {
                 self.report_progress();
             }
             Ev::Commit { size } => {
-                let Some(partial) = self.partial.take() else {
-                    return Err(ClientError::Protocol("a commit before the transfer".into()).into());
-                };
-                partial
-                    .commit(&self.dest, size)
-                    .map_err(|e| ClientError::io(&self.dest, e))?;
+                self.sink.commit(size)?;
                 self.committed = true;
                 conn.commit_done()
                     .map_err(|e| ClientError::Protocol(format!("commit not expected: {e:?}")))?;
@@ -193,20 +279,10 @@ impl Operation for DownloadOp<'_> {
     }
 
     fn restart(&mut self) -> Result<(), ClientError> {
-        self.partial = None;
-        self.paths
-            .remove()
-            .map_err(|e| ClientError::io(&self.paths.part, e))
+        self.sink.restart()
     }
 
     fn failed(&mut self, error: &ClientError) {
-        // Never keep data that failed verification; other failures keep the partial copy
-        // for the next attempt.
-        if matches!(error, ClientError::Verification { .. }) {
-            self.partial = None;
-            if let Err(e) = self.paths.remove() {
-                tracing::warn!("cannot remove {}: {e}", self.paths.part.display());
-            }
-        }
+        self.sink.failed(error);
     }
 }
