@@ -719,6 +719,8 @@ impl Session {
     /// Logs the end of a transfer; a partial upload is flushed to disk for a later resume.
     async fn end_transfer(&self, active: Active, result: &str) {
         let log = match active {
+            // A committed upload has nothing left to flush: no trip to the blocking pool.
+            Active::Upload { upload, log } if upload.is_committed() => log,
             Active::Upload { upload, log } => {
                 let name = log.name.clone();
                 let synced = tokio::task::spawn_blocking(move || upload.checkpoint()).await;

@@ -1156,6 +1156,11 @@ impl Upload {
         Ok(())
     }
 
+    /// Whether [`Upload::commit`] succeeded.
+    pub fn is_committed(&self) -> bool {
+        matches!(self.state, UploadState::Done)
+    }
+
     /// Flushes the partial data and records to disk, so that the upload resumes after a
     /// crash or power loss.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
