@@ -24,6 +24,10 @@ use crate::upload::{Source, UploadOp};
 
 /// The largest window this client supports (the connection's `W`).
 pub const WINDOW: usize = 16;
+/// Bytes read from the TLS stream per read call: a quarter of the window of 64 KiB chunks,
+/// so that a downloading client acknowledges four chunks at a time (one connection per
+/// client, so the memory does not add up as on the server).
+const READ_BUF: usize = 256 * 1024;
 /// Entries asked for per listing request.
 pub const LIST_PAGE: u16 = 1000;
 
@@ -328,14 +332,17 @@ async fn attempt<O: Operation>(
 ) -> Result<O::Output, Interrupt> {
     op.begin(&mut live.conn)?;
     loop {
-        live.link
-            .flush_inspect(&mut live.conn, |frame| {
-                if let Some(index) = chunk_index(frame) {
-                    op.chunk_sent(index);
-                }
-            })
-            .await
-            .map_err(Interrupt::Link)?;
+        // Input already read first: one acknowledgement then covers all of its chunks.
+        if !live.link.can_defer_flush() {
+            live.link
+                .flush_inspect(&mut live.conn, |frame| {
+                    if let Some(index) = chunk_index(frame) {
+                        op.chunk_sent(index);
+                    }
+                })
+                .await
+                .map_err(Interrupt::Link)?;
+        }
         let now = live.link.now();
         let event = match live.conn.poll_event(now) {
             Some(event) => own(event, scratch)?,
@@ -432,7 +439,7 @@ impl Client {
             .await
             .map_err(|_| timed_out())?
             .map_err(tls_or_io)?;
-        let mut link = Link::new(tls);
+        let mut link = Link::with_read_buffer(tls, READ_BUF);
         let config = self.options.protocol_config();
         debug_assert_eq!(config.framing, Framing::LengthPrefixed);
         let len = buffer_len(config.max_chunk as usize);

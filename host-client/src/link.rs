@@ -11,27 +11,42 @@ use std::time::{Duration, Instant};
 use ferry_core::Connection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Bytes read from the stream per read call. The server keeps one buffer per
-/// connection, so this size weighs on its memory under many connections.
-const READ_BUF: usize = 64 * 1024;
+/// Bytes read from the stream per read call unless told otherwise. The server keeps one
+/// buffer per connection, so this size weighs on its memory under many connections.
+pub const READ_BUF: usize = 64 * 1024;
 
 /// A byte stream with the receive buffer and clock a connection needs.
 pub struct Link<S> {
     stream: S,
     read_buf: Box<[u8]>,
     unread: (usize, usize),
+    /// The connection took none of the unread input last time (it has output to send first).
+    stalled: bool,
     epoch: Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// Wraps `stream`.
     pub fn new(stream: S) -> Self {
+        Self::with_read_buffer(stream, READ_BUF)
+    }
+
+    /// Wraps `stream`, reading up to `bytes` per read call.
+    pub fn with_read_buffer(stream: S, bytes: usize) -> Self {
         Self {
             stream,
-            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            read_buf: vec![0; bytes.max(1)].into_boxed_slice(),
             unread: (0, 0),
+            stalled: false,
             epoch: Instant::now(),
         }
+    }
+
+    /// Whether flushing can wait: input read from the stream is still waiting and the
+    /// connection is taking it. A receiver that flushes only otherwise acknowledges the
+    /// chunks of one read together (the core's acknowledgement is cumulative).
+    pub fn can_defer_flush(&self) -> bool {
+        self.unread.0 < self.unread.1 && !self.stalled
     }
 
     /// The connection clock: milliseconds since this link was made.
@@ -88,6 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         if start < end {
             let used = conn.handle_input(&self.read_buf[start..end], self.now());
             self.unread = (start + used, end);
+            self.stalled = used == 0;
             if used > 0 {
                 return Ok(());
             }
