@@ -3,7 +3,9 @@
 //! The shell's loop is: [`Link::flush`] what the connection sends, act on one
 //! [`Connection::poll_event`], and when there is no event, [`Link::receive`]:
 //! feed buffered input, or wait for more input until the connection's deadline,
-//! then apply timeouts. The server uses the same loop.
+//! then apply timeouts. The server uses the same loop; the client skips the flush while
+//! [`Link::can_defer_flush`], so that a download acknowledges the chunks of one read
+//! together.
 
 use std::io;
 use std::time::{Duration, Instant};
