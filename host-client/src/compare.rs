@@ -71,7 +71,7 @@ impl CompareSink {
             && self.bytes_compared == download.size;
         let sha256 = match &streamed {
             Some(streamed) if self.local_size == download.size => streamed.clone(),
-            _ => plain_sha256(&self.path)?,
+            _ => file_sha256(&self.path)?,
         };
         let downloaded_sha256 = match (self.first_difference, streamed, self.sha_copy) {
             _ if same => sha256.clone(),
@@ -166,8 +166,8 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// The plain SHA-256 of a file, hex.
-fn plain_sha256(path: &Path) -> Result<String, ClientError> {
+/// The plain SHA-256 of a file read from disk, hex (`ferry_core::digest::plain_sha256` for bytes in memory).
+fn file_sha256(path: &Path) -> Result<String, ClientError> {
     let mut file = File::open(path).map_err(|e| ClientError::io(path, e))?;
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
