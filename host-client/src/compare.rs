@@ -166,7 +166,8 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// The plain SHA-256 of a file read from disk, hex (`ferry_core::digest::plain_sha256` for bytes in memory).
+/// The plain SHA-256 of a file read from disk, hex (`ferry_core::digest::plain_sha256`
+/// hashes bytes in memory).
 fn file_sha256(path: &Path) -> Result<String, ClientError> {
     let mut file = File::open(path).map_err(|e| ClientError::io(path, e))?;
     let mut sha = Sha256::new();
