@@ -27,7 +27,7 @@ pub const WINDOW: usize = 16;
 /// Bytes read from the TLS stream per read call: a quarter of the window of 64 KiB chunks,
 /// so that a downloading client acknowledges four chunks at a time (one connection per
 /// client, so the memory does not add up as on the server).
-const READ_BUF: usize = 256 * 1024;
+const CLIENT_READ_BUF: usize = 256 * 1024;
 /// Entries asked for per listing request.
 pub const LIST_PAGE: u16 = 1000;
 
@@ -439,7 +439,7 @@ impl Client {
             .await
             .map_err(|_| timed_out())?
             .map_err(tls_or_io)?;
-        let mut link = Link::with_read_buffer(tls, READ_BUF);
+        let mut link = Link::with_read_buffer(tls, CLIENT_READ_BUF);
         let config = self.options.protocol_config();
         debug_assert_eq!(config.framing, Framing::LengthPrefixed);
         let len = buffer_len(config.max_chunk as usize);

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes read from the stream per read call unless told otherwise. The server keeps one
 /// buffer per connection, so this size weighs on its memory under many connections.
-pub const READ_BUF: usize = 64 * 1024;
+const READ_BUF: usize = 64 * 1024;
 
 /// A byte stream with the receive buffer and clock a connection needs.
 pub struct Link<S> {

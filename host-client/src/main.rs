@@ -259,13 +259,7 @@ impl Output {
         if !self.bars {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let bar = byte_bar(0);
         bar.set_message(format!("0/{files} files"));
         bar
     }
@@ -301,20 +295,10 @@ impl Bars {
         }
         if self.phase != Some(progress.phase) {
             self.finish();
-            let bar = ProgressBar::with_draw_target(
-                Some(progress.total_bytes),
-                ProgressDrawTarget::stderr(),
-            );
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>10} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            let bar = byte_bar(progress.total_bytes);
             let verb = match progress.phase {
                 Phase::Upload => "upload",
                 Phase::Download => "download",
-                Phase::Verify => "verify",
             };
             bar.set_message(format!("{verb} {}", progress.name));
             self.bar = Some(bar);
@@ -332,6 +316,18 @@ impl Bars {
         }
         self.phase = None;
     }
+}
+
+/// A progress bar of bytes on stderr, its message on the left.
+fn byte_bar(total_bytes: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn mb_per_s(report: &TransferReport) -> String {
@@ -362,10 +358,9 @@ async fn run(cli: Cli) -> i32 {
         Ok(clients) => clients,
         Err(e) => return out.error("connect", None, &e.into()),
     };
-    if clients.len() == 1 {
-        run_in_turn(clients, &out, plan).await
-    } else {
-        run_at_once(clients, &out, plan).await
+    match <[Client; 1]>::try_from(clients) {
+        Ok([client]) => run_in_turn(client, &out, plan).await,
+        Err(clients) => run_at_once(clients, &out, plan).await,
     }
 }
 
@@ -393,19 +388,17 @@ fn note_code(first_failure: &mut i32, code: i32) -> bool {
 }
 
 /// One step after another on one connection, a progress bar per phase.
-async fn run_in_turn(mut clients: Vec<Client>, out: &Output, plan: Vec<Step>) -> i32 {
+async fn run_in_turn(mut client: Client, out: &Output, plan: Vec<Step>) -> i32 {
     let mut first_failure = exit::SUCCESS;
     for step in plan {
         let mut bars = out.progress();
-        let outcome = execute(&mut clients[0], step, &mut |p| bars.update(p)).await;
+        let outcome = execute(&mut client, step, &mut |p| bars.update(p)).await;
         bars.finish();
         if !note_code(&mut first_failure, report(out, outcome)) {
             break;
         }
     }
-    for client in &mut clients {
-        client.close().await;
-    }
+    client.close().await;
     first_failure
 }
 
@@ -576,7 +569,7 @@ enum Outcome {
     Downloaded(TransferReport, PathBuf),
     Listed(Vec<FileEntry>),
     Deleted(String),
-    RoundTrip(Box<RoundTripReport>, PathBuf, String),
+    RoundTrip(Box<RoundTripReport>, PathBuf),
     Failed(&'static str, Option<String>, anyhow::Error),
 }
 
@@ -600,7 +593,7 @@ async fn execute(client: &mut Client, step: Step, progress: ProgressFn<'_>) -> O
             Err(e) => failed("delete", &name, e),
         },
         Step::RoundTrip { path, name } => match client.roundtrip(&path, &name, progress).await {
-            Ok(report) => Outcome::RoundTrip(Box::new(report), path, name),
+            Ok(report) => Outcome::RoundTrip(Box::new(report), path),
             Err(e) => failed("roundtrip", &name, e),
         },
     }
@@ -649,13 +642,13 @@ fn report(out: &Output, outcome: Outcome) -> i32 {
             out.json(&json!({"op": "delete", "ok": true, "name": name}));
             exit::SUCCESS
         }
-        Outcome::RoundTrip(report, path, name) => {
+        Outcome::RoundTrip(report, path) => {
             print_roundtrip(out, &report, &path);
             if report.identical {
                 exit::SUCCESS
             } else {
                 let error = anyhow::Error::from(ClientError::Verification {
-                    name,
+                    name: report.upload.name.clone(),
                     reason: "the downloaded copy differs from the file".into(),
                 });
                 eprintln!("ferry: roundtrip {}: {error:#}", report.upload.name);
