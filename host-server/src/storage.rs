@@ -271,8 +271,6 @@ pub struct Storage {
     uploads: Mutex<HashSet<(String, String)>>,
     /// Serialises quota checks, commits, deletes and metadata repair per identity.
     identities: Mutex<HashMap<String, Arc<Mutex<IdentityState>>>>,
-    /// Fsyncs of each identity's `files/`, shared by concurrent commits and deletes.
-    files_syncs: Mutex<HashMap<String, Arc<DirSync>>>,
 }
 
 /// What is kept of an identity between operations, under its lock.
@@ -282,6 +280,9 @@ struct IdentityState {
     /// check does not stat every file. Forgotten by [`Storage::expire_partials`], so changes
     /// made by hand are counted again on its next run.
     committed_bytes: Option<u64>,
+    /// Fsyncs of `files/`, shared by concurrent commits and deletes (waited for outside
+    /// the identity's lock).
+    files_sync: Arc<DirSync>,
 }
 
 impl IdentityState {
@@ -319,7 +320,6 @@ impl Storage {
             config,
             uploads: Mutex::new(HashSet::new()),
             identities: Mutex::new(HashMap::new()),
-            files_syncs: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -345,13 +345,6 @@ impl Storage {
     /// The path of a committed file (whether or not it exists).
     pub fn file_path(&self, fingerprint: &str, name: &str) -> Result<PathBuf, StorageError> {
         Ok(self.dirs(fingerprint)?.files.join(name))
-    }
-
-    fn files_sync(&self, fingerprint: &str) -> Arc<DirSync> {
-        lock(&self.files_syncs)
-            .entry(fingerprint.to_string())
-            .or_default()
-            .clone()
     }
 
     fn identity_lock(&self, fingerprint: &str) -> Arc<Mutex<IdentityState>> {
@@ -567,8 +560,10 @@ impl Storage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(format!("removing {}", meta.display()))(e)),
         }
+        // Outside the identity's lock, so that concurrent commits share the fsync.
+        let files_sync = state.files_sync.clone();
         drop(state);
-        self.files_sync(fingerprint).sync(&dirs.files)?;
+        files_sync.sync(&dirs.files)?;
         Ok(())
     }
 
@@ -1242,17 +1237,16 @@ impl Upload {
         // inode, so until the rename the old file stays readable under its own metadata.
         write_meta(&self.dirs, &self.key, part, &meta)?;
         part.sync_all().map_err(io_err(context()))?;
-        {
+        let files_sync = {
             let identity = self.storage.identity_lock(&self.fingerprint);
             let mut state = lock(&identity);
             let replaced = file_len(path)?;
             fs::rename(&part_path, path).map_err(io_err(context()))?;
             state.count_committed(replaced, meta.size);
-        }
+            state.files_sync.clone()
+        };
         // Outside the identity's lock, so that concurrent commits share the fsync.
-        self.storage
-            .files_sync(&self.fingerprint)
-            .sync(&self.dirs.files)?;
+        files_sync.sync(&self.dirs.files)?;
         let held_path = self.dirs.held_path(&self.key);
         match fs::remove_file(&held_path) {
             Ok(()) => {}
