@@ -762,7 +762,7 @@ fn ferry_digest(path: &Path, chunk_size: u32) -> String {
             break;
         }
     }
-    ferry_client::hex(&digest.finish())
+    ferry_tokio::client::hex(&digest.finish())
 }
 
 /// Expected digests, computed once per (file, chunk size).

@@ -9,6 +9,10 @@ use clap::Parser;
 use ferry_server::{Args, Server, ServerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 
+mod web_page;
+
+use web_page::WebPage;
+
 fn main() -> ExitCode {
     let filter = std::env::var("FERRY_LOG")
         .ok()
@@ -45,19 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The web page: on by default (127.0.0.1:5000), off with --no-web.
-    let web = (!args.no_web).then(|| WebPage {
-        options: ferry_web::WebOptions {
-            listen: args.web.unwrap_or(ferry_web::DEFAULT_LISTEN),
-            certs_dir: options.certs.clone(),
-            access_token: args.web_token.clone(),
-            tls_cert: args.web_tls_cert.clone(),
-            tls_key: args.web_tls_key.clone(),
-            max_upload_bytes: options.max_file_size,
-            ..ferry_web::WebOptions::default()
-        },
-        explicit: args.web.is_some(),
-    });
+    let web = web_page::WebPage::from_args(&args, &options);
     match runtime.block_on(serve(options, web)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -67,37 +59,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The web page to serve beside the server.
-struct WebPage {
-    options: ferry_web::WebOptions,
-    /// Whether --web was given (a busy default port is then not fatal).
-    explicit: bool,
-}
-
 async fn serve(options: ServerOptions, web: Option<WebPage>) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let server = Server::bind(options).await?;
-    // Bound after the server, which creates the CA on first run; the page reaches the server
-    // on its own address (0.0.0.0 becomes 127.0.0.1, which the server certificate carries).
+    // Bound after the server, which creates the CA on first run.
     let web = match web {
+        Some(web) => web.bind(server.local_addr()).await?,
         None => None,
-        Some(WebPage {
-            mut options,
-            explicit,
-        }) => {
-            options.server = ferry_web::server_address_for(server.local_addr());
-            match ferry_web::WebServer::bind(options).await {
-                Ok(web) => Some(web),
-                Err(ferry_web::WebError::Listen { addr, error }) if !explicit => {
-                    tracing::warn!(
-                        "web page not served: cannot listen on {addr}: {error} (choose another with --web ADDR, or --no-web)"
-                    );
-                    None
-                }
-                Err(e) => return Err(e).context("web page"),
-            }
-        }
     };
     let mut stdout = std::io::stdout().lock();
     if let Some(bootstrap) = server.bootstrap() {
@@ -105,21 +74,12 @@ async fn serve(options: ServerOptions, web: Option<WebPage>) -> anyhow::Result<(
     }
     writeln!(stdout, "ferry-server listening on {}", server.local_addr())?;
     if let Some(web) = &web {
-        writeln!(
-            stdout,
-            "ferry-web listening on {}",
-            web.url().trim_end_matches('/')
-        )?;
+        writeln!(stdout, "ferry-web listening on {}", web.url())?;
     }
     stdout.flush()?;
     drop(stdout);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let web_task = web.map(|web| {
-        let mut stopped = stopped.clone();
-        tokio::spawn(web.serve(async move {
-            let _ = stopped.changed().await;
-        }))
-    });
+    let web_task = web.map(|web| web.spawn(stopped.clone()));
     let shutdown = async move {
         let name = tokio::select! {
             _ = terminate.recv() => "SIGTERM",
@@ -130,7 +90,9 @@ async fn serve(options: ServerOptions, web: Option<WebPage>) -> anyhow::Result<(
     };
     server.serve(shutdown).await?;
     if let Some(task) = web_task {
-        task.await.context("the web page's task failed")??;
+        task.await
+            .context("the web page's task failed")?
+            .context("web page")?;
     }
     Ok(())
 }

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_certs::ClientIdentity;
-use ferry_client::link::Link;
 use ferry_core::wire::{ErrorCode, ListEntry};
 use ferry_core::{Config, Connection, Digest, Event, Failure, Layout};
+use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 

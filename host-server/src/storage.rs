@@ -45,9 +45,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_client::flush::Flusher;
 use ferry_core::wire::ErrorCode;
 use ferry_core::{chunk_digest, Digest, FileDigest, Layout};
+use ferry_tokio::flush::Flusher;
 use serde::{Deserialize, Serialize};
 
 use crate::names::validate_name;

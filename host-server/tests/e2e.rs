@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ferry_certs::{Ca, CertDir};
-use ferry_client::{Client, ClientError, ClientOptions, Progress};
 use ferry_core::ErrorCode;
+use ferry_tokio::client::{Client, ClientError, ClientOptions, Progress};
 use rustls_pki_types::pem::PemObject;
 
 const CHUNK: usize = 64 * 1024;

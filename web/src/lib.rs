@@ -263,7 +263,7 @@ impl WebServer {
                 );
             }
         }
-        ferry_client::split_server(&options.server)
+        ferry_tokio::client::split_server(&options.server)
             .map_err(|e| WebError::Invalid(format!("--server: {e}")))?;
         if options.max_upload_bytes == 0 {
             return Err(WebError::Invalid(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use ferry_client::{Client, ClientError, ErrorCode};
+use ferry_tokio::client::{Client, ClientError, ErrorCode};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio_util::io::{ReaderStream, StreamReader};

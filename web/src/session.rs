@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_certs::{Ca, CertDir, IssuedClient};
-use ferry_client::ClientOptions;
+use ferry_tokio::client::ClientOptions;
 use sha2::{Digest, Sha256};
 
 /// Name of the session cookie.
@@ -24,7 +24,7 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    ferry_client::hex(bytes)
+    ferry_tokio::client::hex(bytes)
 }
 
 /// A fresh random secret: 32 bytes as 64 hex digits.

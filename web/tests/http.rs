@@ -509,8 +509,9 @@ async fn the_certificate_bundle_is_the_same_identity_for_the_command_line() {
     let path = env.dir.path().join("me.bundle.pem");
     std::fs::write(&path, &bundle).unwrap();
     let options =
-        ferry_client::ClientOptions::from_bundle(&env.server_addr.to_string(), &path).unwrap();
-    let mut client = ferry_client::Client::connect(options).await.unwrap();
+        ferry_tokio::client::ClientOptions::from_bundle(&env.server_addr.to_string(), &path)
+            .unwrap();
+    let mut client = ferry_tokio::client::Client::connect(options).await.unwrap();
     let names: Vec<String> = client
         .list()
         .await
@@ -527,14 +528,14 @@ async fn the_certificate_bundle_is_the_same_identity_for_the_command_line() {
         assert_eq!(response.status(), StatusCode::OK, "{name}");
         std::fs::write(env.dir.path().join(file), response.bytes().await.unwrap()).unwrap();
     }
-    let options = ferry_client::ClientOptions::from_files(
+    let options = ferry_tokio::client::ClientOptions::from_files(
         &env.server_addr.to_string(),
         &env.dir.path().join("ca"),
         &env.dir.path().join("cert"),
         &env.dir.path().join("key"),
     )
     .unwrap();
-    let mut client = ferry_client::Client::connect(options).await.unwrap();
+    let mut client = ferry_tokio::client::Client::connect(options).await.unwrap();
     assert_eq!(client.list().await.unwrap().len(), 1);
     client.close().await;
     // The certificate is recorded in the CA's index (listable, revocable).

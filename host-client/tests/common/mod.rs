@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_certs::{CertDir, InitOptions};
-use ferry_client::link::Link;
 use ferry_client::{Client, ClientOptions};
 use ferry_core::{
     buffer_len, chunk_digest, Config, Connection, Digest, ErrorCode, Event, FileDigest, ListEntry,
 };
+use ferry_tokio::link::Link;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 

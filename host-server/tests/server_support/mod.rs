@@ -1,5 +1,5 @@
 //! Helpers of the server's own integration tests: a minimal protocol client (a
-//! `ferry_core::Connection` driven by `ferry_client::link::Link` over tokio-rustls), TLS
+//! `ferry_core::Connection` driven by `ferry_tokio::link::Link` over tokio-rustls), TLS
 //! client configurations, and an in-process server.
 #![allow(dead_code)]
 
@@ -12,9 +12,9 @@ use std::time::Duration;
 use ferry_certs::rustls::pki_types::ServerName;
 use ferry_certs::rustls::{self, ClientConfig};
 use ferry_certs::CertDir;
-use ferry_client::link::Link;
 use ferry_core::{Config, Connection, Digest, ErrorCode, Event, Failure, Layout};
 use ferry_server::{Server, ServerOptions};
+use ferry_tokio::link::Link;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -5,25 +5,23 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_core::{
-    buffer_len, Connection, Digest, ErrorCode, Event, Failure, Frame, Framing, Layout,
-    TransferError, UsageError,
-};
+use ferry_core::{buffer_len, ErrorCode, Event, Failure, Frame, Framing, TransferError};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::compare::CompareSink;
-use crate::download::{DownloadOp, FileSink};
-use crate::error::ClientError;
+use crate::client::compare::CompareSink;
+use crate::client::download::{DownloadOp, FileSink};
+use crate::client::error::ClientError;
+use crate::client::op::{
+    begin_request, check_name, own, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn,
+};
+use crate::client::options::{ClientOptions, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::client::report::{FileEntry, RoundTripReport, TransferReport};
+use crate::client::upload::{Source, UploadOp};
 use crate::link::Link;
-use crate::options::{ClientOptions, FIRST_BACKOFF, MAX_BACKOFF};
-use crate::report::{FileEntry, Progress, RoundTripReport, TransferReport};
-use crate::upload::{Source, UploadOp};
 
-/// The largest window this client supports (the connection's `W`).
-pub const WINDOW: usize = 16;
 /// Bytes read from the TLS stream per read call: a quarter of the window of 64 KiB chunks,
 /// so that a downloading client acknowledges four chunks at a time (one connection per
 /// client, so the memory does not add up as on the server).
@@ -31,11 +29,7 @@ const CLIENT_READ_BUF: usize = 256 * 1024;
 /// Entries asked for per listing request.
 pub const LIST_PAGE: u16 = 1000;
 
-pub(crate) type Conn = Connection<Vec<u8>, WINDOW>;
 type Stream = TlsStream<TcpStream>;
-
-/// A progress callback: called after every chunk with the bytes done so far.
-pub type ProgressFn<'a> = &'a mut (dyn FnMut(Progress) + Send);
 
 /// A connected protocol session.
 struct Live {
@@ -61,139 +55,6 @@ impl std::fmt::Debug for Client {
             .field("connected", &self.live.is_some())
             .finish()
     }
-}
-
-/// Why an attempt ended without a result.
-pub(crate) enum Interrupt {
-    /// The link broke (I/O error, end of stream, TLS error): reconnect.
-    Link(io::Error),
-    /// The request or transfer failed; the connection is usable.
-    Failed(Failure, String),
-    /// The connection closed.
-    Closed(Failure, String),
-    /// A final error (local file, refusal decided here).
-    Final(ClientError),
-}
-
-impl From<ClientError> for Interrupt {
-    fn from(error: ClientError) -> Self {
-        Interrupt::Final(error)
-    }
-}
-
-/// An event copied out of the connection (chunk data goes to the scratch buffer).
-pub(crate) enum Ev {
-    Started {
-        layout: Layout,
-        held_chunks: u64,
-    },
-    NeedChunk {
-        index: u64,
-        offset: u64,
-        len: usize,
-    },
-    StoreChunk {
-        index: u64,
-        offset: u64,
-        digest: Digest,
-    },
-    Commit {
-        size: u64,
-    },
-    Verified {
-        size: u64,
-        digest: Digest,
-    },
-    ListPage {
-        entries: Vec<FileEntry>,
-        more: bool,
-    },
-    Deleted,
-    Other,
-}
-
-fn own(event: Event<'_>, scratch: &mut Vec<u8>) -> Result<Ev, Interrupt> {
-    Ok(match event {
-        Event::TransferStarted {
-            layout,
-            held_chunks,
-        } => Ev::Started {
-            layout,
-            held_chunks,
-        },
-        Event::NeedChunk { index, offset, len } => Ev::NeedChunk { index, offset, len },
-        Event::StoreChunk {
-            index,
-            offset,
-            digest,
-            data,
-        } => {
-            scratch.clear();
-            scratch.extend_from_slice(data);
-            Ev::StoreChunk {
-                index,
-                offset,
-                digest,
-            }
-        }
-        Event::Commit { size, .. } => Ev::Commit { size },
-        Event::Verified { size, digest } => Ev::Verified { size, digest },
-        Event::ListPage { entries, more } => {
-            let entries = entries
-                .map(|entry| entry.map(FileEntry::from))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    ClientError::Protocol(format!("a list page that does not decode: {e:?}"))
-                })?;
-            Ev::ListPage { entries, more }
-        }
-        Event::Deleted => Ev::Deleted,
-        Event::Failed { failure, text } => return Err(Interrupt::Failed(failure, text.into())),
-        Event::Closed { failure, text } => return Err(Interrupt::Closed(failure, text.into())),
-        _ => Ev::Other,
-    })
-}
-
-/// Which operation a failure belongs to (the same code means different things).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpKind {
-    Upload,
-    Download,
-    List,
-    Delete,
-}
-
-/// One operation, run in attempts over (re)connected connections.
-pub(crate) trait Operation {
-    type Output;
-    fn kind(&self) -> OpKind;
-    fn name(&self) -> &str;
-    /// Issues the request at the start of an attempt.
-    fn begin(&mut self, conn: &mut Conn) -> Result<(), Interrupt>;
-    /// Acts on one event; `Some` ends the operation.
-    async fn on_event(
-        &mut self,
-        event: Ev,
-        conn: &mut Conn,
-        scratch: &[u8],
-        now: u64,
-    ) -> Result<Option<Self::Output>, Interrupt>;
-    /// A chunk frame with this index went out.
-    fn chunk_sent(&mut self, _index: u64) {}
-    /// Grows whenever the operation moves forward (resets the retry count).
-    fn progress_marker(&self) -> u64 {
-        0
-    }
-    /// Whether another attempt can follow a broken link.
-    fn can_retry(&self) -> bool {
-        true
-    }
-    /// Starts over from nothing: the source changed under what the receiver held.
-    fn restart(&mut self) -> Result<(), ClientError> {
-        Ok(())
-    }
-    /// The operation failed for good with `error`.
-    fn failed(&mut self, _error: &ClientError) {}
 }
 
 /// What to do after an attempt failed.
@@ -288,32 +149,6 @@ fn tls_error(error: &io::Error) -> Option<rustls::Error> {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .cloned()
-}
-
-fn usage(error: UsageError, name: &str) -> Interrupt {
-    match error {
-        UsageError::BadName => Interrupt::Final(ClientError::InvalidName {
-            name: name.to_string(),
-            reason: "names are 1 to 255 bytes of UTF-8".into(),
-        }),
-        // The connection is not in a state for this: start from a new one.
-        other => Interrupt::Link(io::Error::other(format!("connection not ready: {other:?}"))),
-    }
-}
-
-/// Checks a file name before it is sent (the server checks it again).
-pub(crate) fn check_name(name: &str) -> Result<(), ClientError> {
-    if name.is_empty() || name.len() > ferry_core::wire::MAX_NAME_LEN {
-        return Err(ClientError::InvalidName {
-            name: name.to_string(),
-            reason: "names are 1 to 255 bytes of UTF-8".into(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn begin_request(result: Result<(), UsageError>, name: &str) -> Result<(), Interrupt> {
-    result.map_err(|e| usage(e, name))
 }
 
 /// Index of a chunk frame among the frames a connection sends.

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use ferry_core::{Digest, Layout};
 use sha2::{Digest as _, Sha256};
 
-use crate::download::Sink;
-use crate::error::ClientError;
-use crate::partial::Resume;
-use crate::report::{hex, RoundTripReport, TransferReport};
+use crate::client::download::Sink;
+use crate::client::error::ClientError;
+use crate::client::partial::Resume;
+use crate::client::report::{hex, RoundTripReport, TransferReport};
 
 /// Compares a download with a local file.
 pub(crate) struct CompareSink {

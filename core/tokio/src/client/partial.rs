@@ -2,12 +2,8 @@
 //! chunks it holds, so that an interrupted download resumes where it stopped.
 //!
 //! For a destination `DIR/NAME` the data goes to `DIR/.NAME.ferry-part` (written at each
-//! chunk's offset) and the held chunks are recorded in `DIR/.NAME.ferry-held`:
-//!
-//! ```text
-//! header:  "FERRYPT1" | size u64 LE | chunk size u32 LE | name length u16 LE | name (UTF-8)
-//! records: index u64 LE | SHA-256 of the chunk (32 bytes)        appended after each chunk is written
-//! ```
+//! chunk's offset) and the held chunks are recorded in `DIR/.NAME.ferry-held`, a
+//! [`journal`](crate::journal) that names the remote file.
 //!
 //! On resume every recorded chunk is read back from the partial file and hashed again;
 //! only chunks whose data still matches are offered to the server as held. A record cut
@@ -15,18 +11,15 @@
 //! synced, renamed onto the destination (so the destination only ever holds a verified
 //! file) and the record is removed.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use ferry_core::{chunk_digest, Digest, Layout};
+use ferry_core::{Digest, Layout};
 
 use crate::flush::Flusher;
-
-const MAGIC: &[u8; 8] = b"FERRYPT1";
-const RECORD: usize = 8 + 32;
+use crate::journal;
 
 /// The two files of a download in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,33 +68,6 @@ pub struct Resume {
     pub chunks: Vec<(u64, Digest)>,
 }
 
-fn header(name: &str, size: u64, chunk_size: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(22 + name.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&size.to_le_bytes());
-    out.extend_from_slice(&chunk_size.to_le_bytes());
-    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    out.extend_from_slice(name.as_bytes());
-    out
-}
-
-/// Parses a record file: the header's (name, size, chunk size) and the records, last
-/// record per index winning. `None` if the header is not ours.
-fn parse(bytes: &[u8]) -> Option<(String, u64, u32, BTreeMap<u64, Digest>)> {
-    let rest = bytes.strip_prefix(MAGIC)?;
-    let size = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
-    let chunk_size = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?);
-    let name_len = usize::from(u16::from_le_bytes(rest.get(12..14)?.try_into().ok()?));
-    let name = std::str::from_utf8(rest.get(14..14 + name_len)?).ok()?;
-    let mut records = BTreeMap::new();
-    for record in rest[14 + name_len..].chunks_exact(RECORD) {
-        let index = u64::from_le_bytes(record[..8].try_into().ok()?);
-        let digest: Digest = record[8..].try_into().ok()?;
-        records.insert(index, digest);
-    }
-    Some((name.to_string(), size, chunk_size, records))
-}
-
 /// Reads what an earlier attempt to download `name` with `chunk_size` chunks left at
 /// `paths`, re-verifying every recorded chunk. `None` when there is nothing usable
 /// (no files, another name or chunk size, a partial file of the wrong length).
@@ -112,10 +78,11 @@ pub fn load(paths: &PartialPaths, name: &str, chunk_size: u32) -> io::Result<Opt
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let Some((held_name, size, held_chunk_size, records)) = parse(&bytes) else {
+    let Some(journal) = journal::parse(&bytes) else {
         return Ok(None);
     };
-    if held_name != name || held_chunk_size != chunk_size || chunk_size == 0 {
+    let layout = journal.layout;
+    if journal.name != name || layout.chunk_size != chunk_size || chunk_size == 0 {
         return Ok(None);
     }
     let part = match File::open(&paths.part) {
@@ -123,25 +90,16 @@ pub fn load(paths: &PartialPaths, name: &str, chunk_size: u32) -> io::Result<Opt
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if part.metadata()?.len() != size {
+    if part.metadata()?.len() != layout.size {
         return Ok(None);
     }
-    let layout = Layout { size, chunk_size };
-    let mut buf = vec![0u8; chunk_size as usize];
-    let mut chunks = Vec::new();
-    for (index, digest) in records {
-        if index >= layout.chunks() {
-            continue;
-        }
-        let data = &mut buf[..layout.len(index)];
-        part.read_exact_at(data, layout.offset(index))?;
-        if chunk_digest(data) == digest {
-            chunks.push((index, digest));
-        }
-    }
+    let chunks: Vec<_> = journal::verified(&journal.records, &part, layout)?
+        .into_iter()
+        .collect();
     if chunks.is_empty() {
         return Ok(None);
     }
+    let size = layout.size;
     Ok(Some(Resume { size, chunks }))
 }
 
@@ -174,7 +132,7 @@ impl PartialFile {
             .create(true)
             .truncate(true)
             .open(&paths.held)?;
-        held.write_all(&header(name, size, chunk_size))?;
+        held.write_all(&journal::header(Layout { size, chunk_size }, name))?;
         Ok(Self {
             paths: paths.clone(),
             flusher: Flusher::new(&part)?,
@@ -208,10 +166,7 @@ impl PartialFile {
     ) -> io::Result<()> {
         self.part.write_all_at(data, offset)?;
         self.flusher.wrote(data.len() as u64);
-        let mut record = [0u8; RECORD];
-        record[..8].copy_from_slice(&index.to_le_bytes());
-        record[8..].copy_from_slice(digest);
-        self.held.write_all(&record)
+        self.held.write_all(&journal::record(index, digest))
     }
 
     /// Makes the complete, verified file durable at `dest`: sync, rename, sync the
@@ -244,7 +199,7 @@ impl PartialFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_core::FileDigest;
+    use ferry_core::{chunk_digest, FileDigest};
 
     const CHUNK: u32 = 16;
 

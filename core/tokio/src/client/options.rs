@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 
-use crate::error::ClientError;
+use crate::client::error::ClientError;
 
 /// The port used when `--server` names only a host.
 pub const DEFAULT_PORT: u16 = 9000;
@@ -19,7 +19,7 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between reconnections.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// How a [`Client`](crate::Client) connects and transfers.
+/// How a [`Client`](crate::client::Client) connects and transfers.
 #[derive(Clone)]
 pub struct ClientOptions {
     /// `HOST:PORT` (`[v6]:PORT` for IPv6); `HOST` alone means port [`DEFAULT_PORT`].
@@ -224,6 +224,10 @@ mod tests {
         let missing = dir.path().join("none.crt");
         let error =
             ClientOptions::from_files(DEFAULT_SERVER, &missing, &missing, &missing).unwrap_err();
-        assert_eq!(error.exit_code(), crate::exit::LOCAL_FILE, "{error}");
+        assert_eq!(
+            error.exit_code(),
+            crate::client::exit::LOCAL_FILE,
+            "{error}"
+        );
     }
 }

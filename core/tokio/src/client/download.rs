@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use ferry_core::{Digest, Layout};
 
-use crate::client::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
-use crate::error::ClientError;
-use crate::partial::{self, PartialFile, PartialPaths, Resume};
-use crate::report::{hex, Phase, Progress, TransferReport};
+use crate::client::error::ClientError;
+use crate::client::op::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
+use crate::client::partial::{self, PartialFile, PartialPaths, Resume};
+use crate::client::report::{hex, Phase, Progress, TransferReport};
 
 /// Where a download's verified chunks go. Errors end the download for good.
 pub(crate) trait Sink {
@@ -215,7 +215,7 @@ impl<S: Sink> Operation for DownloadOp<'_, S> {
         _now: u64,
     ) -> Result<Option<TransferReport>, Interrupt> {
         match event {
-            Ev::Started {
+            Ev::TransferStarted {
                 layout,
                 held_chunks,
             } => {
@@ -240,7 +240,7 @@ impl<S: Sink> Operation for DownloadOp<'_, S> {
                 self.done_bytes += scratch.len() as u64;
                 self.report_progress();
             }
-            Ev::Commit { size } => {
+            Ev::Commit { size, .. } => {
                 self.sink.commit(size)?;
                 self.committed = true;
                 conn.commit_done()

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+pub use crate::event::FileEntry;
+
 /// Which part of an operation progress is reported for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,33 +92,6 @@ pub struct RoundTripReport {
     /// Whether the downloaded copy equals the local file byte for byte and the whole-file
     /// digests the upload and the download verified agree.
     pub identical: bool,
-}
-
-/// One file on the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileEntry {
-    /// Name.
-    pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Last modification, seconds since the Unix epoch.
-    pub modified: u64,
-    /// Whole-file digest, hex.
-    pub digest: String,
-    /// The chunk size the digest was computed with.
-    pub chunk_size: u32,
-}
-
-impl From<ferry_core::ListEntry<'_>> for FileEntry {
-    fn from(entry: ferry_core::ListEntry<'_>) -> Self {
-        FileEntry {
-            name: entry.name.to_string(),
-            size: entry.size,
-            modified: entry.modified,
-            digest: hex(&entry.digest),
-            chunk_size: entry.chunk_size,
-        }
-    }
 }
 
 fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

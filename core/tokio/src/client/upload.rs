@@ -11,9 +11,9 @@ use std::time::{Instant, SystemTime};
 use ferry_core::Layout;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::client::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
-use crate::error::ClientError;
-use crate::report::{hex, Phase, Progress, TransferReport};
+use crate::client::error::ClientError;
+use crate::client::op::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
+use crate::client::report::{hex, Phase, Progress, TransferReport};
 
 /// Where an upload's bytes come from.
 pub(crate) enum Source<R> {
@@ -254,7 +254,7 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
         now: u64,
     ) -> Result<Option<TransferReport>, Interrupt> {
         match event {
-            Ev::Started {
+            Ev::TransferStarted {
                 layout,
                 held_chunks,
             } => {

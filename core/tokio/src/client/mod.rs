@@ -1,0 +1,55 @@
+//! The client: upload, download, round-trip, list and delete files on a Ferry server over
+//! mutual TLS, with automatic resume. Used by the `ferry` command line and by the web page;
+//! it never prints (progress goes to a callback, results are returned as reports).
+//!
+//! ## Data flow
+//!
+//! ```text
+//!  upload:   file ──read_at(offset, len) on NeedChunk──▶ Connection (hashes, frames, window)
+//!                                                        │ Link: TLS over TCP
+//!                                                        ▼
+//!            server stores and verifies ──▶ Verified{size, digest} ──▶ TransferReport
+//!
+//!  download: server ──Chunk──▶ Connection (checks each chunk's SHA-256)
+//!            ──StoreChunk──▶ DIR/.NAME.ferry-part (write_at) + DIR/.NAME.ferry-held (journal)
+//!            ──Commit (whole-file digest matched)──▶ fsync, rename onto DIR/NAME ──▶ Verified
+//! ```
+//!
+//! [`Client`] (in `session`) holds one connection and runs one operation at a time: each
+//! operation (`upload`, `download`, `compare` for the round trip, and list/delete inside the
+//! session) implements the `op::Operation` trait, and the session runs it in attempts over
+//! (re)connected connections.
+//!
+//! ## Resume
+//!
+//! When the link breaks (I/O error, end of stream, TLS error, a silent server), the client
+//! reconnects with exponential backoff (100 ms doubling to 2 s, up to
+//! [`ClientOptions::retries`] times, counted afresh after every attempt that made progress)
+//! and issues the same operation again. The receiver reports the chunks it holds, so only
+//! the rest moves: the server holds an interrupted upload's chunks, the client holds an
+//! interrupted download's partial file (which also survives the process, so a later
+//! download of the same name into the same place resumes). Uploading a file the server
+//! already holds with the same content completes without sending data. If the source
+//! changed under the held chunks, the transfer starts over once from nothing.
+
+mod compare;
+mod download;
+mod error;
+mod op;
+mod options;
+pub mod partial;
+mod report;
+mod session;
+mod upload;
+
+pub use error::{exit, ClientError};
+pub use op::{ProgressFn, WINDOW};
+pub use options::{
+    split_server, ClientOptions, DEFAULT_PORT, DEFAULT_RETRIES, DEFAULT_SERVER, FIRST_BACKOFF,
+    MAX_BACKOFF,
+};
+pub use report::{hex, FileEntry, Phase, Progress, RoundTripReport, TransferReport};
+pub use session::{Client, LIST_PAGE};
+
+/// Re-exported so callers name the same error codes.
+pub use ferry_core::ErrorCode;

@@ -1,0 +1,121 @@
+//! The upload page served beside the Ferry port when the binary is built with the `web`
+//! feature (the default); without it the page is absent and `--web` is ignored with a warning.
+
+use std::net::SocketAddr;
+
+use ferry_server::{Args, ServerOptions};
+
+#[cfg(feature = "web")]
+pub use with_web::WebPage;
+#[cfg(not(feature = "web"))]
+pub use without_web::WebPage;
+
+#[cfg(feature = "web")]
+mod with_web {
+    use super::*;
+    use anyhow::Context;
+
+    /// The web page to serve beside the server.
+    pub struct WebPage {
+        options: ferry_web::WebOptions,
+        /// Whether --web was given (a busy default port is then not fatal).
+        explicit: bool,
+    }
+
+    /// A bound page, ready to serve.
+    pub struct RunningPage(ferry_web::WebServer);
+
+    impl WebPage {
+        /// The page the command line asks for: on by default (127.0.0.1:5000), off with --no-web.
+        pub fn from_args(args: &Args, options: &ServerOptions) -> Option<WebPage> {
+            (!args.no_web).then(|| WebPage {
+                options: ferry_web::WebOptions {
+                    listen: args.web.unwrap_or(ferry_web::DEFAULT_LISTEN),
+                    certs_dir: options.certs.clone(),
+                    access_token: args.web_token.clone(),
+                    tls_cert: args.web_tls_cert.clone(),
+                    tls_key: args.web_tls_key.clone(),
+                    max_upload_bytes: options.max_file_size,
+                    ..ferry_web::WebOptions::default()
+                },
+                explicit: args.web.is_some(),
+            })
+        }
+
+        /// Binds the page; it reaches the server on its own address (0.0.0.0 becomes
+        /// 127.0.0.1, which the server certificate carries). A busy default port only warns.
+        pub async fn bind(mut self, server: SocketAddr) -> anyhow::Result<Option<RunningPage>> {
+            self.options.server = ferry_web::server_address_for(server);
+            match ferry_web::WebServer::bind(self.options).await {
+                Ok(web) => Ok(Some(RunningPage(web))),
+                Err(ferry_web::WebError::Listen { addr, error }) if !self.explicit => {
+                    tracing::warn!(
+                        "web page not served: cannot listen on {addr}: {error} (choose another with --web ADDR, or --no-web)"
+                    );
+                    Ok(None)
+                }
+                Err(e) => Err(e).context("web page"),
+            }
+        }
+    }
+
+    impl RunningPage {
+        /// The page's address, for the start-up line.
+        pub fn url(&self) -> String {
+            self.0.url().trim_end_matches('/').to_string()
+        }
+
+        /// Serves until `stopped` changes.
+        pub fn spawn(
+            self,
+            mut stopped: tokio::sync::watch::Receiver<bool>,
+        ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+            tokio::spawn(async move {
+                self.0
+                    .serve(async move {
+                        let _ = stopped.changed().await;
+                    })
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
+    }
+}
+
+#[cfg(not(feature = "web"))]
+mod without_web {
+    use super::*;
+
+    /// Never built: this binary has no web page.
+    pub enum WebPage {}
+
+    /// Never built: this binary has no web page.
+    pub enum RunningPage {}
+
+    impl WebPage {
+        /// No page; `--web` is refused (the binary was built without the `web` feature).
+        pub fn from_args(args: &Args, _options: &ServerOptions) -> Option<WebPage> {
+            if args.web.is_some() {
+                tracing::warn!("--web ignored: this ferry-server was built without the web page (cargo feature `web`)");
+            }
+            None
+        }
+
+        pub async fn bind(self, _server: SocketAddr) -> anyhow::Result<Option<RunningPage>> {
+            match self {}
+        }
+    }
+
+    impl RunningPage {
+        pub fn url(&self) -> String {
+            match *self {}
+        }
+
+        pub fn spawn(
+            self,
+            _stopped: tokio::sync::watch::Receiver<bool>,
+        ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+            match self {}
+        }
+    }
+}
