@@ -74,11 +74,11 @@ impl CompareSink {
             _ => file_sha256(&self.path)?,
         };
         let downloaded_sha256 = match (self.first_difference, streamed, self.sha_copy) {
-            _ if same => sha256.clone(),
-            (None, Some(streamed), _) => streamed,
-            (Some(_), Some(_), Some(copy)) => hex(&copy.finalize()),
+            _ if same => Some(sha256.clone()),
+            (None, Some(streamed), _) => Some(streamed),
+            (Some(_), Some(_), Some(copy)) => Some(hex(&copy.finalize())),
             // The copy differed and arrived out of order; its bytes were not kept.
-            _ => "unknown".into(),
+            _ => None,
         };
         if let Some(offset) = self.first_difference {
             tracing::warn!(offset, "the downloaded copy differs from the local file");
@@ -240,7 +240,7 @@ mod tests {
             assert!(round.identical);
             assert_eq!(round.chunks_compared, 5);
             assert_eq!(round.sha256, sha256_hex(&data));
-            assert_eq!(round.downloaded_sha256, round.sha256);
+            assert_eq!(round.downloaded_sha256.as_ref(), Some(&round.sha256));
         }
     }
 
@@ -252,7 +252,7 @@ mod tests {
         let round = compare(&data, &copy, &[0, 1, 2, 3, 4]);
         assert!(!round.identical);
         assert_eq!(round.sha256, sha256_hex(&data));
-        assert_eq!(round.downloaded_sha256, sha256_hex(&copy));
+        assert_eq!(round.downloaded_sha256, Some(sha256_hex(&copy)));
 
         let out_of_order = compare(&data, &copy, &[0, 2, 1, 3, 4]);
         assert!(!out_of_order.identical);
@@ -261,7 +261,7 @@ mod tests {
         let shorter = compare(&data, &data[..4000], &[0, 1, 2, 3]);
         assert!(!shorter.identical);
         assert_eq!(shorter.sha256, sha256_hex(&data));
-        assert_eq!(shorter.downloaded_sha256, sha256_hex(&data[..4000]));
+        assert_eq!(shorter.downloaded_sha256, Some(sha256_hex(&data[..4000])));
 
         let longer_copy = [data.as_slice(), b"more"].concat();
         let longer = compare(&data, &longer_copy, &[0, 1, 2, 3, 4]);

@@ -23,7 +23,7 @@
 //! ## Resume
 //!
 //! When the link breaks (I/O error, end of stream, TLS error, a silent server), the client
-//! reconnects with exponential backoff (100 ms doubling to 2 s, up to
+//! reconnects with exponential backoff (100 ms doubling to 2 s, plus up to 100 ms of jitter; up to
 //! [`ClientOptions::retries`] times, counted afresh after every attempt that made progress)
 //! and issues the same operation again. The receiver reports the chunks it holds, so only
 //! the rest moves: the server holds an interrupted upload's chunks, the client holds an

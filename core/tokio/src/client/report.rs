@@ -85,8 +85,10 @@ pub struct RoundTripReport {
     pub downloaded_digest: String,
     /// The plain SHA-256 of the local file, as `sha256sum` prints it.
     pub sha256: String,
-    /// The plain SHA-256 of the downloaded copy (hashed separately only where it differs).
-    pub downloaded_sha256: String,
+    /// The plain SHA-256 of the downloaded copy (hashed separately only where it differs);
+    /// absent where a differing copy arrived out of order and its bytes were not kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloaded_sha256: Option<String>,
     /// Chunks compared byte for byte.
     pub chunks_compared: u64,
     /// Whether the downloaded copy equals the local file byte for byte and the whole-file

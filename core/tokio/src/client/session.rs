@@ -5,6 +5,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use ferry_core::{buffer_len, ErrorCode, Event, Failure, Frame, Framing, TransferError};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -339,8 +340,18 @@ impl Client {
     }
 
     async fn run_attempts<O: Operation>(&mut self, op: &mut O) -> Result<O::Output, ClientError> {
-        let mut retries_left = self.options.retries;
-        let mut backoff = FIRST_BACKOFF;
+        // 100 ms doubling to 2 s, with up to 100 ms of jitter so that clients cut off together
+        // do not come back together; a fresh schedule after every attempt that made progress.
+        let schedule = || {
+            ExponentialBuilder::default()
+                .with_min_delay(FIRST_BACKOFF)
+                .with_max_delay(MAX_BACKOFF)
+                .with_factor(2.0)
+                .with_jitter()
+                .with_max_times(self.options.retries as usize)
+                .build()
+        };
+        let mut backoff = schedule();
         let mut attempts = 0u32;
         let mut restarted = false;
         let mut stale_seen = false;
@@ -445,21 +456,18 @@ impl Client {
                         continue;
                     }
                     if progressed {
-                        retries_left = self.options.retries;
-                        backoff = FIRST_BACKOFF;
+                        backoff = schedule();
                     }
-                    if retries_left == 0 {
+                    let Some(delay) = backoff.next() else {
                         return Err(error);
-                    }
-                    retries_left -= 1;
+                    };
                     tracing::warn!(
                         name = op.name(),
                         attempt = attempts,
                         "{error}; reconnecting in {} ms",
-                        backoff.as_millis()
+                        delay.as_millis()
                     );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
