@@ -94,8 +94,8 @@ pub fn parse(bytes: &[u8]) -> Option<Journal> {
     let mut records = BTreeMap::new();
     for chunk in body.chunks_exact(RECORD_LEN) {
         let index = u64::from_le_bytes(chunk[..8].try_into().ok()?);
-        let digest: [u8; 32] = chunk[8..].try_into().ok()?;
-        records.insert(index, digest.into());
+        let digest: Digest = chunk[8..].try_into().ok()?;
+        records.insert(index, digest);
     }
     let clean = body.len() == records.len() * RECORD_LEN;
     Some(Journal {
