@@ -1,5 +1,4 @@
 //! `ferry-certs`: command line for Ferry's certificate authority (see the library docs).
-#![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

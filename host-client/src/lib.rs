@@ -17,7 +17,5 @@
 //! | 6 | local file error (including unreadable certificate or key files) |
 //!
 //! [`ClientError::exit_code`] gives the code of each error.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub use ferry_tokio::client::*;

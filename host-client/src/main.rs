@@ -22,8 +22,6 @@
 //! too large, busy, forbidden); 5 verification failed (digest mismatch, corrupted data);
 //! 6 local file error. With several files, the first failure's code.
 
-#![forbid(unsafe_code)]
-
 mod cli;
 mod output;
 mod plan;

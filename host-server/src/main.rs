@@ -1,5 +1,4 @@
 //! `ferry-server`: the Ferry file server (see the library documentation).
-#![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

@@ -72,8 +72,6 @@
 //! web.serve(async { let _ = tokio::signal::ctrl_c().await; }).await
 //! # }
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod assets;
 mod http;

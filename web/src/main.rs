@@ -1,6 +1,5 @@
 //! `ferry-web`: Ferry's web upload page, run on its own against any Ferry server (see the
 //! library documentation).
-#![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
