@@ -39,7 +39,7 @@ pub(crate) const MAX_PARALLEL: u32 = 32;
     args_override_self = true
 )]
 pub(crate) struct Cli {
-    /// Server address, HOST:PORT ([ADDRESS]:PORT for IPv6); HOST is the TLS server name
+    /// Server address, HOST:PORT (an IPv6 address in square brackets); HOST is the TLS server name
     #[arg(long, global = true, env = "FERRY_SERVER", default_value = DEFAULT_SERVER, value_parser = parse_server)]
     pub(crate) server: String,
     /// CA certificate the server must chain to

@@ -11,7 +11,7 @@
 //! TCP accept ──(global limit)──▶ TLS 1.3 handshake (timeout; client cert must chain to the
 //!   CA and not be on the CRL, reloaded on SIGHUP or file change)
 //!   ──▶ ClientIdentity {fingerprint of the key, label = CN} ──(per-identity limit)──▶
-//!   session: ferry_client::link::Link drives a ferry_core::Connection; its events become
+//!   session: ferry_tokio::link::Link drives a ferry_core::Connection; its events become
 //!   storage calls, confined to STORAGE/<fingerprint>/:
 //!     UploadRequested   ─▶ validate_name ─▶ Storage::begin_upload (size limit, quota,
 //!                          resume from the re-verified partial) ─▶ accept_upload(held)

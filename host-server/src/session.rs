@@ -1,5 +1,5 @@
 //! One client connection after the TLS handshake: drives a `ferry_core::Connection` with
-//! `ferry_client::link::Link` and answers its events from the [`Storage`], confined to the
+//! `ferry_tokio::link::Link` and answers its events from the [`Storage`], confined to the
 //! client's identity.
 
 use std::collections::HashMap;

@@ -19,7 +19,7 @@
 //! SHA-256) is appended to `.held`. On resume every record is checked against the data in
 //! `.part` (read back and hashed), so a torn write or a lost page never counts as held.
 //! [`Upload::commit`] records the metadata on `.part`, fsyncs it (most of the data was
-//! written back while the upload ran, see `ferry_client::flush`), renames it over
+//! written back while the upload ran, see `ferry_tokio::flush`), renames it over
 //! `files/<name>` (the old version stays readable until then), fsyncs `files/` (one fsync
 //! shared by concurrent commits) and removes `.held`.
 //!

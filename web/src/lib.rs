@@ -3,7 +3,7 @@
 //! Ferry's web upload page. A browser user uploads, lists, downloads and deletes files on a
 //! Ferry server without installing anything: each browser session gets its own client
 //! certificate, issued on the fly from the operator's CA, and every file operation goes to
-//! the server through [`ferry_client`] over mutual TLS under that identity. A user's files are
+//! the server through [`ferry_tokio::client`] over mutual TLS under that identity. A user's files are
 //! therefore isolated exactly as a command-line client's are (the server confines each
 //! certificate's key to its own namespace), and the user can download the certificate bundle
 //! to use the same identity from the `ferry` command line.

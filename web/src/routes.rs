@@ -1,5 +1,5 @@
 //! The page's routes: access gate, sessions, CSRF checks and the handlers that move files
-//! through ferry-client.
+//! through the ferry-tokio client.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -465,7 +465,7 @@ fn check_csrf(state: &State, session: &Session, headers: &HeaderMap) -> Result<(
     }
 }
 
-/// The status and message for a failed ferry-client operation. `local` is the status of a
+/// The status and message for a failed the ferry-tokio client operation. `local` is the status of a
 /// local I/O error (the browser's stream for an upload, the staging area for a download).
 fn client_error(error: &ClientError, local: StatusCode) -> Response {
     let status = match error {
@@ -834,7 +834,7 @@ async fn receive(state: &State, session: &Session, form: &mut FormData) -> Respo
     json_error(StatusCode::BAD_REQUEST, "the form has no file")
 }
 
-/// Streams one file part through ferry-client to the server.
+/// Streams one file part through the ferry-tokio client to the server.
 async fn upload_part(session: &Session, name: String, size: u64, part: Part) -> Response {
     let reader = StreamReader::new(bounded(part, size));
     let mut client = Client::new(session.client.clone());

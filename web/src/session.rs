@@ -55,7 +55,7 @@ pub(crate) struct Session {
     pub csrf: String,
     /// The certificate, key and CA.
     pub issued: IssuedClient,
-    /// How ferry-client connects as this identity.
+    /// How the ferry-tokio client connects as this identity.
     pub client: ClientOptions,
     /// Milliseconds since the store started, at the last request.
     last_used: AtomicU64,

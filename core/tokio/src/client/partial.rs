@@ -3,7 +3,7 @@
 //!
 //! For a destination `DIR/NAME` the data goes to `DIR/.NAME.ferry-part` (written at each
 //! chunk's offset) and the held chunks are recorded in `DIR/.NAME.ferry-held`, a
-//! [`journal`](crate::journal) that names the remote file.
+//! journal (`crate::journal`) that also names the remote file.
 //!
 //! On resume every recorded chunk is read back from the partial file and hashed again;
 //! only chunks whose data still matches are offered to the server as held. A record cut
