@@ -555,7 +555,6 @@ pub(crate) fn x509_pem(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x509::hex;
 
     fn test_ca() -> Ca {
         Ca::generate("Test CA", 30, Path::new("mem/ca.crt"))
@@ -713,7 +712,7 @@ mod tests {
             .sign_crl(
                 7,
                 &[RevokedSerial {
-                    serial: x509::unhex(&c.serial).unwrap(),
+                    serial: hex::decode(&c.serial).unwrap(),
                     revoked_at: SystemTime::now(),
                 }],
             )
@@ -724,7 +723,7 @@ mod tests {
         assert_eq!(crl.crl_number().unwrap().to_string(), "7");
         let serials: Vec<String> = crl
             .iter_revoked_certificates()
-            .map(|r| hex(r.raw_serial()))
+            .map(|r| hex::encode(r.raw_serial()))
             .collect();
         assert_eq!(serials, vec![c.serial.clone()]);
         let (_, ca_cert) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();

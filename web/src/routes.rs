@@ -33,7 +33,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::assets;
 use crate::http::{attachment, cookie, json_error, json_ok, secure_headers, set_cookie};
-use crate::session::{hex, sha256, Session, SessionError, Sessions};
+use crate::session::{sha256, Session, SessionError, Sessions};
 use crate::{human_size, WebOptions, SESSION_COOKIE};
 
 /// Name of the cookie that proves the access token was given.
@@ -196,7 +196,7 @@ fn check_gate(
             let hash = access_hash(given.as_bytes());
             if bool::from(hash[..].ct_eq(&expected[..])) {
                 return Err(Intercept::Admit {
-                    set_cookie: state.cookie(ACCESS_COOKIE, &hex(&hash)),
+                    set_cookie: state.cookie(ACCESS_COOKIE, &hex::encode(hash)),
                 });
             }
             return Err(Intercept::NeedToken {
@@ -212,7 +212,8 @@ fn check_gate(
         .map(|t| access_hash(t.trim().as_bytes()));
     let from_cookie = cookie(headers, ACCESS_COOKIE);
     let admitted = bearer.is_some_and(|h| bool::from(h[..].ct_eq(&expected[..])))
-        || from_cookie.is_some_and(|c| bool::from(c.as_bytes().ct_eq(hex(&expected).as_bytes())));
+        || from_cookie
+            .is_some_and(|c| bool::from(c.as_bytes().ct_eq(hex::encode(expected).as_bytes())));
     if admitted {
         Ok(())
     } else if path == "/" && is_cross_site(headers) {

@@ -22,16 +22,11 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
         .expect("the system random number generator failed");
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    ferry_client::hex(bytes)
-}
-
 /// A fresh random secret: 32 bytes as 64 hex digits.
 pub(crate) fn random_hex32() -> String {
     let mut buf = [0u8; 32];
     random_bytes(&mut buf);
-    hex(&buf)
+    hex::encode(buf)
 }
 
 /// SHA-256 of `data`.
@@ -156,7 +151,7 @@ impl Sessions {
         }
         let mut id = [0u8; 6];
         random_bytes(&mut id);
-        let name = format!("web-{}", hex(&id));
+        let name = format!("web-{}", hex::encode(id));
         let ca = self.ca.clone();
         let certs_dir = self.certs_dir.clone();
         let days = self.cert_days;
