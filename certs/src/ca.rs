@@ -526,36 +526,15 @@ pub(crate) fn server_sans(extra: &[String]) -> Result<Vec<San>> {
     Ok(sans)
 }
 
-/// PEM text of a DER certificate.
+/// PEM text of a DER certificate, with LF line endings like rcgen's `Certificate::pem`.
 pub(crate) fn x509_pem(der: &[u8]) -> String {
-    use std::fmt::Write;
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::with_capacity(der.len() * 4 / 3 + 4);
-    for chunk in der.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        let _ = writeln!(out, "{}", std::str::from_utf8(line).unwrap_or_default());
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new("CERTIFICATE", der), config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x509::hex;
 
     fn test_ca() -> Ca {
         Ca::generate("Test CA", 30, Path::new("mem/ca.crt"))
@@ -713,7 +692,7 @@ mod tests {
             .sign_crl(
                 7,
                 &[RevokedSerial {
-                    serial: x509::unhex(&c.serial).unwrap(),
+                    serial: hex::decode(&c.serial).unwrap(),
                     revoked_at: SystemTime::now(),
                 }],
             )
@@ -724,7 +703,7 @@ mod tests {
         assert_eq!(crl.crl_number().unwrap().to_string(), "7");
         let serials: Vec<String> = crl
             .iter_revoked_certificates()
-            .map(|r| hex(r.raw_serial()))
+            .map(|r| hex::encode(r.raw_serial()))
             .collect();
         assert_eq!(serials, vec![c.serial.clone()]);
         let (_, ca_cert) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();

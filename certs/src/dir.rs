@@ -10,7 +10,7 @@ use crate::fsutil::{create_dir, write_atomic, Visibility};
 use crate::index::{Index, IndexEntry};
 use crate::names::validate_client_name;
 use crate::tls::ServerTlsPaths;
-use crate::x509::{self, now, parse_rfc3339, rfc3339, unhex, CertInfo};
+use crate::x509::{self, now, parse_rfc3339, rfc3339, CertInfo};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
@@ -227,7 +227,7 @@ impl CertDir {
     fn fresh_serial(index: &Index) -> Vec<u8> {
         loop {
             let s = random_serial();
-            if !index.contains_serial(&x509::hex(&s)) {
+            if !index.contains_serial(&hex::encode(&s)) {
                 return s;
             }
         }
@@ -424,8 +424,9 @@ impl CertDir {
                     reason,
                 };
                 Ok(RevokedSerial {
-                    serial: unhex(&e.serial)
-                        .ok_or_else(|| bad(format!("serial {:?} is not hex", e.serial)))?,
+                    serial: hex::decode(&e.serial).map_err(|error| {
+                        bad(format!("serial {:?} is not hex: {error}", e.serial))
+                    })?,
                     revoked_at: parse_rfc3339(at)
                         .ok_or_else(|| bad(format!("revoked_at {at:?} is not RFC 3339")))?
                         .into(),

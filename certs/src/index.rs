@@ -6,7 +6,7 @@
 use crate::ca::CertKind;
 use crate::error::{CertError, Result};
 use crate::fsutil::{write_atomic, Visibility};
-use crate::x509::{parse_rfc3339, unhex};
+use crate::x509::parse_rfc3339;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
@@ -100,7 +100,7 @@ impl Index {
         }
         let mut serials = HashSet::new();
         for e in &self.entries {
-            if unhex(&e.serial).is_none_or(|s| s.is_empty()) {
+            if hex::decode(&e.serial).ok().is_none_or(|s| s.is_empty()) {
                 return Err(format!(
                     "entry {:?}: serial {:?} is not hex",
                     e.name, e.serial

@@ -10,30 +10,9 @@ use std::time::SystemTime;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Lower-case hexadecimal of `bytes`, no separators.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// Parses lower- or upper-case hexadecimal without separators.
-pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// SHA-256 of a DER `SubjectPublicKeyInfo`, as 64 lower-case hex digits.
 pub fn spki_fingerprint(spki_der: &[u8]) -> String {
-    hex(&Sha256::digest(spki_der))
+    hex::encode(Sha256::digest(spki_der))
 }
 
 /// Formats a time as RFC 3339 (UTC, whole seconds).
@@ -87,7 +66,7 @@ impl CertInfo {
             .and_then(|cn| cn.as_str().ok())
             .map(str::to_string);
         Ok(CertInfo {
-            serial: hex(cert.raw_serial()),
+            serial: hex::encode(cert.raw_serial()),
             not_before: time(cert.validity().not_before)?,
             not_after: time(cert.validity().not_after)?,
             common_name,
@@ -190,14 +169,6 @@ pub(crate) fn key_from_pem(text: &str, path: &Path) -> Result<PrivateKeyDer<'sta
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(hex(&[0, 1, 0xab, 0xff]), "0001abff");
-        assert_eq!(unhex("0001abFF").unwrap(), vec![0, 1, 0xab, 0xff]);
-        assert!(unhex("abc").is_none());
-        assert!(unhex("zz").is_none());
-    }
 
     #[test]
     fn rfc3339_format() {

@@ -1,6 +1,7 @@
 //! Small HTTP helpers: cookies, escaping, content disposition, JSON errors and the headers
 //! every response carries.
 
+use cookie::{Cookie, SameSite};
 use warp::http::header::{self, HeaderMap, HeaderValue};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -12,24 +13,30 @@ pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src '
      img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'; object-src 'none'";
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers (surrounding double quotes
+/// removed).
 pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"').to_string())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value_trimmed().to_string())
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Path=/ (and Secure over HTTPS).
 pub(crate) fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> String {
-    format!(
-        "{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{}",
-        if secure { "; Secure" } else { "" }
-    )
+    Cookie::build((name, value))
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age_secs).unwrap_or(i64::MAX),
+        ))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .to_string()
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -128,12 +135,25 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; ferry_session=abc; b=2"),
+            HeaderValue::from_static("a=1; ferry_session=abc; b=\"2\""),
         );
         assert_eq!(cookie(&headers, "ferry_session").as_deref(), Some("abc"));
         assert_eq!(cookie(&headers, "b").as_deref(), Some("2"));
         assert_eq!(cookie(&headers, "c"), None);
-        assert!(set_cookie("n", "v", 5, true).ends_with("HttpOnly; SameSite=Strict; Secure"));
+    }
+
+    #[test]
+    fn set_cookie_carries_every_attribute() {
+        let secure = Cookie::parse(set_cookie("n", "v", 5, true)).unwrap();
+        assert_eq!((secure.name(), secure.value()), ("n", "v"));
+        assert_eq!(secure.path(), Some("/"));
+        assert_eq!(secure.max_age(), Some(cookie::time::Duration::seconds(5)));
+        assert_eq!(secure.http_only(), Some(true));
+        assert_eq!(secure.same_site(), Some(SameSite::Strict));
+        assert_eq!(secure.secure(), Some(true));
+        let plain = set_cookie("n", "v", 5, false);
+        assert!(plain.contains("HttpOnly; SameSite=Strict"), "{plain}");
+        assert!(!plain.contains("Secure"), "{plain}");
     }
 
     #[test]

@@ -429,23 +429,9 @@ pub async fn serve(
     WebServer::bind(options).await?.serve(shutdown).await
 }
 
-/// A human-readable size with binary units (`1.5 GiB`).
+/// A human-readable size with binary units (`1.5 GiB`, `16.0 GiB`, `512 B`).
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
 #[cfg(test)]
@@ -470,6 +456,6 @@ mod tests {
         assert_eq!(human_size(0), "0 B");
         assert_eq!(human_size(1023), "1023 B");
         assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(16 << 30), "16 GiB");
+        assert_eq!(human_size(16 << 30), "16.0 GiB");
     }
 }

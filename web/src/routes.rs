@@ -23,6 +23,7 @@ use bytes::{Buf, Bytes};
 use ferry_tokio::client::{Client, ClientError, ErrorCode};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use tokio_util::io::{ReaderStream, StreamReader};
 use warp::http::header::{self, HeaderMap, HeaderValue};
 use warp::http::StatusCode;
@@ -32,7 +33,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::assets;
 use crate::http::{attachment, cookie, json_error, json_ok, secure_headers, set_cookie};
-use crate::session::{constant_time_eq, hex, sha256, Session, SessionError, Sessions};
+use crate::session::{sha256, Session, SessionError, Sessions};
 use crate::{human_size, WebOptions, SESSION_COOKIE};
 
 /// Name of the cookie that proves the access token was given.
@@ -193,9 +194,9 @@ fn check_gate(
     if path == "/" {
         if let Some((_, given)) = query.iter().find(|(k, _)| k == "token") {
             let hash = access_hash(given.as_bytes());
-            if constant_time_eq(&hash, &expected) {
+            if bool::from(hash[..].ct_eq(&expected[..])) {
                 return Err(Intercept::Admit {
-                    set_cookie: state.cookie(ACCESS_COOKIE, &hex(&hash)),
+                    set_cookie: state.cookie(ACCESS_COOKIE, &hex::encode(hash)),
                 });
             }
             return Err(Intercept::NeedToken {
@@ -210,8 +211,9 @@ fn check_gate(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| access_hash(t.trim().as_bytes()));
     let from_cookie = cookie(headers, ACCESS_COOKIE);
-    let admitted = bearer.is_some_and(|h| constant_time_eq(&h, &expected))
-        || from_cookie.is_some_and(|c| constant_time_eq(c.as_bytes(), hex(&expected).as_bytes()));
+    let admitted = bearer.is_some_and(|h| bool::from(h[..].ct_eq(&expected[..])))
+        || from_cookie
+            .is_some_and(|c| bool::from(c.as_bytes().ct_eq(hex::encode(expected).as_bytes())));
     if admitted {
         Ok(())
     } else if path == "/" && is_cross_site(headers) {
@@ -459,7 +461,7 @@ fn check_csrf(state: &State, session: &Session, headers: &HeaderMap) -> Result<(
         }
     }
     match headers.get(CSRF_HEADER) {
-        Some(token) if constant_time_eq(token.as_bytes(), session.csrf.as_bytes()) => Ok(()),
+        Some(token) if bool::from(token.as_bytes().ct_eq(session.csrf.as_bytes())) => Ok(()),
         Some(_) => forbidden("refused: wrong CSRF token (reload the page)"),
         None => forbidden("refused: missing CSRF token (X-CSRF-Token)"),
     }

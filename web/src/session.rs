@@ -22,29 +22,16 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
         .expect("the system random number generator failed");
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    ferry_tokio::client::hex(bytes)
-}
-
 /// A fresh random secret: 32 bytes as 64 hex digits.
 pub(crate) fn random_hex32() -> String {
     let mut buf = [0u8; 32];
     random_bytes(&mut buf);
-    hex(&buf)
+    hex::encode(buf)
 }
 
 /// SHA-256 of `data`.
 pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// One browser session and its identity.
@@ -164,7 +151,7 @@ impl Sessions {
         }
         let mut id = [0u8; 6];
         random_bytes(&mut id);
-        let name = format!("web-{}", hex(&id));
+        let name = format!("web-{}", hex::encode(id));
         let ca = self.ca.clone();
         let certs_dir = self.certs_dir.clone();
         let days = self.cert_days;
@@ -211,14 +198,6 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_eq_compares_whole_strings() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn secrets_are_fresh_hex() {

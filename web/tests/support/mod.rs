@@ -153,7 +153,7 @@ pub fn http_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// The value of `name` in the response's Set-Cookie headers.
+/// The value of `name` in the response's Set-Cookie headers, and the whole header.
 pub fn set_cookie_value(response: &Response, name: &str) -> Option<(String, String)> {
     response
         .headers()
@@ -161,9 +161,8 @@ pub fn set_cookie_value(response: &Response, name: &str) -> Option<(String, Stri
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| {
-            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
-            let (k, value) = pair.split_once('=')?;
-            (k.trim() == name).then(|| (value.to_string(), v.to_string()))
+            let parsed = cookie::Cookie::parse(v).ok()?;
+            (parsed.name() == name).then(|| (parsed.value().to_string(), v.to_string()))
         })
 }
 
