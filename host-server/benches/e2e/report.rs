@@ -102,9 +102,12 @@ fn markdown_table(columns: &[Column], rows: Vec<Vec<String>>) -> String {
                 .trim_matches('|')
                 .split('|')
                 .zip(columns)
-                .map(|(dashes, (_, right))| match right {
-                    true => format!("{}:", &dashes[1..]),
-                    false => dashes.to_string(),
+                .map(|(dashes, &(_, right))| {
+                    if right {
+                        format!("{}:", &dashes[1..])
+                    } else {
+                        dashes.to_string()
+                    }
                 })
                 .collect();
             let _ = writeln!(text, "|{}|", cells.join("|"));
