@@ -51,4 +51,4 @@ pub mod storage;
 pub use config::{Args, ConfigError, FileConfig, ServerOptions};
 pub use names::{validate_name, NameError};
 pub use server::{run, Bootstrap, Server, ServerError};
-pub use storage::{FileMeta, Storage, StorageConfig, StorageError};
+pub use storage::{FileMeta, LocalStore, StorageConfig, StorageError, Store};

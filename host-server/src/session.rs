@@ -1,15 +1,14 @@
 //! One client connection after the TLS handshake: drives a `ferry_core::Connection` with
-//! `ferry_client::link::Link` and answers its events from the [`Storage`], confined to the
+//! `ferry_tokio::link::Link` and answers its events from the [`Store`], confined to the
 //! client's identity.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytesize::ByteSize;
 use ferry_certs::ClientIdentity;
 use ferry_core::wire::{ErrorCode, ListEntry};
 use ferry_core::{Config, Connection, Digest, Event, Failure, Layout};
@@ -18,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::names::validate_name;
-use crate::storage::{human, Storage, StorageError, Upload};
+use crate::storage::{Precondition, StorageError, Store, StoredFile, Upload};
 
 /// The server's protocol connection: heap buffers, window 16.
 pub(crate) type Conn = Connection<Vec<u8>, 16>;
@@ -34,7 +33,7 @@ pub(crate) enum Phase {
 
 /// What every connection shares.
 pub(crate) struct Shared {
-    pub storage: Arc<Storage>,
+    pub storage: Arc<dyn Store>,
     pub core: Config,
     pub idle: Duration,
     pub max_per_identity: usize,
@@ -92,11 +91,11 @@ struct TransferLog {
 
 enum Active {
     Upload {
-        upload: Box<Upload>,
+        upload: Box<dyn Upload>,
         log: TransferLog,
     },
     Download {
-        file: File,
+        file: Box<dyn StoredFile>,
         log: TransferLog,
     },
 }
@@ -524,10 +523,7 @@ impl Session {
             started: Instant::now(),
             held_chunks: 0,
         };
-        self.active = Some(Active::Upload {
-            upload: Box::new(upload),
-            log,
-        });
+        self.active = Some(Active::Upload { upload, log });
     }
 
     async fn on_download(&mut self, conn: &mut Conn, raw: String) {
@@ -546,10 +542,9 @@ impl Session {
         let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
         let chunk_size = self.chunk_size(conn);
         let task_name = name.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            storage.open_file(&fingerprint, &task_name, chunk_size)
-        })
-        .await;
+        let opened =
+            tokio::task::spawn_blocking(move || storage.open(&fingerprint, &task_name, chunk_size))
+                .await;
         let stored = match opened {
             Ok(Ok(stored)) => stored,
             Ok(Err(StorageError::NotFound)) => {
@@ -571,7 +566,7 @@ impl Session {
                 );
             }
         };
-        let meta = &stored.meta;
+        let meta = stored.meta();
         // The stored digest is only comparable when computed with this connection's chunks.
         let expected = (meta.chunk_size == chunk_size).then(|| meta.digest_bytes());
         if let Err(e) = conn.accept_download(meta.size, expected) {
@@ -598,10 +593,7 @@ impl Session {
             started: Instant::now(),
             held_chunks: 0,
         };
-        self.active = Some(Active::Download {
-            file: stored.file,
-            log,
-        });
+        self.active = Some(Active::Download { file: stored, log });
     }
 
     async fn on_list(&mut self, conn: &mut Conn, start_after: String, limit: u16) {
@@ -611,6 +603,7 @@ impl Session {
             // One more than asked for: it tells whether more entries follow the page.
             storage.list(
                 &fingerprint,
+                "",
                 &start_after,
                 usize::from(limit) + 1,
                 chunk_size,
@@ -693,7 +686,7 @@ impl Session {
             return;
         };
         let committed = tokio::task::spawn_blocking(move || {
-            let result = upload.commit(&digest);
+            let result = upload.commit(&digest, Precondition::None);
             (upload, result)
         })
         .await;
@@ -744,7 +737,7 @@ impl Session {
             op = log.op,
             name = %log.name,
             size = log.size,
-            human_size = %human(log.size),
+            human_size = %ByteSize(log.size),
             resumed,
             secs = %format!("{:.3}", elapsed.as_secs_f64()),
             mb_s = %format!("{mb_s:.1}"),
