@@ -11,20 +11,20 @@
 //! TCP accept ──(global limit)──▶ TLS 1.3 handshake (timeout; client cert must chain to the
 //!   CA and not be on the CRL, reloaded on SIGHUP or file change)
 //!   ──▶ ClientIdentity {fingerprint of the key, label = CN} ──(per-identity limit)──▶
-//!   session: ferry_client::link::Link drives a ferry_core::Connection; its events become
-//!   storage calls, confined to STORAGE/<fingerprint>/:
-//!     UploadRequested   ─▶ validate_name ─▶ Storage::begin_upload (size limit, quota,
+//!   session: ferry_tokio::link::Link drives a ferry_core::Connection; its events become
+//!   calls of the Store (LocalStore: STORAGE/<fingerprint>/), confined to the identity:
+//!     UploadRequested   ─▶ validate_name ─▶ Store::begin_upload (size limit, quota,
 //!                          resume from the re-verified partial) ─▶ accept_upload(held)
 //!     StoreChunk        ─▶ Upload::store: pwrite into partial/<key>.part, append to .held
 //!     Commit            ─▶ Upload::commit: fsync, metadata, rename into files/<name>
-//!     DownloadRequested ─▶ Storage::open_file (one handle per download) ─▶ accept_download
-//!     NeedChunk         ─▶ pread ─▶ provide_chunk
-//!     ListRequested / DeleteRequested ─▶ Storage::list / Storage::delete
+//!     DownloadRequested ─▶ Store::open (one version per download) ─▶ accept_download
+//!     NeedChunk         ─▶ StoredFile::read_exact_at (pread) ─▶ provide_chunk
+//!     ListRequested / DeleteRequested ─▶ Store::list / Store::delete
 //! ```
 //! The core makes every protocol decision (windows, re-sends, digests, resume); this crate
 //! moves bytes, stores data and enforces the server's policies. See [`storage`] for the
-//! layout on disk, the commit protocol and quota accounting, [`names`] for the file name
-//! rules, and [`config`] for the options.
+//! storage seam, [`storage::local`] for the layout on disk, the commit protocol and quota
+//! accounting, [`names`] for the file name rules, and [`config`] for the options.
 //!
 //! ## Limits
 //! Connections: `max_connections` in total (more are dropped before the handshake) and

@@ -12,18 +12,20 @@
 //! `<name>` the validated, NFC-normalised file name; `<key>` the hex SHA-256 of the name, so
 //! that a 255-byte name still fits a file name with a suffix.
 //!
-//! **Uploads.** [`LocalStore::begin_upload`](crate::storage::Store::begin_upload) checks the size limit, locks the name (one upload
+//! **Uploads.** [`Store::begin_upload`] checks the size limit, locks the name (one upload
 //! per identity and name), resumes a partial of the same size and chunk size, or offers the
 //! chunks of an identical committed file, or checks the quota and creates a new partial.
-//! Every chunk is written at its offset in `.part` (`pwrite`), then its record (index u64 LE,
-//! SHA-256) is appended to `.held`. On resume every record is checked against the data in
-//! `.part` (read back and hashed), so a torn write or a lost page never counts as held.
-//! [`Upload::commit`](crate::storage::Upload::commit) records the metadata on `.part`, fsyncs it (most of the data was
-//! written back while the upload ran, see `ferry_tokio::flush`), renames it over
-//! `files/<name>` (the old version stays readable until then), fsyncs `files/` (one fsync
-//! shared by concurrent commits) and removes `.held`.
+//! Every chunk is written at its offset in `.part` (`pwrite`), then its record is appended
+//! to `.held` (the `ferry_tokio::journal` format, with an empty name). On resume every
+//! record is checked against the data in `.part` (read back and hashed), so a torn write or
+//! a lost page never counts as held. [`Upload::commit`] records the metadata on `.part`,
+//! fsyncs it (most of the data was written back while the upload ran, see
+//! `ferry_tokio::flush`), renames it over `files/<name>` (the old version stays readable
+//! until then), fsyncs `files/` (one fsync shared by concurrent commits) and removes
+//! `.held`. A conditional commit checks its [`Precondition`](crate::storage::Precondition)
+//! under the identity's lock, which every commit and delete takes.
 //!
-//! **Metadata.** [`FileMeta`](crate::storage::FileMeta) records the size, the chunk size and whole-file digest the
+//! **Metadata.** [`FileMeta`] records the size, the chunk size and whole-file digest the
 //! file was verified with, the commit time and the inode of the data file. It is kept in the
 //! data file's extended attribute `user.ferry.meta`, or, on a file system without user
 //! attributes, in `meta/<key>.json`. Metadata that is missing or does not match the file (a
@@ -37,8 +39,8 @@
 //! counted once per identity and then kept current by commits and deletes, so a quota check
 //! costs a look at `partial/`, not a stat of every file.
 //!
-//! Modules: [`committed`] (committed files and their metadata), [`partial`] (`.part` and
-//! `.held`), [`upload`] (store, checkpoint, commit), [`quota`] (usage), [`dir_sync`]
+//! Modules: `committed` (committed files and their metadata), `partial` (`.part` and
+//! `.held`), `upload` (store, checkpoint, commit), `quota` (usage), `dir_sync`
 //! (shared directory fsyncs).
 
 mod committed;
