@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytesize::ByteSize;
 use ferry_certs::ClientIdentity;
 use ferry_core::wire::{ErrorCode, ListEntry};
-use ferry_core::{Config, Connection, Digest, Event, Failure, Layout};
+use ferry_core::{Config, Connection, Digest, Event, Failure};
+use ferry_tokio::event::OwnedEvent;
 use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -108,47 +109,13 @@ impl Active {
     }
 }
 
-/// An event's content, owned, so the connection can be used again.
+/// What to do next: an event copied out of the connection (so that it can be used again),
+/// or the outcome of a chunk stored while its data was still borrowed from it.
 enum Action {
-    None,
-    Upload {
-        name: String,
-        size: u64,
-        fresh: bool,
-    },
-    Download {
-        name: String,
-    },
-    List {
-        start_after: String,
-        limit: u16,
-    },
-    Delete {
-        name: String,
-    },
+    Event(OwnedEvent),
     Stored(u64),
     StoreFailed(StorageError),
-    NeedChunk {
-        index: u64,
-        offset: u64,
-        len: usize,
-    },
-    Commit {
-        digest: Digest,
-    },
-    Started {
-        layout: Layout,
-        held_chunks: u64,
-    },
-    Verified,
-    Failed {
-        failure: Failure,
-        text: String,
-    },
-    Closed {
-        failure: Failure,
-        text: String,
-    },
+    Ignore,
 }
 
 /// Why a session ended.
@@ -287,32 +254,17 @@ impl Session {
         }
     }
 
-    /// Copies what is needed out of an event; a chunk to store is written right here,
-    /// while its data is borrowed from the connection.
+    /// Copies an event out of the connection; a chunk to store is written right here, while
+    /// its data is borrowed from the connection, instead of being copied.
     fn on_event(&mut self, event: Event<'_>) -> Action {
-        match event {
-            Event::Connected { .. } | Event::Deleted | Event::ListPage { .. } => Action::None,
-            Event::UploadRequested { name, size, fresh } => Action::Upload {
-                name: name.to_string(),
-                size,
-                fresh,
-            },
-            Event::DownloadRequested { name, .. } => Action::Download {
-                name: name.to_string(),
-            },
-            Event::ListRequested { start_after, limit } => Action::List {
-                start_after: start_after.to_string(),
-                limit,
-            },
-            Event::DeleteRequested { name } => Action::Delete {
-                name: name.to_string(),
-            },
-            Event::StoreChunk {
-                index,
-                offset,
-                digest,
-                data,
-            } => match self.active.as_mut() {
+        if let Event::StoreChunk {
+            index,
+            offset,
+            digest,
+            data,
+        } = event
+        {
+            return match self.active.as_mut() {
                 Some(Active::Upload { upload, .. }) => {
                     match upload.store(index, offset, &digest, data) {
                         Ok(()) => Action::Stored(index),
@@ -322,25 +274,16 @@ impl Session {
                 _ => Action::StoreFailed(StorageError::Inconsistent(
                     "a chunk arrived without an upload".into(),
                 )),
-            },
-            Event::NeedChunk { index, offset, len } => Action::NeedChunk { index, offset, len },
-            Event::Commit { digest, .. } => Action::Commit { digest },
-            Event::TransferStarted {
-                layout,
-                held_chunks,
-            } => Action::Started {
-                layout,
-                held_chunks,
-            },
-            Event::Verified { .. } => Action::Verified,
-            Event::Failed { failure, text } => Action::Failed {
-                failure,
-                text: text.to_string(),
-            },
-            Event::Closed { failure, text } => Action::Closed {
-                failure,
-                text: text.to_string(),
-            },
+            };
+        }
+        // No chunk data is copied: the scratch buffer stays empty.
+        match OwnedEvent::new(event, &mut Vec::new()) {
+            Ok(event) => Action::Event(event),
+            Err(e) => {
+                // Only a client's list page decodes its entries, and a server gets none.
+                tracing::warn!("{}: an event that does not decode: {e:?}", self.peer);
+                Action::Ignore
+            }
         }
     }
 
@@ -374,10 +317,12 @@ impl Session {
     {
         let is_request = matches!(
             action,
-            Action::Upload { .. }
-                | Action::Download { .. }
-                | Action::List { .. }
-                | Action::Delete { .. }
+            Action::Event(
+                OwnedEvent::UploadRequested { .. }
+                    | OwnedEvent::DownloadRequested { .. }
+                    | OwnedEvent::ListRequested { .. }
+                    | OwnedEvent::DeleteRequested { .. }
+            )
         );
         if is_request && self.over_limit {
             let limit = self.shared.max_per_identity;
@@ -403,11 +348,17 @@ impl Session {
             }
         }
         match action {
-            Action::None => {}
-            Action::Upload { name, size, fresh } => self.on_upload(conn, name, size, fresh).await,
-            Action::Download { name } => self.on_download(conn, name).await,
-            Action::List { start_after, limit } => self.on_list(conn, start_after, limit).await,
-            Action::Delete { name } => self.on_delete(conn, name).await,
+            Action::Ignore => {}
+            Action::Event(OwnedEvent::UploadRequested { name, size, fresh }) => {
+                self.on_upload(conn, name, size, fresh).await
+            }
+            Action::Event(OwnedEvent::DownloadRequested { name, .. }) => {
+                self.on_download(conn, name).await
+            }
+            Action::Event(OwnedEvent::ListRequested { start_after, limit }) => {
+                self.on_list(conn, start_after, limit).await
+            }
+            Action::Event(OwnedEvent::DeleteRequested { name }) => self.on_delete(conn, name).await,
             Action::Stored(index) => {
                 if let Err(e) = conn.chunk_stored(index) {
                     tracing::warn!("{}: chunk_stored: {e:?}", self.peer);
@@ -421,7 +372,7 @@ impl Session {
                 );
                 let _ = conn.fail_transfer(error.code(), &error.client_text());
             }
-            Action::NeedChunk { index, offset, len } => {
+            Action::Event(OwnedEvent::NeedChunk { index, offset, len }) => {
                 let Some(Active::Download { file, log }) = self.active.as_mut() else {
                     let _ = conn.fail_transfer(ErrorCode::INTERNAL, "no file open");
                     return None;
@@ -448,11 +399,11 @@ impl Session {
                     }
                 }
             }
-            Action::Commit { digest } => self.on_commit(conn, digest).await,
-            Action::Started {
+            Action::Event(OwnedEvent::Commit { digest, .. }) => self.on_commit(conn, digest).await,
+            Action::Event(OwnedEvent::TransferStarted {
                 layout,
                 held_chunks,
-            } => {
+            }) => {
                 if let Some(active) = self.active.as_mut() {
                     let log = active.log_mut();
                     log.size = layout.size;
@@ -461,18 +412,22 @@ impl Session {
                     log.started = Instant::now();
                 }
             }
-            Action::Verified => {
+            Action::Event(OwnedEvent::Verified { .. }) => {
                 if let Some(active) = self.active.take() {
                     self.end_transfer(active, "verified").await;
                 }
             }
-            Action::Failed { failure, text } => {
+            Action::Event(OwnedEvent::Failed { failure, text }) => {
                 if let Some(active) = self.active.take() {
                     let result = format!("failed: {}", describe(failure, &text));
                     self.end_transfer(active, &result).await;
                 }
             }
-            Action::Closed { failure, text } => return Some(End::Closed(failure, text)),
+            Action::Event(OwnedEvent::Closed { failure, text }) => {
+                return Some(End::Closed(failure, text))
+            }
+            // Client-side events, and chunks, which `on_event` stores before copying.
+            Action::Event(_) => {}
         }
         None
     }
