@@ -149,7 +149,8 @@ pub enum Precondition {
     None,
     /// Only if the name holds no file (create only).
     Absent,
-    /// Only if the name holds a file with this whole-file digest.
+    /// Only if the name holds a file with this whole-file digest (as recorded in its
+    /// [`FileMeta`], computed with the chunk size recorded there).
     Digest(Digest),
 }
 

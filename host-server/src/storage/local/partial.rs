@@ -11,6 +11,7 @@ use ferry_tokio::journal;
 
 use crate::storage::error::{io_err, StorageError};
 
+/// Removes a partial upload's journal, then its data (either may be missing).
 pub(super) fn remove_partial(part: &Path, held: &Path) -> Result<(), StorageError> {
     for path in [held, part] {
         match fs::remove_file(path) {
@@ -48,6 +49,8 @@ fn write_held(
         .map_err(io_err(context()))
 }
 
+/// Creates the data of a new partial upload at its full size and, for more than one chunk,
+/// its journal; returns them open for writing.
 pub(super) fn create_partial(
     part_path: &Path,
     held_path: &Path,

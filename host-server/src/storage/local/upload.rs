@@ -256,11 +256,14 @@ fn check(
 ) -> Result<(), StorageError> {
     let holds = match condition {
         Precondition::None => true,
-        Precondition::Absent => match fs::symlink_metadata(dirs.files.join(name)) {
-            Ok(_) => false,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-            Err(e) => return Err(io_err(format!("reading {name:?}"))(e)),
-        },
+        Precondition::Absent => {
+            let path = dirs.files.join(name);
+            match fs::symlink_metadata(&path) {
+                Ok(_) => false,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+            }
+        }
         Precondition::Digest(expected) => match open_file_locked(dirs, name, chunk_size) {
             Ok(current) => current.meta().digest_bytes() == expected,
             Err(StorageError::NotFound) => false,
