@@ -12,19 +12,19 @@
 //!   CA and not be on the CRL, reloaded on SIGHUP or file change)
 //!   ──▶ ClientIdentity {fingerprint of the key, label = CN} ──(per-identity limit)──▶
 //!   session: ferry_tokio::link::Link drives a ferry_core::Connection; its events become
-//!   storage calls, confined to STORAGE/<fingerprint>/:
-//!     UploadRequested   ─▶ validate_name ─▶ Storage::begin_upload (size limit, quota,
+//!   calls of the Store (LocalStore: STORAGE/<fingerprint>/), confined to the identity:
+//!     UploadRequested   ─▶ validate_name ─▶ Store::begin_upload (size limit, quota,
 //!                          resume from the re-verified partial) ─▶ accept_upload(held)
 //!     StoreChunk        ─▶ Upload::store: pwrite into partial/<key>.part, append to .held
 //!     Commit            ─▶ Upload::commit: fsync, metadata, rename into files/<name>
-//!     DownloadRequested ─▶ Storage::open_file (one handle per download) ─▶ accept_download
-//!     NeedChunk         ─▶ pread ─▶ provide_chunk
-//!     ListRequested / DeleteRequested ─▶ Storage::list / Storage::delete
+//!     DownloadRequested ─▶ Store::open (one version per download) ─▶ accept_download
+//!     NeedChunk         ─▶ StoredFile::read_exact_at (pread) ─▶ provide_chunk
+//!     ListRequested / DeleteRequested ─▶ Store::list / Store::delete
 //! ```
 //! The core makes every protocol decision (windows, re-sends, digests, resume); this crate
 //! moves bytes, stores data and enforces the server's policies. See [`storage`] for the
-//! layout on disk, the commit protocol and quota accounting, [`names`] for the file name
-//! rules, and [`config`] for the options.
+//! storage seam, [`storage::local`] for the layout on disk, the commit protocol and quota
+//! accounting, [`names`] for the file name rules, and [`config`] for the options.
 //!
 //! ## Limits
 //! Connections: `max_connections` in total (more are dropped before the handshake) and
@@ -39,6 +39,8 @@
 //! On SIGTERM or SIGINT the binary stops accepting, lets running transfers finish for
 //! `shutdown_grace_secs`, then fsyncs the partial uploads still running and closes them;
 //! their clients resume later.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod names;
@@ -49,4 +51,4 @@ pub mod storage;
 pub use config::{Args, ConfigError, FileConfig, ServerOptions};
 pub use names::{validate_name, NameError};
 pub use server::{run, Bootstrap, Server, ServerError};
-pub use storage::{FileMeta, Storage, StorageConfig, StorageError};
+pub use storage::{FileMeta, LocalStore, StorageConfig, StorageError, Store};

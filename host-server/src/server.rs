@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytesize::ByteSize;
 use ferry_certs::{
     init, server_config_with_verifier, CertDir, ClientIdentity, InitOptions,
     ReloadableClientVerifier, LOCAL_CLIENT,
@@ -23,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ConfigError, ServerOptions};
 use crate::session::{self, Phase, Shared};
-use crate::storage::{Storage, StorageConfig, StorageError};
+use crate::storage::{LocalStore, StorageConfig, StorageError, Store};
 
 /// How often the CRL file is checked for changes.
 const CRL_POLL: Duration = Duration::from_secs(2);
@@ -98,7 +99,7 @@ pub struct Server {
     local_addr: SocketAddr,
     acceptor: TlsAcceptor,
     verifier: Arc<ReloadableClientVerifier>,
-    storage: Arc<Storage>,
+    storage: Arc<dyn Store>,
     bootstrap: Option<Bootstrap>,
     hangup: Signal,
 }
@@ -153,13 +154,13 @@ impl Server {
         tls.send_tls13_tickets = 0;
         tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         let acceptor = TlsAcceptor::from(Arc::new(tls));
-        let storage = Storage::open(StorageConfig {
+        let storage: Arc<dyn Store> = Arc::new(LocalStore::open(StorageConfig {
             root: options.storage.clone(),
             quota: options.quota,
             max_file_size: options.max_file_size,
             partial_expiry: Duration::from_secs(options.partial_expiry_secs),
             busy_wait: BUSY_WAIT,
-        })?;
+        })?);
         // Installed before anyone can learn the address: SIGHUP must never kill the server.
         let hangup = signal(SignalKind::hangup()).map_err(|source| ServerError::Signal {
             signal: "SIGHUP",
@@ -206,7 +207,7 @@ impl Server {
     }
 
     /// The store.
-    pub fn storage(&self) -> &Arc<Storage> {
+    pub fn storage(&self) -> &Arc<dyn Store> {
         &self.storage
     }
 
@@ -245,9 +246,9 @@ impl Server {
         tracing::info!(
             "serving {} on {local_addr} (quota {}, max file {}, chunks {})",
             options.storage.display(),
-            crate::storage::human(options.quota),
-            crate::storage::human(options.max_file_size),
-            crate::storage::human(u64::from(options.chunk_size)),
+            ByteSize(options.quota),
+            ByteSize(options.max_file_size),
+            ByteSize(u64::from(options.chunk_size)),
         );
         tokio::pin!(shutdown);
         loop {
@@ -422,8 +423,8 @@ async fn watch_crl(verifier: Arc<ReloadableClientVerifier>, mut hangup: Signal) 
 }
 
 /// Removes abandoned partial uploads now and then.
-async fn expire_partials(storage: Arc<Storage>) {
-    let expiry = storage.config().partial_expiry;
+async fn expire_partials(storage: Arc<dyn Store>) {
+    let expiry = storage.partial_expiry();
     let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

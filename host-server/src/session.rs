@@ -1,24 +1,24 @@
 //! One client connection after the TLS handshake: drives a `ferry_core::Connection` with
-//! `ferry_tokio::link::Link` and answers its events from the [`Storage`], confined to the
+//! `ferry_tokio::link::Link` and answers its events from the [`Store`], confined to the
 //! client's identity.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytesize::ByteSize;
 use ferry_certs::ClientIdentity;
 use ferry_core::wire::{ErrorCode, ListEntry};
-use ferry_core::{Config, Connection, Digest, Event, Failure, Layout};
+use ferry_core::{Config, Connection, Digest, Event, Failure};
+use ferry_tokio::event::OwnedEvent;
 use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::names::validate_name;
-use crate::storage::{human, Storage, StorageError, Upload};
+use crate::storage::{Precondition, StorageError, Store, StoredFile, Upload};
 
 /// The server's protocol connection: heap buffers, window 16.
 pub(crate) type Conn = Connection<Vec<u8>, 16>;
@@ -34,7 +34,7 @@ pub(crate) enum Phase {
 
 /// What every connection shares.
 pub(crate) struct Shared {
-    pub storage: Arc<Storage>,
+    pub storage: Arc<dyn Store>,
     pub core: Config,
     pub idle: Duration,
     pub max_per_identity: usize,
@@ -92,11 +92,11 @@ struct TransferLog {
 
 enum Active {
     Upload {
-        upload: Box<Upload>,
+        upload: Box<dyn Upload>,
         log: TransferLog,
     },
     Download {
-        file: File,
+        file: Box<dyn StoredFile>,
         log: TransferLog,
     },
 }
@@ -109,47 +109,13 @@ impl Active {
     }
 }
 
-/// An event's content, owned, so the connection can be used again.
+/// What to do next: an event copied out of the connection (so that it can be used again),
+/// or the outcome of a chunk stored while its data was still borrowed from it.
 enum Action {
-    None,
-    Upload {
-        name: String,
-        size: u64,
-        fresh: bool,
-    },
-    Download {
-        name: String,
-    },
-    List {
-        start_after: String,
-        limit: u16,
-    },
-    Delete {
-        name: String,
-    },
+    Event(OwnedEvent),
     Stored(u64),
     StoreFailed(StorageError),
-    NeedChunk {
-        index: u64,
-        offset: u64,
-        len: usize,
-    },
-    Commit {
-        digest: Digest,
-    },
-    Started {
-        layout: Layout,
-        held_chunks: u64,
-    },
-    Verified,
-    Failed {
-        failure: Failure,
-        text: String,
-    },
-    Closed {
-        failure: Failure,
-        text: String,
-    },
+    Ignore,
 }
 
 /// Why a session ended.
@@ -288,32 +254,17 @@ impl Session {
         }
     }
 
-    /// Copies what is needed out of an event; a chunk to store is written right here,
-    /// while its data is borrowed from the connection.
+    /// Copies an event out of the connection; a chunk to store is written right here, while
+    /// its data is borrowed from the connection, instead of being copied.
     fn on_event(&mut self, event: Event<'_>) -> Action {
-        match event {
-            Event::Connected { .. } | Event::Deleted | Event::ListPage { .. } => Action::None,
-            Event::UploadRequested { name, size, fresh } => Action::Upload {
-                name: name.to_string(),
-                size,
-                fresh,
-            },
-            Event::DownloadRequested { name, .. } => Action::Download {
-                name: name.to_string(),
-            },
-            Event::ListRequested { start_after, limit } => Action::List {
-                start_after: start_after.to_string(),
-                limit,
-            },
-            Event::DeleteRequested { name } => Action::Delete {
-                name: name.to_string(),
-            },
-            Event::StoreChunk {
-                index,
-                offset,
-                digest,
-                data,
-            } => match self.active.as_mut() {
+        if let Event::StoreChunk {
+            index,
+            offset,
+            digest,
+            data,
+        } = event
+        {
+            return match self.active.as_mut() {
                 Some(Active::Upload { upload, .. }) => {
                     match upload.store(index, offset, &digest, data) {
                         Ok(()) => Action::Stored(index),
@@ -323,25 +274,16 @@ impl Session {
                 _ => Action::StoreFailed(StorageError::Inconsistent(
                     "a chunk arrived without an upload".into(),
                 )),
-            },
-            Event::NeedChunk { index, offset, len } => Action::NeedChunk { index, offset, len },
-            Event::Commit { digest, .. } => Action::Commit { digest },
-            Event::TransferStarted {
-                layout,
-                held_chunks,
-            } => Action::Started {
-                layout,
-                held_chunks,
-            },
-            Event::Verified { .. } => Action::Verified,
-            Event::Failed { failure, text } => Action::Failed {
-                failure,
-                text: text.to_string(),
-            },
-            Event::Closed { failure, text } => Action::Closed {
-                failure,
-                text: text.to_string(),
-            },
+            };
+        }
+        // No chunk data is copied: the scratch buffer stays empty.
+        match OwnedEvent::new(event, &mut Vec::new()) {
+            Ok(event) => Action::Event(event),
+            Err(e) => {
+                // Only a client's list page decodes its entries, and a server gets none.
+                tracing::warn!("{}: an event that does not decode: {e:?}", self.peer);
+                Action::Ignore
+            }
         }
     }
 
@@ -375,10 +317,12 @@ impl Session {
     {
         let is_request = matches!(
             action,
-            Action::Upload { .. }
-                | Action::Download { .. }
-                | Action::List { .. }
-                | Action::Delete { .. }
+            Action::Event(
+                OwnedEvent::UploadRequested { .. }
+                    | OwnedEvent::DownloadRequested { .. }
+                    | OwnedEvent::ListRequested { .. }
+                    | OwnedEvent::DeleteRequested { .. }
+            )
         );
         if is_request && self.over_limit {
             let limit = self.shared.max_per_identity;
@@ -404,11 +348,17 @@ impl Session {
             }
         }
         match action {
-            Action::None => {}
-            Action::Upload { name, size, fresh } => self.on_upload(conn, name, size, fresh).await,
-            Action::Download { name } => self.on_download(conn, name).await,
-            Action::List { start_after, limit } => self.on_list(conn, start_after, limit).await,
-            Action::Delete { name } => self.on_delete(conn, name).await,
+            Action::Ignore => {}
+            Action::Event(OwnedEvent::UploadRequested { name, size, fresh }) => {
+                self.on_upload(conn, name, size, fresh).await
+            }
+            Action::Event(OwnedEvent::DownloadRequested { name, .. }) => {
+                self.on_download(conn, name).await
+            }
+            Action::Event(OwnedEvent::ListRequested { start_after, limit }) => {
+                self.on_list(conn, start_after, limit).await
+            }
+            Action::Event(OwnedEvent::DeleteRequested { name }) => self.on_delete(conn, name).await,
             Action::Stored(index) => {
                 if let Err(e) = conn.chunk_stored(index) {
                     tracing::warn!("{}: chunk_stored: {e:?}", self.peer);
@@ -422,7 +372,7 @@ impl Session {
                 );
                 let _ = conn.fail_transfer(error.code(), &error.client_text());
             }
-            Action::NeedChunk { index, offset, len } => {
+            Action::Event(OwnedEvent::NeedChunk { index, offset, len }) => {
                 let Some(Active::Download { file, log }) = self.active.as_mut() else {
                     let _ = conn.fail_transfer(ErrorCode::INTERNAL, "no file open");
                     return None;
@@ -449,11 +399,11 @@ impl Session {
                     }
                 }
             }
-            Action::Commit { digest } => self.on_commit(conn, digest).await,
-            Action::Started {
+            Action::Event(OwnedEvent::Commit { digest, .. }) => self.on_commit(conn, digest).await,
+            Action::Event(OwnedEvent::TransferStarted {
                 layout,
                 held_chunks,
-            } => {
+            }) => {
                 if let Some(active) = self.active.as_mut() {
                     let log = active.log_mut();
                     log.size = layout.size;
@@ -462,18 +412,22 @@ impl Session {
                     log.started = Instant::now();
                 }
             }
-            Action::Verified => {
+            Action::Event(OwnedEvent::Verified { .. }) => {
                 if let Some(active) = self.active.take() {
                     self.end_transfer(active, "verified").await;
                 }
             }
-            Action::Failed { failure, text } => {
+            Action::Event(OwnedEvent::Failed { failure, text }) => {
                 if let Some(active) = self.active.take() {
                     let result = format!("failed: {}", describe(failure, &text));
                     self.end_transfer(active, &result).await;
                 }
             }
-            Action::Closed { failure, text } => return Some(End::Closed(failure, text)),
+            Action::Event(OwnedEvent::Closed { failure, text }) => {
+                return Some(End::Closed(failure, text))
+            }
+            // Client-side events, and chunks, which `on_event` stores before copying.
+            Action::Event(_) => {}
         }
         None
     }
@@ -524,10 +478,7 @@ impl Session {
             started: Instant::now(),
             held_chunks: 0,
         };
-        self.active = Some(Active::Upload {
-            upload: Box::new(upload),
-            log,
-        });
+        self.active = Some(Active::Upload { upload, log });
     }
 
     async fn on_download(&mut self, conn: &mut Conn, raw: String) {
@@ -546,10 +497,9 @@ impl Session {
         let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
         let chunk_size = self.chunk_size(conn);
         let task_name = name.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            storage.open_file(&fingerprint, &task_name, chunk_size)
-        })
-        .await;
+        let opened =
+            tokio::task::spawn_blocking(move || storage.open(&fingerprint, &task_name, chunk_size))
+                .await;
         let stored = match opened {
             Ok(Ok(stored)) => stored,
             Ok(Err(StorageError::NotFound)) => {
@@ -571,7 +521,7 @@ impl Session {
                 );
             }
         };
-        let meta = &stored.meta;
+        let meta = stored.meta();
         // The stored digest is only comparable when computed with this connection's chunks.
         let expected = (meta.chunk_size == chunk_size).then(|| meta.digest_bytes());
         if let Err(e) = conn.accept_download(meta.size, expected) {
@@ -598,10 +548,7 @@ impl Session {
             started: Instant::now(),
             held_chunks: 0,
         };
-        self.active = Some(Active::Download {
-            file: stored.file,
-            log,
-        });
+        self.active = Some(Active::Download { file: stored, log });
     }
 
     async fn on_list(&mut self, conn: &mut Conn, start_after: String, limit: u16) {
@@ -611,6 +558,7 @@ impl Session {
             // One more than asked for: it tells whether more entries follow the page.
             storage.list(
                 &fingerprint,
+                "",
                 &start_after,
                 usize::from(limit) + 1,
                 chunk_size,
@@ -693,7 +641,7 @@ impl Session {
             return;
         };
         let committed = tokio::task::spawn_blocking(move || {
-            let result = upload.commit(&digest);
+            let result = upload.commit(&digest, Precondition::None);
             (upload, result)
         })
         .await;
@@ -744,7 +692,7 @@ impl Session {
             op = log.op,
             name = %log.name,
             size = log.size,
-            human_size = %human(log.size),
+            human_size = %ByteSize(log.size),
             resumed,
             secs = %format!("{:.3}", elapsed.as_secs_f64()),
             mb_s = %format!("{mb_s:.1}"),

@@ -1,0 +1,81 @@
+//! What can go wrong in a store, and how it is told to the client.
+
+use std::io;
+
+use bytesize::ByteSize;
+use ferry_core::wire::ErrorCode;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The upload would take the identity over its quota.
+    #[error("quota exceeded: {} used + {} requested > {} quota", ByteSize(*used), ByteSize(*requested), ByteSize(*quota))]
+    QuotaExceeded {
+        /// Bytes in use (not counting a file the upload replaces).
+        used: u64,
+        /// The upload's size.
+        requested: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The file is larger than the server accepts.
+    #[error("file too large: {} ({size} bytes), the server accepts at most {}", ByteSize(*size), ByteSize(*max))]
+    TooLarge {
+        /// The declared or reached size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Another upload of the same name by the same identity is running.
+    #[error("an upload of this name is already running")]
+    Busy,
+    /// No such file.
+    #[error("no such file")]
+    NotFound,
+    /// The condition of a conditional commit does not hold (the name exists, or holds a
+    /// file with another digest).
+    #[error("the stored file is not the one the commit was conditioned on")]
+    PreconditionFailed,
+    /// A file system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Stored data does not add up (a bug or tampering).
+    #[error("inconsistent storage: {0}")]
+    Inconsistent(String),
+}
+
+impl StorageError {
+    /// The protocol error code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StorageError::QuotaExceeded { .. } => ErrorCode::QUOTA_EXCEEDED,
+            StorageError::TooLarge { .. } => ErrorCode::TOO_LARGE,
+            StorageError::Busy => ErrorCode::BUSY,
+            StorageError::PreconditionFailed => ErrorCode::SOURCE_CHANGED,
+            StorageError::NotFound => ErrorCode::NOT_FOUND,
+            StorageError::Io { .. } | StorageError::Inconsistent(_) => ErrorCode::STORAGE,
+        }
+    }
+
+    /// The text sent to the client: no server paths.
+    pub fn client_text(&self) -> String {
+        match self {
+            StorageError::Io { source, .. } => {
+                format!("storage failure on the server: {}", source.kind())
+            }
+            StorageError::Inconsistent(_) => "storage failure on the server".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Maps an I/O error to [`StorageError::Io`] with what was being done.
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Io { context, source }
+}

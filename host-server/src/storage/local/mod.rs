@@ -1,0 +1,460 @@
+//! The file system store: each identity's committed files, their metadata and partial
+//! uploads, with quotas, resumable uploads and atomic commits.
+//!
+//! ```text
+//! STORAGE/<fingerprint>/files/<name>           committed files, plain bytes
+//! STORAGE/<fingerprint>/meta/<key>.json        FileMeta of files/<name> where xattrs are missing
+//! STORAGE/<fingerprint>/partial/<key>.part     upload data, written at chunk offsets (sparse, declared size)
+//! STORAGE/<fingerprint>/partial/<key>.held     header, then one record per stored chunk
+//! ```
+//!
+//! `<fingerprint>` is the client identity (hex SHA-256 of its certificate's public key);
+//! `<name>` the validated, NFC-normalised file name; `<key>` the hex SHA-256 of the name, so
+//! that a 255-byte name still fits a file name with a suffix.
+//!
+//! **Uploads.** [`Store::begin_upload`] checks the size limit, locks the name (one upload
+//! per identity and name), resumes a partial of the same size and chunk size, or offers the
+//! chunks of an identical committed file, or checks the quota and creates a new partial.
+//! Every chunk is written at its offset in `.part` (`pwrite`), then its record is appended
+//! to `.held` (the `ferry_tokio::journal` format, with an empty name). On resume every
+//! record is checked against the data in `.part` (read back and hashed), so a torn write or
+//! a lost page never counts as held. [`Upload::commit`] records the metadata on `.part`,
+//! fsyncs it (most of the data was written back while the upload ran, see
+//! `ferry_tokio::flush`), renames it over `files/<name>` (the old version stays readable
+//! until then), fsyncs `files/` (one fsync shared by concurrent commits) and removes
+//! `.held`. A conditional commit checks its [`Precondition`](crate::storage::Precondition)
+//! under the identity's lock, which every commit and delete takes.
+//!
+//! **Metadata.** [`FileMeta`] records the size, the chunk size and whole-file digest the
+//! file was verified with, the commit time and the inode of the data file. It is kept in the
+//! data file's extended attribute `user.ferry.meta`, or, on a file system without user
+//! attributes, in `meta/<key>.json`. Metadata that is missing or does not match the file (a
+//! file replaced by hand, a crash) is recomputed from the data.
+//!
+//! **Quota.** An identity's usage is the size of its committed files plus the declared size
+//! of its partial uploads (a `.part` is created at its full size). A new upload is refused
+//! when usage (not counting the file it replaces or its own earlier partial) plus its size
+//! exceeds the quota; partials reserve their size, so concurrent uploads cannot overrun it,
+//! and data beyond the declared size is refused while it arrives. The committed bytes are
+//! counted once per identity and then kept current by commits and deletes, so a quota check
+//! costs a look at `partial/`, not a stat of every file.
+//!
+//! Modules: `committed` (committed files and their metadata), `partial` (`.part` and
+//! `.held`), `upload` (store, checkpoint, commit), `quota` (usage), `dir_sync`
+//! (shared directory fsyncs).
+
+mod committed;
+mod dir_sync;
+mod partial;
+mod quota;
+mod upload;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_core::{chunk_digest, Layout};
+use ferry_tokio::flush::Flusher;
+
+use self::committed::{committed_chunks, open_file};
+use self::partial::{create_partial, load_partial, remove_partial};
+use self::quota::{usage, IdentityState};
+use self::upload::{LocalUpload, UploadState};
+use super::error::{io_err, StorageError};
+use super::{FileMeta, Store, StoredFile, Upload};
+use crate::names::validate_name;
+
+/// Storage limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Root directory.
+    pub root: PathBuf,
+    /// Bytes each identity may use (committed files plus partial uploads).
+    pub quota: u64,
+    /// Largest file.
+    pub max_file_size: u64,
+    /// Partial uploads untouched for this long are removed by [`Store::expire_partials`].
+    pub partial_expiry: Duration,
+    /// How long an upload waits for another upload of the same identity and name to end
+    /// before it is refused with `BUSY` (covers a client that reconnects before the server
+    /// has seen its old connection close).
+    pub busy_wait: Duration,
+}
+
+fn is_hex64(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The key of a name in `meta/` and `partial/`: hex SHA-256 of its UTF-8.
+pub fn name_key(name: &str) -> String {
+    hex::encode(chunk_digest(name.as_bytes()))
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The directories of one identity.
+#[derive(Debug, Clone)]
+struct IdentityDirs {
+    files: PathBuf,
+    meta: PathBuf,
+    partial: PathBuf,
+}
+
+impl IdentityDirs {
+    fn create(&self) -> Result<(), StorageError> {
+        for dir in [&self.files, &self.meta, &self.partial] {
+            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        Ok(())
+    }
+
+    fn meta_path(&self, key: &str) -> PathBuf {
+        self.meta.join(format!("{key}.json"))
+    }
+
+    fn part_path(&self, key: &str) -> PathBuf {
+        self.partial.join(format!("{key}.part"))
+    }
+
+    fn held_path(&self, key: &str) -> PathBuf {
+        self.partial.join(format!("{key}.held"))
+    }
+}
+
+/// The local file system store (layout in the [module documentation](self)).
+#[derive(Debug)]
+pub struct LocalStore {
+    config: StorageConfig,
+    /// (fingerprint, name key) of running uploads.
+    uploads: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Serialises quota checks, commits, deletes and metadata repair per identity.
+    identities: Mutex<HashMap<String, Arc<Mutex<IdentityState>>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds an (identity, name) for one upload; released on drop.
+#[derive(Debug)]
+struct NameLock {
+    uploads: Arc<Mutex<HashSet<(String, String)>>>,
+    key: (String, String),
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        lock(&self.uploads).remove(&self.key);
+    }
+}
+
+impl LocalStore {
+    /// Opens (and creates) the store at `config.root`.
+    pub fn open(config: StorageConfig) -> Result<LocalStore, StorageError> {
+        fs::create_dir_all(&config.root)
+            .map_err(io_err(format!("creating {}", config.root.display())))?;
+        Ok(LocalStore {
+            config,
+            uploads: Arc::default(),
+            identities: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    fn dirs(&self, fingerprint: &str) -> Result<IdentityDirs, StorageError> {
+        if !is_hex64(fingerprint) {
+            return Err(StorageError::Inconsistent(format!(
+                "identity {fingerprint:?} is not a hex SHA-256"
+            )));
+        }
+        let base = self.config.root.join(fingerprint);
+        Ok(IdentityDirs {
+            files: base.join("files"),
+            meta: base.join("meta"),
+            partial: base.join("partial"),
+        })
+    }
+
+    /// The path of a committed file (whether or not it exists).
+    pub fn file_path(&self, fingerprint: &str, name: &str) -> Result<PathBuf, StorageError> {
+        Ok(self.dirs(fingerprint)?.files.join(name))
+    }
+
+    fn identity_lock(&self, fingerprint: &str) -> Arc<Mutex<IdentityState>> {
+        lock(&self.identities)
+            .entry(fingerprint.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn lock_name_waiting(&self, fingerprint: &str, key: &str) -> Option<NameLock> {
+        let deadline = std::time::Instant::now() + self.config.busy_wait;
+        loop {
+            if let Some(lock) = self.lock_name(fingerprint, key) {
+                return Some(lock);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn lock_name(&self, fingerprint: &str, key: &str) -> Option<NameLock> {
+        let key = (fingerprint.to_string(), key.to_string());
+        if !lock(&self.uploads).insert(key.clone()) {
+            return None;
+        }
+        Some(NameLock {
+            uploads: self.uploads.clone(),
+            key,
+        })
+    }
+}
+
+impl Store for LocalStore {
+    fn begin_upload(
+        &self,
+        fingerprint: &str,
+        name: &str,
+        size: u64,
+        chunk_size: u32,
+        fresh: bool,
+    ) -> Result<Box<dyn Upload>, StorageError> {
+        if size > self.config.max_file_size {
+            return Err(StorageError::TooLarge {
+                size,
+                max: self.config.max_file_size,
+            });
+        }
+        let dirs = self.dirs(fingerprint)?;
+        dirs.create()?;
+        let key = name_key(name);
+        let name_lock = self
+            .lock_name_waiting(fingerprint, &key)
+            .ok_or(StorageError::Busy)?;
+        let layout = Layout { size, chunk_size };
+        let (part_path, held_path) = (dirs.part_path(&key), dirs.held_path(&key));
+        let identity = self.identity_lock(fingerprint);
+        let upload = |state: UploadState, chunks| -> Box<dyn Upload> {
+            Box::new(LocalUpload {
+                // Without a duplicate handle the commit's fsync writes everything itself.
+                flusher: match &state {
+                    UploadState::Partial { part, .. } => Flusher::new(part).ok(),
+                    _ => None,
+                },
+                identity: identity.clone(),
+                dirs: dirs.clone(),
+                fingerprint: fingerprint.to_string(),
+                name: name.to_string(),
+                key: key.clone(),
+                layout,
+                state,
+                chunks,
+                _lock: name_lock,
+            })
+        };
+        if fresh {
+            remove_partial(&part_path, &held_path)?;
+        } else if let Some((part, held, chunks)) = load_partial(&part_path, &held_path, layout)? {
+            let held = Some(held);
+            return Ok(upload(UploadState::Partial { part, held }, chunks));
+        } else if let Some(chunks) = committed_chunks(&dirs.files.join(name), layout)? {
+            return Ok(upload(UploadState::AlreadyStored, chunks));
+        }
+        // A new partial: check the quota and reserve the size under the identity's lock.
+        let mut state = lock(&identity);
+        let used = usage(&dirs, &mut state, Some((name, &key)))?;
+        if used.saturating_add(size) > self.config.quota {
+            return Err(StorageError::QuotaExceeded {
+                used,
+                requested: size,
+                quota: self.config.quota,
+            });
+        }
+        let (part, held) = create_partial(&part_path, &held_path, layout)?;
+        drop(state);
+        Ok(upload(UploadState::Partial { part, held }, BTreeMap::new()))
+    }
+
+    fn usage(&self, fingerprint: &str) -> Result<u64, StorageError> {
+        let dirs = self.dirs(fingerprint)?;
+        let identity = self.identity_lock(fingerprint);
+        let mut state = lock(&identity);
+        usage(&dirs, &mut state, None)
+    }
+
+    fn open(
+        &self,
+        fingerprint: &str,
+        name: &str,
+        chunk_size: u32,
+    ) -> Result<Box<dyn StoredFile>, StorageError> {
+        let dirs = self.dirs(fingerprint)?;
+        let identity = self.identity_lock(fingerprint);
+        Ok(Box::new(open_file(&dirs, &identity, name, chunk_size)?))
+    }
+
+    fn partial_expiry(&self) -> Duration {
+        self.config.partial_expiry
+    }
+
+    fn list(
+        &self,
+        fingerprint: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+        chunk_size: u32,
+    ) -> Result<Vec<FileMeta>, StorageError> {
+        let dirs = self.dirs(fingerprint)?;
+        let entries = match fs::read_dir(&dirs.files) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("listing {}", dirs.files.display()))(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(format!("listing {}", dirs.files.display())))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // Only names a client could have stored (no stray files, no temporaries).
+            let wanted = name.starts_with(prefix) && name.as_str() > start_after;
+            if wanted && validate_name(&name).is_ok_and(|n| n == name) {
+                names.push(name);
+            }
+        }
+        names.sort_unstable();
+        let identity = self.identity_lock(fingerprint);
+        let mut metas = Vec::new();
+        for name in names {
+            if metas.len() >= limit {
+                break;
+            }
+            match open_file(&dirs, &identity, &name, chunk_size) {
+                Ok(stored) => metas.push(stored.meta),
+                Err(StorageError::NotFound) => {} // deleted meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(metas)
+    }
+
+    fn delete(&self, fingerprint: &str, name: &str) -> Result<(), StorageError> {
+        let dirs = self.dirs(fingerprint)?;
+        let identity = self.identity_lock(fingerprint);
+        let mut state = lock(&identity);
+        let path = dirs.files.join(name);
+        let size = match fs::symlink_metadata(&path) {
+            Ok(md) if md.is_file() => md.len(),
+            Ok(_) => return Err(StorageError::NotFound),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        };
+        fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+        state.count_committed(size, 0);
+        let meta = dirs.meta_path(&name_key(name));
+        match fs::remove_file(&meta) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("removing {}", meta.display()))(e)),
+        }
+        // Outside the identity's lock, so that concurrent commits share the fsync.
+        let files_sync = state.files_sync.clone();
+        drop(state);
+        files_sync.sync(&dirs.files)?;
+        Ok(())
+    }
+
+    /// Stray temporary files in `partial/` and `meta/` expire too.
+    fn expire_partials(&self, now: SystemTime) -> Result<usize, StorageError> {
+        let root = &self.config.root;
+        let mut removed = 0;
+        let identities = match fs::read_dir(root) {
+            Ok(entries) => entries,
+            Err(e) => return Err(io_err(format!("listing {}", root.display()))(e)),
+        };
+        let expired = |path: &Path| -> bool {
+            fs::symlink_metadata(path)
+                .and_then(|md| md.modified())
+                .is_ok_and(|at| {
+                    now.duration_since(at).unwrap_or_default() > self.config.partial_expiry
+                })
+        };
+        for identity in identities.flatten() {
+            let Ok(fingerprint) = identity.file_name().into_string() else {
+                continue;
+            };
+            if !is_hex64(&fingerprint) {
+                continue;
+            }
+            lock(&self.identity_lock(&fingerprint)).committed_bytes = None;
+            let dirs = self.dirs(&fingerprint)?;
+            let Ok(entries) = fs::read_dir(&dirs.partial) else {
+                continue;
+            };
+            let mut keys = HashSet::new();
+            for entry in entries.flatten() {
+                let file_name = entry.file_name();
+                let Some(file_name) = file_name.to_str() else {
+                    continue;
+                };
+                match file_name.split_once('.') {
+                    Some((key, "part" | "held")) if is_hex64(key) => {
+                        keys.insert(key.to_string());
+                    }
+                    _ if file_name.starts_with(".tmp") && expired(&entry.path()) => {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                    _ => {}
+                }
+            }
+            for key in keys {
+                let (part, held) = (dirs.part_path(&key), dirs.held_path(&key));
+                // `.held` is appended to on every stored chunk: its time is the last activity.
+                let last = if held.exists() { &held } else { &part };
+                if !expired(last) {
+                    continue;
+                }
+                let Some(_name_lock) = self.lock_name(&fingerprint, &key) else {
+                    continue; // an upload is running
+                };
+                remove_partial(&part, &held)?;
+                tracing::info!(
+                    "removed an abandoned partial upload of {} ({})",
+                    &fingerprint[..16],
+                    part.display()
+                );
+                removed += 1;
+            }
+            if let Ok(entries) = fs::read_dir(&dirs.meta) {
+                for entry in entries.flatten() {
+                    let is_temp = entry
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| n.starts_with(".tmp"));
+                    if is_temp && expired(&entry.path()) {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! The storage seam: the server reaches committed files, partial uploads, their metadata
+//! and the quota only through [`Store`], [`Upload`] and [`StoredFile`]. [`LocalStore`]
+//! implements them on a local file system (see [`local`] for its layout and durability).
+//!
+//! The traits are shaped for an object store too (several servers sharing one store, an
+//! upload cut on one server resumed on another):
+//!
+//! - an upload is a handle that outlives a connection's interest in it only as stored
+//!   state: [`Store::begin_upload`] resumes from whatever chunks the store holds and has
+//!   verified, [`Upload::store`] writes one chunk at its offset (streamed writes: a backend
+//!   may buffer them into parts), [`Upload::checkpoint`] makes the held chunks durable,
+//!   [`Upload::commit`] publishes the verified file atomically, optionally only if the name
+//!   is absent or still holds a given digest ([`Precondition`]), and [`Upload::abort`]
+//!   drops it;
+//! - a download reads ranges of one version ([`StoredFile::read_exact_at`]), which stays
+//!   readable while the name is replaced;
+//! - listing takes a prefix and a start-after cursor, and every read and list returns
+//!   [`FileMeta`] (size, chunk size, digest, modified).
+//!
+//! **Synchronous on purpose.** The session calls every operation that may wait for a disk
+//! or the network (begin, commit, checkpoint, list, delete, usage, expiry) on tokio's
+//! blocking pool, where a backend may block (an object store backend blocks on its own
+//! runtime handle there). [`Upload::store`] and [`StoredFile::read_exact_at`] are called
+//! inline with the chunk borrowed from the connection, so that a chunk is never copied:
+//! they must stay short (a `pwrite`/`pread` to the page cache here; an object store
+//! backend would hand full parts to a task of its own).
+
+mod error;
+pub mod local;
+
+use std::time::Duration;
+
+use ferry_core::{Digest, Layout};
+use serde::{Deserialize, Serialize};
+
+pub use error::StorageError;
+pub use local::{name_key, LocalStore, StorageConfig};
+
+/// A store of files, one namespace per client identity (`fingerprint`: the hex SHA-256 of
+/// its certificate's public key). Names are validated and NFC-normalised by the caller.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Starts or resumes an upload of `name` of `size` bytes in chunks of `chunk_size`:
+    /// checks the size limit, takes the name (one upload per identity and name), resumes
+    /// a partial upload of the same layout (unless `fresh`, which drops it), or offers every
+    /// chunk of an identical committed file, or checks the quota and reserves `size`.
+    fn begin_upload(
+        &self,
+        fingerprint: &str,
+        name: &str,
+        size: u64,
+        chunk_size: u32,
+        fresh: bool,
+    ) -> Result<Box<dyn Upload>, StorageError>;
+
+    /// Opens the current version of a committed file for ranged reads. Metadata that is
+    /// missing or stale is recomputed (the digest with `chunk_size`).
+    fn open(
+        &self,
+        fingerprint: &str,
+        name: &str,
+        chunk_size: u32,
+    ) -> Result<Box<dyn StoredFile>, StorageError>;
+
+    /// Committed files whose names start with `prefix` and sort after `start_after`, in
+    /// name order, at most `limit`.
+    fn list(
+        &self,
+        fingerprint: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+        chunk_size: u32,
+    ) -> Result<Vec<FileMeta>, StorageError>;
+
+    /// Deletes a committed file and its metadata ([`StorageError::NotFound`] if none).
+    fn delete(&self, fingerprint: &str, name: &str) -> Result<(), StorageError>;
+
+    /// Bytes charged to an identity: committed files plus reserved partial uploads.
+    fn usage(&self, fingerprint: &str) -> Result<u64, StorageError>;
+
+    /// How long a partial upload may stay untouched before [`Store::expire_partials`]
+    /// removes it.
+    fn partial_expiry(&self) -> Duration;
+
+    /// Removes partial uploads untouched for longer than [`Store::partial_expiry`] at `now`,
+    /// skipping running ones. Returns how many were removed.
+    fn expire_partials(&self, now: std::time::SystemTime) -> Result<usize, StorageError>;
+}
+
+/// An upload in progress. It holds its name (no other upload of the same identity and
+/// name runs) until dropped; dropping it keeps the stored chunks for a resume.
+pub trait Upload: Send + Sync + std::fmt::Debug {
+    /// The file name.
+    fn name(&self) -> &str;
+
+    /// Size and chunk size.
+    fn layout(&self) -> Layout;
+
+    /// Chunks held (verified against the stored data), ascending: pass them to
+    /// `Connection::accept_upload`.
+    fn held_chunks(&self) -> Box<dyn Iterator<Item = (u64, Digest)> + '_>;
+
+    /// Whether an identical committed file makes the upload complete without data.
+    fn is_already_stored(&self) -> bool;
+
+    /// Writes a verified chunk at its offset and records it as held.
+    fn store(
+        &mut self,
+        index: u64,
+        offset: u64,
+        digest: &Digest,
+        data: &[u8],
+    ) -> Result<(), StorageError>;
+
+    /// Makes the chunks stored so far durable, so that the upload resumes after a crash.
+    fn checkpoint(&self) -> Result<(), StorageError>;
+
+    /// Publishes the verified file under its name, atomically and durably, if `condition`
+    /// holds. `digest` is the whole-file digest the core verified; the recorded chunks must
+    /// make it up. On failure the upload stays as it was, for a retry.
+    fn commit(
+        &mut self,
+        digest: &Digest,
+        condition: Precondition,
+    ) -> Result<FileMeta, StorageError>;
+
+    /// Whether [`Upload::commit`] succeeded.
+    fn is_committed(&self) -> bool;
+
+    /// Gives the upload up: its stored chunks are removed and its reservation released.
+    fn abort(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// One version of a committed file, opened for reading: it stays readable while the name
+/// is replaced or deleted.
+pub trait StoredFile: Send + Sync + std::fmt::Debug {
+    /// Its metadata.
+    fn meta(&self) -> &FileMeta;
+
+    /// Fills `buf` from `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+/// When a commit may replace what the name holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precondition {
+    /// Always: the upload replaces any file of the name.
+    #[default]
+    None,
+    /// Only if the name holds no file (create only).
+    Absent,
+    /// Only if the name holds a file with this whole-file digest (as recorded in its
+    /// [`FileMeta`], computed with the chunk size recorded there).
+    Digest(Digest),
+}
+
+/// What is known of a committed file: returned with every read, list and commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// The file name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Chunk size the digest was computed with.
+    pub chunk_size: u32,
+    /// Whole-file digest (ferry-core's `FileDigest`), hex.
+    pub digest: String,
+    /// Commit time, seconds since the Unix epoch.
+    pub modified: u64,
+    /// Inode of the data file this describes.
+    pub inode: u64,
+}
+
+impl FileMeta {
+    /// The digest as bytes.
+    pub fn digest_bytes(&self) -> Digest {
+        parse_digest(&self.digest).unwrap_or_default()
+    }
+}
+
+/// Parses a 64-digit hex SHA-256.
+pub fn parse_digest(text: &str) -> Option<Digest> {
+    let mut out = Digest::default();
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}
