@@ -45,7 +45,7 @@ trap cleanup EXIT
 
 echo "=== build: the device image for mps2-an386, ferry-server, ferry-certs"
 bash "$here/build.sh" mps2-an386 | tee "$work/sizes.txt"
-ELF="$here/target/mps2-an386.elf"
+ELF="$here/target/mps2-an386-device.elf"
 (cd "$root" && nice -n 10 cargo build --release -q -p ferry-server -p ferry-certs)
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 

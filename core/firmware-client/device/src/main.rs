@@ -24,15 +24,9 @@
 #![no_std]
 #![no_main]
 
-mod board;
-mod clock;
-mod link;
-mod report;
-mod stack;
 mod storage;
 
 use core::mem::MaybeUninit;
-use core::panic::PanicInfo;
 use core::ptr::{addr_of_mut, read_volatile, write_volatile};
 
 use cortex_m_rt::entry;
@@ -44,10 +38,11 @@ use ferry_firmware_client::{
 };
 use sha2::{Digest as _, Sha256};
 
-use board::{FlashError, LinkUart};
-use clock::Millis;
-use link::Link;
-use report::Line;
+use ferry_firmware_device::board::{self, FlashError, LinkUart};
+use ferry_firmware_device::clock::{self, Millis};
+use ferry_firmware_device::link::Link;
+use ferry_firmware_device::report::{self, Line};
+use ferry_firmware_device::stack;
 use storage::{Record, Staging};
 
 /// Every buffer of the client, in `.bss` (not on the stack).
@@ -318,10 +313,4 @@ fn main() -> ! {
         .text(if passed { "PASS" } else { "FAIL" })
         .end();
     board::finish(passed)
-}
-
-#[panic_handler]
-fn panic(_: &PanicInfo) -> ! {
-    report::line().text("FAIL: panic").end();
-    board::finish(false)
 }

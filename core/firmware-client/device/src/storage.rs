@@ -6,8 +6,8 @@ use ferry_core::blocking::ChunkSink;
 use ferry_core::{Digest, Layout};
 use ferry_firmware_client::HeldStore;
 
-use crate::board::{self, FlashError, RECORD, SECTOR_LEN, STAGING};
-use crate::report;
+use ferry_firmware_device::board::{self, FlashError, RECORD, SECTOR_LEN, STAGING};
+use ferry_firmware_device::report;
 
 /// Report progress every this many chunks stored.
 const PROGRESS_EVERY: u64 = 8;
