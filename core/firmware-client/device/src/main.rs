@@ -33,8 +33,8 @@ use cortex_m_rt::entry;
 use ferry_core::blocking::ChunkSource;
 use ferry_firmware_client::p256::ecdsa::SigningKey;
 use ferry_firmware_client::{
-    device_config, state_sizes, Error, FirmwareClient, Identity, NoClock, ServerPin,
-    SmallBuffers, TlsError,
+    device_config, state_sizes, Error, FirmwareClient, Identity, NoClock, ServerPin, SmallBuffers,
+    TlsError,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -112,7 +112,10 @@ fn provisioned() -> Option<Identity<'static>> {
     // compiler must not fold its zeroes.
     let p: &'static Provisioning = core::hint::black_box(&PROVISIONING);
     Some(Identity {
-        certificate: p.cert.get(..p.cert_len as usize).filter(|c| !c.is_empty())?,
+        certificate: p
+            .cert
+            .get(..p.cert_len as usize)
+            .filter(|c| !c.is_empty())?,
         key: SigningKey::from_bytes(&p.key.into()).ok()?,
         ca: p.ca.get(..p.ca_len as usize).filter(|c| !c.is_empty())?,
         server_name: core::str::from_utf8(p.server_name.get(..p.server_name_len as usize)?).ok()?,
@@ -226,7 +229,10 @@ fn run(link: Transport, rng: Option<board::Rng>) -> bool {
     let mut record = Record::new();
     for attempt in 1..=MAX_ATTEMPTS {
         link.drain(QUIET_MS);
-        report::line().text("session ").num(u64::from(attempt)).end();
+        report::line()
+            .text("session ")
+            .num(u64::from(attempt))
+            .end();
         let result = client.connect(&mut *link, |session| {
             let started = clock::now();
             let trip = session.roundtrip(LOG_NAME, LOG_SIZE, &mut Log)?;

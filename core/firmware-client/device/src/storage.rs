@@ -38,7 +38,7 @@ impl ChunkSink for Staging {
     ) -> Result<(), FlashError> {
         board::program(STAGING.base + offset as u32, data)?;
         self.stored += 1;
-        if self.stored % PROGRESS_EVERY == 0 {
+        if self.stored.is_multiple_of(PROGRESS_EVERY) {
             report::line()
                 .text("progress chunk ")
                 .num(index)

@@ -137,11 +137,12 @@ pub fn init(_boot: u32) -> (LinkUart, ReportUart, Option<Rng>) {
         write_volatile(RCC_APB2ENR, read_volatile(RCC_APB2ENR) | 1 << 4); // USART1
         let pins_af = 0b10 << (2 * 2) | 0b10 << (2 * 3) | 0b10 << (2 * 9) | 0b10 << (2 * 10);
         write_volatile(GPIOA_MODER, read_volatile(GPIOA_MODER) | pins_af);
-        write_volatile(GPIOA_AFRL, read_volatile(GPIOA_AFRL) | 7 << (4 * 2) | 7 << (4 * 3));
         write_volatile(
-            GPIOA_AFRH,
-            read_volatile(GPIOA_AFRH) | 7 << (4 * (9 - 8)) | 7 << (4 * (10 - 8)),
+            GPIOA_AFRL,
+            read_volatile(GPIOA_AFRL) | 7 << (4 * 2) | 7 << (4 * 3),
         );
+        // AFRH holds pins 8..15: PA9 at bits 4..8, PA10 at 8..12.
+        write_volatile(GPIOA_AFRH, read_volatile(GPIOA_AFRH) | 7 << 4 | 7 << 8);
         write_volatile(RNG_CR, 1 << 2);
     }
     (Usart::enable(), Usart::enable(), Some(Rng))
