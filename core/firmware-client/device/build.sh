@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the two no_main images of this crate for a Cortex-M4F
-# (thumbv7em-none-eabihf; opt-level "s", LTO, panic=abort, no allocator) for
+# (thumbv7em-none-eabihf; opt-level "z", LTO, panic=abort, no allocator) for
 # each board named (default: stm32f407 mps2-an386): the device client
 # (ferry-core + embedded-tls) and the core alone (ferry-firmware-check); copies
 # them to target/BOARD-device.elf and target/BOARD-check.elf and prints their
@@ -73,7 +73,7 @@ for board in "${boards[@]}"; do
     done
 
     ELF="target/$board-device.elf"
-    echo "ferry-firmware-device, board $board ($TARGET, opt-level=s, lto, panic=abort, no allocator): $(pwd)/$ELF"
+    echo "ferry-firmware-device, board $board ($TARGET, opt-level=z, lto, panic=abort, no allocator): $(pwd)/$ELF"
     footprint
     echo "    of which the client's buffers (SmallBuffers: TLS 2 x 2048, core 2 x 1088, chunk 1024, input 256): $(symbol_u32 FERRY_BUFFERS_SIZE) B"
     echo "  RAM, state on the stack while a session runs (size_of on $TARGET):"

@@ -20,7 +20,8 @@
 # started. Exits 0 only if every case ends as expected.
 #
 # usage: run-qemu.sh [CASE...]     (default: all four)
-# Needs: qemu-system-arm, openssl, python3, cargo; CARGO_TARGET_DIR is honoured.
+# Needs: qemu-system-arm, openssl, python3, cargo; CARGO_TARGET_DIR is honoured,
+# and FERRY_SERVER_PROFILE (release, or debug to reuse a test build).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -46,8 +47,12 @@ trap cleanup EXIT
 echo "=== build: the device image for mps2-an386, ferry-server, ferry-certs"
 bash "$here/build.sh" mps2-an386 | tee "$work/sizes.txt"
 ELF="$here/target/mps2-an386-device.elf"
-(cd "$root" && nice -n 10 cargo build --release -q -p ferry-server -p ferry-certs)
-bin="${CARGO_TARGET_DIR:-$root/target}/release"
+# FERRY_SERVER_PROFILE=debug reuses the test build (CI); the default is release.
+profile="${FERRY_SERVER_PROFILE:-release}"
+profile_flag=(--release)
+[ "$profile" = release ] || profile_flag=()
+(cd "$root" && nice -n 10 cargo build "${profile_flag[@]}" -q -p ferry-server -p ferry-certs)
+bin="${CARGO_TARGET_DIR:-$root/target}/$profile"
 
 certs="$work/certs"
 storage="$work/storage"
