@@ -181,7 +181,19 @@ fn describe(line: Line, error: &Error<FlashError>) -> Line {
         Error::Tls(TlsError::HandshakeAborted(_, alert)) => line
             .text("the server refused the session, TLS alert ")
             .num(*alert as u64),
-        Error::Tls(_) => line.text("TLS failure (unexpected or broken record)"),
+        Error::Tls(TlsError::ConnectionClosed) => line.text("the server closed the session"),
+        // embedded-tls's name for a fatal alert after the handshake: the server
+        // refused the session once it had checked the device's certificate.
+        Error::Tls(TlsError::InternalError) => {
+            line.text("the server refused the session (TLS alert after the handshake)")
+        }
+        Error::Tls(TlsError::InvalidSignature) => {
+            line.text("the server's handshake signature is wrong")
+        }
+        Error::Tls(TlsError::InvalidRecord | TlsError::CryptoError | TlsError::DecodeError) => {
+            line.text("TLS record not readable (a stale session's bytes, or not TLS)")
+        }
+        Error::Tls(_) => line.text("TLS failure"),
         Error::ServerPin => line.text("the server's key is not the pinned one"),
         Error::Eof => line.text("the stream ended"),
         Error::Storage(FlashError::Program) => line.text("storage: program failed"),
@@ -204,7 +216,8 @@ fn describe(line: Line, error: &Error<FlashError>) -> Line {
 /// dropped line). Not: the server refused us, the pin, storage, a mismatch.
 fn retryable(error: &Error<FlashError>) -> bool {
     matches!(error, Error::Eof)
-        || matches!(error, Error::Tls(tls) if !matches!(tls, TlsError::HandshakeAborted(..)))
+        || matches!(error, Error::Tls(tls)
+            if !matches!(tls, TlsError::HandshakeAborted(..) | TlsError::InternalError))
 }
 
 /// One boot's work; true if the round trip and the download verified.
@@ -233,7 +246,13 @@ fn run(link: Transport, rng: Option<board::Rng>) -> bool {
             .text("session ")
             .num(u64::from(attempt))
             .end();
+        let opened = clock::now();
         let result = client.connect(&mut *link, |session| {
+            report::line()
+                .text("session open (TLS 1.3 + Ferry handshake) in ")
+                .num(clock::now() - opened)
+                .text(" ms")
+                .end();
             let started = clock::now();
             let trip = session.roundtrip(LOG_NAME, LOG_SIZE, &mut Log)?;
             rate(
