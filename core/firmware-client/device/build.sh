@@ -56,6 +56,21 @@ footprint() {
     echo "  RAM, static (data + bss + uninit):           $((data + bss + uninit)) B"
 }
 
+# Flash (code and read-only data) by crate, from the symbol sizes: where each KiB goes.
+by_crate() {
+    echo "  flash by crate (symbols in .text and .rodata):"
+    nm -S -C "$ELF" | awk '
+        function hex(s,   i, n) { n = 0; s = tolower(s)
+            for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+            return n }
+        NF >= 4 && $3 ~ /^[tTrR]$/ {
+            name = $4; sub(/^[<_&]+/, "", name); sub(/^(mut |dyn )/, "", name)
+            crate = name; sub(/[^A-Za-z0-9_].*/, "", crate)
+            if (crate == "" || crate ~ /^(T|Lanon)$/) crate = "(other)"
+            sum[crate] += hex($2) }
+        END { for (c in sum) printf "%8d B  %s\n", sum[c], c }' | sort -rn | head -n 14
+}
+
 largest() {
     echo "  largest symbols:"
     nm -S --size-sort -C "$ELF" | grep -v ' [NnUu] ' | tail -n "$1" | while read -r _ sz kind name; do
@@ -80,6 +95,7 @@ for board in "${boards[@]}"; do
     echo "    core Connection (window 4, buffers borrowed): $(symbol_u32 FERRY_CONNECTION_SIZE) B"
     echo "    embedded-tls TlsConnection:                  $(symbol_u32 FERRY_TLS_SIZE) B"
     echo "    server verifier (handshake only):            $(symbol_u32 FERRY_VERIFIER_SIZE) B"
+    by_crate
     largest 8
 
     ELF="target/$board-check.elf"

@@ -182,7 +182,7 @@ for case in "${cases[@]}"; do
 done
 
 if [ -f "$work/resume.report" ]; then
-    flash="$(awk '/^ferry-firmware-device/ { d = 1 } /^ferry-firmware-check/ { d = 0 } d && /^  flash/ { print $(NF - 1) }' "$work/sizes.txt")"
+    flash="$(awk '/^ferry-firmware-device/ { d = 1 } /^ferry-firmware-check/ { d = 0 } d && /^  flash \(/ { print $(NF - 1) }' "$work/sizes.txt")"
     static_ram="$(awk '/^ferry-firmware-device/ { d = 1 } /^ferry-firmware-check/ { d = 0 } d && /^  RAM, static/ { print $(NF - 1) }' "$work/sizes.txt")"
     peak="$(sed -n 's/^peak stack \([0-9]*\) B.*/\1/p' "$work/resume.report" | sort -n | tail -n 1)"
     echo "=== figures: ferry-firmware-device on mps2-an386 (the resume case)"

@@ -2,12 +2,15 @@
 //! on. Each board module provides the same items:
 //!
 //! - `NAME`, `CORE_HZ` (the clock SysTick counts);
-//! - `init(boot) -> (LinkUart, ReportUart, Rng)`: the UART to the server, the
-//!   UART the device reports on, and the TLS entropy source;
+//! - `init(boot) -> (LinkUart, ReportUart, Option<Rng>)`: the UART to the server, the
+//!   UART the device reports on, and the TLS entropy source (`None`: none to be had);
 //! - the download storage: `SECTOR_LEN`, `STAGING`, `RECORD` and
 //!   `erase`/`program`/`read` with NOR flash semantics (erase to 0xff,
 //!   programming only clears bits);
 //! - `finish(passed) -> !`: what the device does when its run is over.
+
+#[cfg(not(any(feature = "stm32f407", feature = "mps2-an386")))]
+compile_error!("choose a board: --features stm32f407 or --features mps2-an386");
 
 #[cfg(all(feature = "stm32f407", not(feature = "mps2-an386")))]
 mod stm32f407;
