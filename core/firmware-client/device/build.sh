@@ -68,7 +68,7 @@ by_crate() {
             crate = name; sub(/[^A-Za-z0-9_].*/, "", crate)
             if (crate == "" || crate ~ /^(T|Lanon)$/) crate = "(other)"
             sum[crate] += hex($2) }
-        END { for (c in sum) printf "%8d B  %s\n", sum[c], c }' | sort -rn | head -n 14
+        END { for (c in sum) printf "%8d B  %s\n", sum[c], c }' | sort -rn | awk 'NR <= 14'
 }
 
 largest() {
