@@ -1,4 +1,5 @@
-//! Server key pinning on top of embedded-tls's `rustpki` chain check.
+//! Server key pinning on top of embedded-tls's `rustpki` chain check (feature
+//! `ca-chain`, on by default), or in place of it.
 //!
 //! embedded-tls verifies that the server's certificate chains to the one CA it
 //! is given and that a DNS name matches, but it does not check the extended key
@@ -14,10 +15,13 @@
 
 use core::cell::Cell;
 
+#[cfg(feature = "ca-chain")]
+use embedded_tls::blocking::Certificate;
 use embedded_tls::blocking::{
-    Aes128GcmSha256, Certificate, CertificateEntryRef, CertificateRef, CertificateVerifyRef,
-    TlsClock, TlsError, TlsVerifier,
+    Aes128GcmSha256, CertificateEntryRef, CertificateRef, CertificateVerifyRef, TlsClock, TlsError,
+    TlsVerifier,
 };
+#[cfg(feature = "ca-chain")]
 use embedded_tls::pki::CertVerifier;
 use sha2::{Digest as _, Sha256};
 
@@ -134,6 +138,7 @@ pub const MAX_SERVER_CHAIN: usize = 1536;
 /// `rustpki`'s chain and name check, preceded by the key pin on the end-entity
 /// certificate. `Clock` gives the time for validity checks
 /// ([`embedded_tls::blocking::NoClock`]: none; the pin still binds the key).
+#[cfg(feature = "ca-chain")]
 pub(crate) struct PinnedVerifier<'a, 'f, Clock: TlsClock> {
     inner: CertVerifier<'a, Aes128GcmSha256, Clock, MAX_SERVER_CHAIN>,
     pin: ServerPin,
@@ -141,6 +146,7 @@ pub(crate) struct PinnedVerifier<'a, 'f, Clock: TlsClock> {
     mismatch: &'f Cell<bool>,
 }
 
+#[cfg(feature = "ca-chain")]
 impl<'a, 'f, Clock: TlsClock> PinnedVerifier<'a, 'f, Clock> {
     pub(crate) fn new(ca_der: &'a [u8], pin: ServerPin, mismatch: &'f Cell<bool>) -> Self {
         Self {
@@ -151,6 +157,7 @@ impl<'a, 'f, Clock: TlsClock> PinnedVerifier<'a, 'f, Clock> {
     }
 }
 
+#[cfg(feature = "ca-chain")]
 impl<Clock: TlsClock> TlsVerifier<Aes128GcmSha256> for PinnedVerifier<'_, '_, Clock> {
     fn set_hostname_verification(&mut self, hostname: &str) -> Result<(), TlsError> {
         TlsVerifier::<Aes128GcmSha256>::set_hostname_verification(&mut self.inner, hostname)
@@ -174,6 +181,101 @@ impl<Clock: TlsClock> TlsVerifier<Aes128GcmSha256> for PinnedVerifier<'_, '_, Cl
 
     fn verify_signature(&mut self, verify: CertificateVerifyRef) -> Result<(), TlsError> {
         TlsVerifier::<Aes128GcmSha256>::verify_signature(&mut self.inner, verify)
+    }
+}
+
+/// Without the `ca-chain` feature: the server is recognised by its pinned key
+/// alone. The certificate is read only for its `SubjectPublicKeyInfo`, whose
+/// SHA-256 must be the pin; the key then verifies the handshake's
+/// CertificateVerify signature (ECDSA P-256, SHA-256), which proves the server
+/// holds it. The CA chain, the DNS name and the validity period are not
+/// checked: the pin already names the one key the device accepts, and leaving
+/// out embedded-tls's X.509 parser saves about 27 KiB of flash.
+#[cfg(not(feature = "ca-chain"))]
+pub(crate) struct PinnedVerifier<'a, 'f, Clock: TlsClock> {
+    pin: ServerPin,
+    mismatch: &'f Cell<bool>,
+    server_key: Option<p256::ecdsa::VerifyingKey>,
+    transcript: Option<Sha256>,
+    _unused: core::marker::PhantomData<(&'a [u8], Clock)>,
+}
+
+#[cfg(not(feature = "ca-chain"))]
+impl<'a, 'f, Clock: TlsClock> PinnedVerifier<'a, 'f, Clock> {
+    pub(crate) fn new(_ca_der: &'a [u8], pin: ServerPin, mismatch: &'f Cell<bool>) -> Self {
+        Self {
+            pin,
+            mismatch,
+            server_key: None,
+            transcript: None,
+            _unused: core::marker::PhantomData,
+        }
+    }
+}
+
+/// The SEC1 point in a `SubjectPublicKeyInfo` (its BIT STRING, without the
+/// unused-bits byte).
+#[cfg(not(feature = "ca-chain"))]
+fn subject_public_key(spki: &[u8]) -> Option<&[u8]> {
+    let (tag, info, _) = tlv(spki)?;
+    let (_algorithm, _, rest) = tlv(info).filter(|(tag, _, _)| *tag == SEQUENCE)?;
+    let (tag_bits, bits, _) = tlv(rest)?;
+    match (tag, tag_bits, bits.split_first()) {
+        (SEQUENCE, BIT_STRING, Some((0, point))) => Some(point),
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "ca-chain"))]
+const BIT_STRING: u8 = 0x03;
+
+#[cfg(not(feature = "ca-chain"))]
+impl<Clock: TlsClock> TlsVerifier<Aes128GcmSha256> for PinnedVerifier<'_, '_, Clock> {
+    fn set_hostname_verification(&mut self, _hostname: &str) -> Result<(), TlsError> {
+        Ok(())
+    }
+
+    fn verify_certificate(
+        &mut self,
+        transcript: &Sha256,
+        cert: CertificateRef,
+    ) -> Result<(), TlsError> {
+        let spki = match cert.entries.first() {
+            Some(CertificateEntryRef::X509(der)) => spki(der),
+            _ => None,
+        };
+        let Some(spki) = spki.filter(|spki| Sha256::digest(spki).as_slice() == self.pin.0) else {
+            self.mismatch.set(true);
+            return Err(TlsError::InvalidCertificate);
+        };
+        let key = subject_public_key(spki)
+            .and_then(|point| p256::ecdsa::VerifyingKey::from_sec1_bytes(point).ok())
+            .ok_or(TlsError::InvalidCertificate)?;
+        self.server_key = Some(key);
+        self.transcript = Some(transcript.clone());
+        Ok(())
+    }
+
+    fn verify_signature(&mut self, verify: CertificateVerifyRef) -> Result<(), TlsError> {
+        use p256::ecdsa::signature::Verifier as _;
+        let (Some(key), Some(transcript)) = (self.server_key.take(), self.transcript.take()) else {
+            return Err(TlsError::InvalidHandshake);
+        };
+        if !matches!(
+            verify.signature_scheme,
+            embedded_tls::SignatureScheme::EcdsaSecp256r1Sha256
+        ) {
+            return Err(TlsError::InvalidSignatureScheme);
+        }
+        // RFC 8446 4.4.3: 64 spaces, the context string, then the transcript hash.
+        const CONTEXT: &[u8] = b"TLS 1.3, server CertificateVerify\x00";
+        let mut message = [0x20u8; 64 + CONTEXT.len() + 32];
+        message[64..64 + CONTEXT.len()].copy_from_slice(CONTEXT);
+        message[64 + CONTEXT.len()..].copy_from_slice(&transcript.finalize());
+        let signature = p256::ecdsa::Signature::from_der(verify.signature)
+            .map_err(|_| TlsError::DecodeError)?;
+        key.verify(&message, &signature)
+            .map_err(|_| TlsError::InvalidSignature)
     }
 }
 
