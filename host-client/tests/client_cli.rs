@@ -1,14 +1,63 @@
-//! The `ferry` binary against the in-test server: JSON output, human output, exit codes.
+//! The `ferry` binary against the real server (in process, reached through a counting TCP
+//! relay): JSON output, human output, exit codes.
 
-mod common;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{data, hex, write_file, TestServer, CHUNK};
 use ferry_core::digest::plain_sha256;
 use ferry_core::FileDigest;
+use ferry_testkit::data::{hex, pseudo_random, write_file};
+use ferry_testkit::proxy::Proxy;
+use ferry_testkit::server::InProcess;
 use serde_json::Value;
+
+const CHUNK: usize = 64 * 1024;
+/// The client `ferry` connects as.
+const LOCAL: &str = "local";
+
+/// The real server and a relay in front of it, served by a runtime of their own while the
+/// test runs `ferry` processes.
+struct Setup {
+    server: InProcess,
+    proxy: Proxy,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let server = runtime.block_on(InProcess::start_temp(|_| {}));
+        let proxy = runtime.block_on(Proxy::start(server.addr));
+        Setup {
+            server,
+            proxy,
+            _runtime: runtime,
+        }
+    }
+
+    /// Where `ferry` connects: the relay.
+    fn addr(&self) -> String {
+        self.proxy.addr.to_string()
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.server.pki().ca()
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.server.pki().cert(LOCAL)
+    }
+
+    fn key(&self) -> PathBuf {
+        self.server.pki().key(LOCAL)
+    }
+
+    /// The server's stored copy of `name`, read from its disk.
+    fn stored(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.server.stored(LOCAL, name)).unwrap()
+    }
+}
 
 /// `ferry` with no FERRY_* variables from the environment.
 fn ferry() -> Command {
@@ -29,11 +78,11 @@ fn ferry() -> Command {
 }
 
 /// `ferry` pointed at `server` with flags.
-fn ferry_at(server: &TestServer) -> Command {
+fn ferry_at(server: &Setup) -> Command {
     let mut command = ferry();
     command
         .arg("--server")
-        .arg(server.addr.to_string())
+        .arg(server.addr())
         .arg("--ca")
         .arg(server.ca())
         .arg("--cert")
@@ -63,16 +112,38 @@ fn json_lines(stdout: &str) -> Vec<Value> {
         .collect()
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, as the list table shows times (computed with `time`, not
+/// with the client's own code).
+fn utc(seconds: u64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(seconds as i64).unwrap();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
 fn digest_hex(bytes: &[u8]) -> String {
     hex(&FileDigest::of(bytes, CHUNK as u32))
 }
 
 #[test]
 fn json_results_for_every_operation() {
-    let server = TestServer::start();
+    let server = Setup::start();
     let dir = tempfile::tempdir().unwrap();
-    let a = data(CHUNK + 1, 1);
-    let b = data(10, 2);
+    let a = pseudo_random(CHUNK + 1, 1);
+    let b = pseudo_random(10, 2);
     let path_a = write_file(dir.path(), "a.bin", &a);
     let path_b = write_file(dir.path(), "b.txt", &b);
 
@@ -151,18 +222,20 @@ fn json_results_for_every_operation() {
     let (code, stdout, _) = run(ferry_at(&server).args(["delete", "renamed", "--json"]));
     assert_eq!(code, 0);
     assert_eq!(json_lines(&stdout)[0]["op"], "delete");
-    assert!(!server.store().files.contains_key("renamed"));
+    assert!(!server.server.stored(LOCAL, "renamed").exists());
+    assert_eq!(server.stored("a.bin"), a);
 }
 
 #[test]
 fn human_output_and_environment_variables() {
-    let server = TestServer::start();
+    let server = Setup::start();
     let dir = tempfile::tempdir().unwrap();
-    let bytes = data(3 * CHUNK, 3);
+    let bytes = pseudo_random(3 * CHUNK, 3);
     let path = write_file(dir.path(), "report.pdf", &bytes);
+    let started = unix_now();
     let with_env = |command: &mut Command| {
         command
-            .env("FERRY_SERVER", server.addr.to_string())
+            .env("FERRY_SERVER", server.addr())
             .env("FERRY_CA", server.ca())
             .env("FERRY_CERT", server.cert())
             .env("FERRY_KEY", server.key());
@@ -182,11 +255,23 @@ fn human_output_and_environment_variables() {
 
     let mut command = ferry();
     with_env(&mut command);
+    let (code, stdout, _) = run(command.args(["list", "--json"]));
+    assert_eq!(code, 0);
+    let modified = serde_json::from_str::<Value>(stdout.trim()).unwrap()[0]["modified"]
+        .as_u64()
+        .expect("a modification time");
+    assert!(
+        (started..=unix_now()).contains(&modified),
+        "{modified} is not the time of the upload"
+    );
+
+    let mut command = ferry();
+    with_env(&mut command);
     let (code, stdout, _) = run(command.arg("list"));
     assert_eq!(code, 0);
     assert!(stdout.contains("report.pdf"), "{stdout}");
     assert!(stdout.contains(&digest_hex(&bytes)[..16]));
-    assert!(stdout.contains("2023-11-14 22:13:20"));
+    assert!(stdout.contains(&utc(modified)), "{stdout}");
 
     let mut command = ferry();
     with_env(&mut command);
@@ -204,13 +289,13 @@ fn human_output_and_environment_variables() {
 
 #[test]
 fn several_files_move_over_several_connections_and_report_in_order() {
-    let server = TestServer::start();
+    let server = Setup::start();
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<(String, Vec<u8>)> = (0..24)
         .map(|i| {
             (
                 format!("f{i:02}.bin"),
-                data(100 + i * (CHUNK / 3), i as u64),
+                pseudo_random(100 + i * (CHUNK / 3), i as u64),
             )
         })
         .collect();
@@ -229,7 +314,7 @@ fn several_files_move_over_several_connections_and_report_in_order() {
     for ((name, bytes), report) in files.iter().zip(&reports) {
         assert_eq!(report["name"], name.as_str());
         assert_eq!(report["digest"], digest_hex(bytes).as_str());
-        assert_eq!(&server.store().files[name].data, bytes);
+        assert_eq!(&server.stored(name), bytes);
     }
     assert_eq!(reports[files.len()]["ok"], false);
     assert_eq!(reports[files.len() + 1]["name"], "last.bin");
@@ -242,7 +327,7 @@ fn several_files_move_over_several_connections_and_report_in_order() {
     download.args(files.iter().map(|(name, _)| name));
     let (code, stdout, stderr) = run(&mut download);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(server.store().connections, 5 + 3, "one connection per -j");
+    assert_eq!(server.proxy.connections(), 5 + 3, "one connection per -j");
     let lines: Vec<&str> = stdout.lines().collect();
     for ((name, bytes), line) in files.iter().zip(&lines) {
         assert!(line.starts_with(&format!("downloaded {name} ")), "{line}");
@@ -254,7 +339,7 @@ fn several_files_move_over_several_connections_and_report_in_order() {
 
 #[test]
 fn exit_codes() {
-    let server = TestServer::start();
+    let server = Setup::start();
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(dir.path(), "f", b"data");
 
@@ -279,7 +364,7 @@ fn exit_codes() {
     // 5: the server's copy rotted.
     let (code, _, _) = run(ferry_at(&server).arg("upload").arg(&path));
     assert_eq!(code, 0);
-    server.store().rot("f");
+    server.server.rot(LOCAL, "f", 0);
     let dest = dir.path().join("rotten");
     let (code, _, stderr) = run(ferry_at(&server).args(["download", "f", "-o"]).arg(&dest));
     assert_eq!(code, 5, "{stderr}");
@@ -357,13 +442,13 @@ fn exit_codes() {
 fn defaults_are_relative_to_the_working_directory() {
     // `ferry-certs init` writes certs/ca.crt and certs/clients/local.*: run from the
     // directory holding `certs`, no credential flags are needed.
-    let server = TestServer::start();
+    let server = Setup::start();
     let work = tempfile::tempdir().unwrap();
-    copy_dir(server.certs.path(), &work.path().join("certs"));
+    copy_dir(&server.server.certs, &work.path().join("certs"));
     let (code, stdout, stderr) = run(ferry()
         .current_dir(work.path())
         .args(["list", "--json", "--server"])
-        .arg(server.addr.to_string()));
+        .arg(server.addr()));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "[]");
 }

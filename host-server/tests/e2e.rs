@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use ferry_certs::{Ca, CertDir};
 use ferry_core::ErrorCode;
+use ferry_testkit::data::{pseudo_random, write_file};
+use ferry_testkit::pki::Pki;
 use ferry_tokio::client::{Client, ClientError, ClientOptions, Progress};
 use rustls_pki_types::pem::PemObject;
 
@@ -79,13 +81,7 @@ impl Server {
     }
 
     fn local_options(&self) -> ClientOptions {
-        ClientOptions::from_files(
-            &self.addr.to_string(),
-            &self.certs.join("ca.crt"),
-            &self.certs.join("clients/local.crt"),
-            &self.certs.join("clients/local.key"),
-        )
-        .unwrap()
+        Pki::open(&self.certs).client_options(ferry_certs::LOCAL_CLIENT, self.addr)
     }
 
     fn options_for(&self, name: &str) -> ClientOptions {
@@ -119,24 +115,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, data).unwrap();
-    path
 }
 
 fn no_progress() -> impl FnMut(Progress) + Send {

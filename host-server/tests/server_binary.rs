@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ferry_certs::{Ca, CertDir};
 use ferry_core::FileDigest;
-use server_support::{client_tls, is_refused, local_tls, pseudo_random, raw_tls, TestClient};
+use ferry_testkit::data::pseudo_random;
+use ferry_testkit::pki::{client_tls, local_tls, raw_tls};
+use server_support::{is_refused, TestClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry-server");
 

@@ -6,7 +6,9 @@ mod server_support;
 use std::time::{Duration, Instant};
 
 use ferry_core::{ErrorCode, Failure, FileDigest, TransferError};
-use server_support::{pseudo_random, Error, InProcess, TestClient, CHUNK};
+use ferry_testkit::data::pseudo_random;
+use ferry_testkit::server::InProcess;
+use server_support::{Clients, Error, TestClient, CHUNK};
 
 fn digest(data: &[u8]) -> ferry_core::Digest {
     FileDigest::of(data, CHUNK as u32)
@@ -367,7 +369,7 @@ async fn connection_limits_per_identity_and_in_total() {
     bob.list().await.unwrap();
     // A fourth connection is dropped before the handshake.
     assert!(
-        server_support::tls_connect(server.addr, server.client_tls("carol"))
+        server_support::tls_connect(server.addr, server.pki().client_tls("carol"))
             .await
             .is_err()
     );

@@ -5,7 +5,9 @@ mod server_support;
 
 use std::time::Instant;
 
-use server_support::{pseudo_random, InProcess};
+use ferry_testkit::data::pseudo_random;
+use ferry_testkit::server::InProcess;
+use server_support::Clients;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run in release mode"]

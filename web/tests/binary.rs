@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ferry_server::{Server, ServerOptions};
+use ferry_testkit::server::InProcess;
 use reqwest::StatusCode;
 use support::Browser;
 
@@ -15,26 +15,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_ferry-web");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_the_page_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::bind(ServerOptions {
-        listen: "127.0.0.1:0".into(),
-        storage: dir.path().join("storage"),
-        certs: dir.path().join("certs"),
-        ..ServerOptions::default()
-    })
-    .await
-    .unwrap();
-    let server_addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.serve(async {
-        let _ = stopped.await;
-    }));
+    let mut server = InProcess::start_temp(|_| {}).await;
 
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--server"])
-        .arg(server_addr.to_string())
+        .arg(server.addr.to_string())
         .arg("--certs")
-        .arg(dir.path().join("certs"))
+        .arg(&server.certs)
         .env("FERRY_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -73,8 +60,7 @@ async fn the_binary_serves_the_page_and_stops_on_sigterm() {
     .expect("exits after SIGTERM")
     .unwrap();
     assert!(status.success(), "{status}");
-    let _ = stop.send(());
-    server_task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[test]

@@ -1,41 +1,26 @@
 //! Helpers of the server's own integration tests: a minimal protocol client (a
-//! `ferry_core::Connection` driven by `ferry_tokio::link::Link` over tokio-rustls), TLS
-//! client configurations, and an in-process server.
+//! `ferry_core::Connection` driven by `ferry_tokio::link::Link` over tokio-rustls) that
+//! can stop halfway, for the real server of the test kit. Test data, certificates and the
+//! in-process server come from `ferry-testkit`.
 #![allow(dead_code)]
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_certs::rustls::pki_types::ServerName;
-use ferry_certs::rustls::{self, ClientConfig};
-use ferry_certs::CertDir;
+use ferry_certs::rustls::ClientConfig;
 use ferry_core::{Config, Connection, Digest, ErrorCode, Event, Failure, Layout};
-use ferry_server::{Server, ServerOptions};
+use ferry_testkit::server::InProcess;
 use ferry_tokio::link::Link;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 pub const CHUNK: usize = 64 * 1024;
 
 pub type Conn = Connection<Vec<u8>, 16>;
-
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 /// How an operation failed.
 #[derive(Debug)]
@@ -420,45 +405,6 @@ impl TestClient {
     }
 }
 
-/// A client configuration for the `local` client of a certificate directory.
-pub fn local_tls(certs: &Path) -> Arc<ClientConfig> {
-    client_tls(certs, "local")
-}
-
-/// A client configuration for client `name` (issued if it does not exist yet).
-pub fn client_tls(certs: &Path, name: &str) -> Arc<ClientConfig> {
-    let dir = CertDir::new(certs);
-    let paths = dir.client_paths(name).unwrap();
-    if !paths.cert.exists() {
-        dir.issue_client(name, 30, false).unwrap();
-    }
-    Arc::new(ferry_certs::client_config(&dir.ca_cert(), &paths.cert, &paths.key).unwrap())
-}
-
-/// A client configuration built directly with rustls (for certificates the library refuses
-/// to load, or none at all).
-pub fn raw_tls(ca_pem: &str, cert: Option<(&str, &str)>) -> Arc<ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(ca.unwrap()).unwrap();
-    }
-    let builder = ClientConfig::builder_with_provider(ferry_certs::crypto_provider())
-        .with_protocol_versions(ferry_certs::PROTOCOL_VERSIONS)
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(match cert {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    })
-}
-
 /// Whether a client with `tls` is refused: the handshake fails, or (TLS 1.3 reports a
 /// refused client certificate after the client's side completed) the first exchange does.
 pub async fn is_refused(addr: SocketAddr, tls: Arc<ClientConfig>) -> bool {
@@ -475,94 +421,22 @@ pub async fn is_refused(addr: SocketAddr, tls: Arc<ClientConfig>) -> bool {
     }
 }
 
-/// A server running in this process.
-pub struct InProcess {
-    pub addr: SocketAddr,
-    pub root: PathBuf,
-    pub certs: PathBuf,
-    pub storage: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+/// Protocol clients of a test-kit server.
+pub trait Clients {
+    /// A connected client with the server's `local` certificate.
+    async fn local(&self) -> TestClient;
+    /// A connected client `name` (its certificate issued if it has none yet).
+    async fn client(&self, name: &str) -> TestClient;
 }
 
-impl InProcess {
-    /// Starts a server on 127.0.0.1 with storage and certificates under `root`.
-    pub async fn start(root: &Path, adjust: impl FnOnce(&mut ServerOptions)) -> InProcess {
-        let mut options = ServerOptions {
-            listen: "127.0.0.1:0".into(),
-            storage: root.join("storage"),
-            certs: root.join("certs"),
-            ..ServerOptions::default()
-        };
-        adjust(&mut options);
-        let (certs, storage) = (options.certs.clone(), options.storage.clone());
-        let server = Server::bind(options).await.unwrap();
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .serve(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        InProcess {
-            addr,
-            root: root.to_path_buf(),
-            certs,
-            storage,
-            stop: Some(stop),
-            task: Some(task),
-        }
+impl Clients for InProcess {
+    async fn local(&self) -> TestClient {
+        self.client(ferry_certs::LOCAL_CLIENT).await
     }
 
-    pub fn local_tls(&self) -> Arc<ClientConfig> {
-        local_tls(&self.certs)
-    }
-
-    pub fn client_tls(&self, name: &str) -> Arc<ClientConfig> {
-        client_tls(&self.certs, name)
-    }
-
-    pub async fn local(&self) -> TestClient {
-        TestClient::connect(self.addr, self.local_tls())
+    async fn client(&self, name: &str) -> TestClient {
+        TestClient::connect(self.addr, self.pki().client_tls(name))
             .await
             .unwrap()
-    }
-
-    pub async fn client(&self, name: &str) -> TestClient {
-        TestClient::connect(self.addr, self.client_tls(name))
-            .await
-            .unwrap()
-    }
-
-    /// The directory of an identity (by client name).
-    pub fn identity_dir(&self, name: &str) -> PathBuf {
-        let paths = CertDir::new(&self.certs).client_paths(name).unwrap();
-        let pem = std::fs::read_to_string(paths.cert).unwrap();
-        use ferry_certs::rustls::pki_types::pem::PemObject;
-        let der =
-            ferry_certs::rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-        let identity = ferry_certs::ClientIdentity::from_certificate(&der).unwrap();
-        self.storage.join(identity.fingerprint)
-    }
-
-    /// Triggers shutdown and waits for `serve` to return.
-    pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }

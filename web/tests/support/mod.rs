@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry_server::{Server, ServerOptions};
+use ferry_testkit::server::InProcess;
 use ferry_web::{WebOptions, WebServer};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::multipart::{Form, Part};
@@ -15,28 +15,25 @@ use reqwest::{Response, StatusCode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
+// Not every test file uses it.
+#[allow(unused_imports)]
+pub use ferry_testkit::data::pseudo_random;
+
+/// How long the page and the server get to stop.
+const STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// A running Ferry server and web page.
 pub struct Env {
+    /// First, so that it stops before its directory goes.
+    server: InProcess,
     pub dir: tempfile::TempDir,
     pub storage: PathBuf,
     pub certs: PathBuf,
     pub server_addr: SocketAddr,
     pub web_addr: SocketAddr,
     pub https: bool,
-    stops: Vec<oneshot::Sender<()>>,
-    tasks: Vec<JoinHandle<()>>,
+    web_stop: Option<oneshot::Sender<()>>,
+    web_task: Option<JoinHandle<()>>,
 }
 
 impl Env {
@@ -48,30 +45,11 @@ impl Env {
     /// Server and page; `tweak` adjusts the page's options.
     pub async fn start_with(tweak: impl FnOnce(&mut WebOptions)) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let storage = dir.path().join("storage");
-        let certs = dir.path().join("certs");
-        let server = Server::bind(ServerOptions {
-            listen: "127.0.0.1:0".into(),
-            storage: storage.clone(),
-            certs: certs.clone(),
-            ..ServerOptions::default()
-        })
-        .await
-        .expect("ferry-server binds");
-        let server_addr = server.local_addr();
-        let (server_stop, server_stopped) = oneshot::channel::<()>();
-        let server_task = tokio::spawn(async move {
-            server
-                .serve(async {
-                    let _ = server_stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let server = InProcess::start(dir.path(), |_| {}).await;
         let mut options = WebOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
-            server: ferry_web::server_address_for(server_addr),
-            certs_dir: certs.clone(),
+            server: ferry_web::server_address_for(server.addr),
+            certs_dir: server.certs.clone(),
             scratch_dir: Some(dir.path().join("scratch")),
             ..WebOptions::default()
         };
@@ -90,13 +68,14 @@ impl Env {
         });
         Env {
             dir,
-            storage,
-            certs,
-            server_addr,
+            storage: server.storage.clone(),
+            certs: server.certs.clone(),
+            server_addr: server.addr,
             web_addr,
             https,
-            stops: vec![web_stop, server_stop],
-            tasks: vec![web_task, server_task],
+            server,
+            web_stop: Some(web_stop),
+            web_task: Some(web_task),
         }
     }
 
@@ -129,17 +108,20 @@ impl Env {
         names
     }
 
-    /// Stops the page and the server.
+    /// Stops the page, then the server.
     pub async fn stop(mut self) {
-        for stop in self.stops.drain(..) {
+        if let Some(stop) = self.web_stop.take() {
             let _ = stop.send(());
         }
-        for task in self.tasks.drain(..) {
-            tokio::time::timeout(Duration::from_secs(15), task)
+        if let Some(task) = self.web_task.take() {
+            tokio::time::timeout(STOP_WAIT, task)
                 .await
-                .expect("stops in time")
+                .expect("the page stops in time")
                 .unwrap();
         }
+        tokio::time::timeout(STOP_WAIT, self.server.stop())
+            .await
+            .expect("the server stops in time");
     }
 }
 

@@ -106,18 +106,9 @@ pub fn dial(addr: SocketAddr) -> FromStd<TcpStream> {
     FromStd::new(stream)
 }
 
-/// Deterministic test data.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
+/// Deterministic test data (the kit's generator; not every test file uses it).
+#[allow(unused_imports)]
+pub use ferry_testkit::data::pseudo_random as data;
 
 /// A device's simulated power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
