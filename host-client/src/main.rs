@@ -42,7 +42,7 @@ use crate::plan::{plan, Failure, Step};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.quiet);
+    ferry_tokio::logging::init(if cli.quiet { "error" } else { "warn" });
     // Connections at once hash and encrypt on threads of their own. (A multi-thread
     // runtime with one worker moved a 1 GiB download 40% slower than a current-thread one.)
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -63,18 +63,6 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(cli));
     ExitCode::from(code as u8)
-}
-
-fn init_logging(quiet: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FERRY_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(if quiet { "error" } else { "warn" }));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 async fn run(cli: Cli) -> i32 {

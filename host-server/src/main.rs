@@ -1,6 +1,6 @@
 //! `ferry-server`: the Ferry file server (see the library documentation).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -13,19 +13,7 @@ mod web_page;
 use web_page::WebPage;
 
 fn main() -> ExitCode {
-    let filter = std::env::var("FERRY_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    ferry_tokio::logging::init("info");
     let args = Args::parse();
     let options = match ServerOptions::from_args(&args) {
         Ok(options) => options,

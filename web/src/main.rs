@@ -1,7 +1,7 @@
 //! `ferry-web`: Ferry's web upload page, run on its own against any Ferry server (see the
 //! library documentation).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,19 +73,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let filter = std::env::var("FERRY_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    ferry_tokio::logging::init("info");
     let args = Args::parse();
     let options = WebOptions {
         listen: args.listen,

@@ -11,6 +11,7 @@
 //! - [`journal`]: the held-chunk record beside a partial file, one format for uploads on the
 //!   server and downloads on the client.
 //! - [`event`]: owned copies of the core's events, to hold across an `.await`.
+//! - `logging` (feature `logging`): the binaries' one logging set-up (`FERRY_LOG`).
 //! - [`client`]: the client session: connect over mutual TLS, upload, download, round trip,
 //!   list and delete, reconnecting and resuming when the link breaks.
 //!
@@ -46,3 +47,5 @@ pub mod event;
 pub mod flush;
 pub mod journal;
 pub mod link;
+#[cfg(feature = "logging")]
+pub mod logging;
