@@ -59,19 +59,28 @@ pub trait ChunkSink {
 }
 
 /// Why a blocking operation ended without success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Exhaustive on purpose: a firmware shell maps each way the driver can end to
+/// its own error, and a new one must make it decide (there is no sane catch-all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError<E> {
     /// The stream failed.
+    #[error("the stream failed: {0}")]
     Io(ErrorKind),
     /// The stream ended.
+    #[error("the stream ended")]
     Eof,
     /// The caller's storage failed.
+    #[error("storage failed: {0}")]
     Storage(E),
     /// The request or transfer failed; the connection is still usable.
+    #[error("{0}")]
     Failed(Failure),
     /// The connection closed.
+    #[error("the connection closed: {0}")]
     Closed(Failure),
     /// The connection was not in a state for this operation.
+    #[error("{0}")]
     Usage(UsageError),
 }
 

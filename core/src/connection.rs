@@ -94,25 +94,37 @@ pub enum Role {
 }
 
 /// Why a request, a transfer or the connection failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Failure {
     /// The transfer failed on this side.
+    #[error("{0}")]
     Transfer(TransferError),
     /// The peer reported an error (its text comes with the event).
+    #[error("the peer reported an error: {0}")]
     Peer(ErrorCode),
     /// This side's shell failed the transfer or request (storage, quota, ...).
+    #[error("this side failed the transfer: {0}")]
     Local(ErrorCode),
     /// A request went unanswered `1 + max_retries` times.
+    #[error("the peer did not answer a request, however often it was sent")]
     Unanswered,
     /// The peer was silent for `idle_timeout`.
+    #[error("the peer was silent for too long")]
     IdleTimeout,
     /// A frame that does not decode.
+    #[error("the peer sent a frame that does not decode: {0}")]
     Malformed(DecodeError),
     /// A frame that cannot be right here (wrong order, bad field).
+    #[error("the peer broke the protocol (a frame out of order or with a bad field)")]
     Protocol,
     /// A length prefix above the bound.
+    #[error("{0}")]
     Framing(FramingError),
     /// The peer speaks another protocol version.
+    #[error(
+        "the peer speaks protocol version {theirs}, this side speaks version {PROTOCOL_VERSION}"
+    )]
     UnsupportedVersion {
         /// The version the peer asked for or answered with.
         theirs: u16,
@@ -142,6 +154,7 @@ impl Failure {
 
 /// What the connection reports, or asks its shell to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// The handshake completed with these values.
     Connected {
@@ -252,21 +265,29 @@ pub enum Event<'a> {
 }
 
 /// A call that does not fit the connection's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UsageError {
     /// The handshake is not complete, or the connection is closed.
+    #[error("the connection is not ready (handshake incomplete, or closed)")]
     NotReady,
     /// A request or transfer is already running.
+    #[error("a request or transfer is already running")]
     Busy,
     /// Nothing is waiting for this call.
+    #[error("nothing is waiting for this call")]
     Unexpected,
-    /// The name is empty or too long.
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("the name is longer than {MAX_NAME_LEN} bytes")]
     BadName,
     /// Bytes from `poll_transmit` must be taken first.
+    #[error("the bytes from poll_transmit must be taken first")]
     TransmitPending,
     /// The data is not what was asked for.
+    #[error("the chunk data is not what was asked for")]
     WrongChunk,
     /// The buffers are too small for the configured chunk size.
+    #[error("the buffers are too small for the configured chunk size")]
     BuffersTooSmall,
 }
 
@@ -400,6 +421,7 @@ enum Notice {
 
 /// Counters over the connection's life, for progress and for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Chunks sent for the first time.
     pub chunks_sent: u64,

@@ -41,9 +41,11 @@ pub const fn buffer_len(max_chunk: usize) -> usize {
 }
 
 /// Fatal framing errors (only the length-prefixed framing has them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FramingError {
     /// A length prefix above the bound.
+    #[error("the peer announced a frame of {len} bytes, longer than allowed")]
     FrameTooLong {
         /// The announced length.
         len: u32,

@@ -43,25 +43,33 @@ impl Layout {
 }
 
 /// Why a transfer failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransferError {
     /// A chunk was sent `1 + max_retries` times without being acknowledged.
+    #[error("chunk {index} was never acknowledged, however often it was sent")]
     RetriesExhausted {
         /// The chunk.
         index: u64,
     },
     /// `Finish` was sent `1 + max_retries` times without an answer.
+    #[error("the receiver never answered the end of the transfer")]
     FinishUnanswered,
     /// The whole-file digests of the two ends differ.
+    #[error("the whole-file digests of the two ends differ")]
     DigestMismatch,
     /// The sender's data changed since the receiver stored the held chunks, or
     /// between a chunk's first and a later send.
+    #[error("the source changed during the transfer")]
     SourceChanged,
     /// The stored file does not match the digest it was committed with.
+    #[error("the stored file does not match the digest it was committed with")]
     StoredDataCorrupt,
     /// The sender sent too many chunks that failed their digest.
+    #[error("the sender sent too many chunks that failed their digest")]
     TooManyBadChunks,
     /// The peer sent a field that cannot be right (an index beyond the file, a size that differs).
+    #[error("the peer sent a transfer field that cannot be right")]
     Protocol,
 }
 
@@ -388,13 +396,17 @@ impl<const W: usize> Sender<W> {
 }
 
 /// Why [`Sender::provide`] refused data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProvideError {
     /// Not the chunk that was requested.
+    #[error("this chunk was not requested")]
     NotRequested,
     /// Not as long as the chunk.
+    #[error("the data is not as long as the chunk")]
     WrongLength,
     /// The transfer failed.
+    #[error("{0}")]
     Failed(TransferError),
 }
 

@@ -87,7 +87,8 @@ impl ErrorCode {
     /// An internal error on the peer.
     pub const INTERNAL: Self = Self(15);
 
-    /// A short name for logs and error messages.
+    /// A short name for logs and error messages ("unknown error" for a code
+    /// this crate does not know; [`Display`](core::fmt::Display) adds its number).
     pub fn name(self) -> &'static str {
         match self.0 {
             1 => "protocol violation",
@@ -106,6 +107,15 @@ impl ErrorCode {
             14 => "forbidden",
             15 => "internal error",
             _ => "unknown error",
+        }
+    }
+}
+
+impl core::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.name() {
+            "unknown error" => write!(f, "unknown error (code {})", self.0),
+            name => f.write_str(name),
         }
     }
 }
@@ -282,22 +292,29 @@ pub enum Frame<'a> {
 }
 
 /// Why a frame body was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Not a valid encoding of any frame (unknown tag, truncated, bad varint, bad UTF-8).
+    #[error("not a valid frame (unknown tag, truncated, bad varint or bad UTF-8)")]
     Malformed,
     /// Bytes left over after a complete frame.
+    #[error("bytes left over after a complete frame")]
     TrailingBytes,
     /// A name longer than [`MAX_NAME_LEN`].
+    #[error("a name longer than {MAX_NAME_LEN} bytes")]
     NameTooLong,
     /// An error text longer than [`MAX_ERROR_TEXT`].
+    #[error("an error text longer than {MAX_ERROR_TEXT} bytes")]
     TextTooLong,
     /// A list page whose entries do not decode to `count` valid entries.
+    #[error("a list page whose entries do not decode")]
     BadListPage,
 }
 
 /// The output buffer is too small for the frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the output buffer is too small for the frame")]
 pub struct BufferTooSmall;
 
 impl<'a> Frame<'a> {

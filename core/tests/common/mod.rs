@@ -718,6 +718,7 @@ pub fn own(event: Event<'_>) -> Owned {
             failure,
             text: text.into(),
         },
+        other => panic!("an event the simulation does not know: {other:?}"),
     }
 }
 
