@@ -1,0 +1,181 @@
+//! What the shell does for a running transfer (provide, store, commit, fail),
+//! and how a transfer or the connection ends.
+
+use heapless::String;
+
+use crate::framing::encode_frame;
+use crate::transfer::ProvideError;
+use crate::wire::{BufferTooSmall, ErrorCode, Frame};
+
+use super::events::Notice;
+use super::frames::Reply;
+use super::{owned_text, Active, Connection, Failure, Held_, Phase, Session, Transfer, UsageError};
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
+    pub(super) fn start_transfer(&mut self, id: u32, active: Active<W>) {
+        let (layout, held_chunks) = match &active {
+            Active::Send(sender) => (sender.layout(), sender.held().count()),
+            Active::Receive(receiver) => (receiver.layout(), receiver.held().count()),
+        };
+        self.notice(Notice::Started {
+            layout,
+            held_chunks,
+        });
+        self.transfer = Some(Transfer {
+            id,
+            active,
+            phase: Phase::Running,
+            ack_due: false,
+        });
+    }
+
+    /// Sender: the data of the chunk asked for by [`Event::NeedChunk`](super::Event::NeedChunk).
+    pub fn provide_chunk(&mut self, index: u64, data: &[u8], now: u64) -> Result<(), UsageError> {
+        if self.tx_len > 0 {
+            return Err(UsageError::TransmitPending);
+        }
+        let Some(Transfer {
+            id,
+            active: Active::Send(sender),
+            ..
+        }) = self.transfer.as_mut()
+        else {
+            return Err(UsageError::Unexpected);
+        };
+        let transfer = *id;
+        let (sent_before, resent_before) = sender.counts();
+        match sender.provide(index, data, now) {
+            Ok(Some(digest)) => {
+                let (sent, resent) = sender.counts();
+                self.stats.chunks_sent += sent - sent_before;
+                self.stats.chunks_resent += resent - resent_before;
+                let frame = Frame::Chunk {
+                    transfer,
+                    index,
+                    digest,
+                    data,
+                };
+                self.tx_len = encode_frame(&frame, self.config.framing, self.tx.as_mut())
+                    .map_err(|BufferTooSmall| UsageError::BuffersTooSmall)?;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(ProvideError::Failed(error)) => {
+                self.end_transfer(Failure::Transfer(error), true);
+                Ok(())
+            }
+            Err(ProvideError::NotRequested | ProvideError::WrongLength) => {
+                Err(UsageError::WrongChunk)
+            }
+        }
+    }
+
+    /// Receiver: the chunk from [`Event::StoreChunk`](super::Event::StoreChunk) is stored.
+    pub fn chunk_stored(&mut self, index: u64) -> Result<(), UsageError> {
+        let Held_::Store {
+            index: pending,
+            digest,
+        } = self.held_frame
+        else {
+            return Err(UsageError::Unexpected);
+        };
+        if pending != index {
+            return Err(UsageError::WrongChunk);
+        }
+        self.held_frame = Held_::None;
+        if let Some(Transfer {
+            active: Active::Receive(receiver),
+            ack_due,
+            ..
+        }) = self.transfer.as_mut()
+        {
+            receiver.stored(index, digest);
+            self.stats.chunks_stored += 1;
+            *ack_due = true;
+        }
+        Ok(())
+    }
+
+    /// Receiver: the file from [`Event::Commit`](super::Event::Commit) is durable; the sender is told it is verified.
+    pub fn commit_done(&mut self) -> Result<(), UsageError> {
+        let Some(transfer) = self.transfer.as_mut() else {
+            return Err(UsageError::Unexpected);
+        };
+        let Phase::Committing(digest) = transfer.phase else {
+            return Err(UsageError::Unexpected);
+        };
+        let Active::Receive(receiver) = &transfer.active else {
+            return Err(UsageError::Unexpected);
+        };
+        let size = receiver.layout().size;
+        transfer.phase = Phase::Verified(digest);
+        let reply = Reply::Verified {
+            transfer: transfer.id,
+            size,
+            digest,
+        };
+        self.queue(reply);
+        self.notice(Notice::Verified { size, digest });
+        Ok(())
+    }
+
+    /// Either side: fails the running transfer (storage full, quota, cancel) and tells the peer.
+    pub fn fail_transfer(&mut self, code: ErrorCode, text: &str) -> Result<(), UsageError> {
+        if self.transfer.is_none() {
+            return Err(UsageError::Unexpected);
+        }
+        if matches!(self.held_frame, Held_::Store { .. }) {
+            self.held_frame = Held_::None;
+        }
+        self.peer_text.clear();
+        self.send_transfer_error(code, text);
+        self.end_transfer(Failure::Local(code), false);
+        Ok(())
+    }
+
+    fn send_transfer_error(&mut self, code: ErrorCode, text: &str) {
+        if let Some(transfer) = &self.transfer {
+            let seq = transfer.id;
+            self.queue(Reply::Error {
+                seq,
+                code,
+                text: owned_text(text),
+            });
+        }
+    }
+
+    pub(super) fn end_transfer(&mut self, failure: Failure, tell_peer: bool) {
+        if tell_peer {
+            self.send_transfer_error(failure.code(), "");
+        }
+        if self.transfer.take().is_some() {
+            self.outstanding = None;
+            self.notice(Notice::Failed(failure));
+        }
+    }
+
+    pub(super) fn notice(&mut self, notice: Notice) {
+        if self.notices.push_back(notice).is_err() {
+            let _ = self.notices.pop_front();
+            let _ = self.notices.push_back(notice);
+        }
+    }
+
+    pub(super) fn close(&mut self, failure: Failure, tell_peer: bool) {
+        if matches!(self.session, Session::Closing(_) | Session::Closed) {
+            return;
+        }
+        if tell_peer {
+            self.replies.clear();
+            self.queue(Reply::Error {
+                seq: 0,
+                code: failure.code(),
+                text: String::new(),
+            });
+        }
+        self.transfer = None;
+        self.outstanding = None;
+        self.held_frame = Held_::None;
+        self.session = Session::Closing(failure);
+    }
+}

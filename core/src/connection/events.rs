@@ -1,0 +1,169 @@
+//! What a connection reports to its shell.
+
+use crate::digest::Digest;
+use crate::transfer::Layout;
+use crate::wire::{Held, ListEntries};
+
+use super::Failure;
+
+/// What the connection reports, or asks its shell to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The handshake completed with these values.
+    Connected {
+        /// Negotiated chunk size.
+        chunk_size: u32,
+        /// Negotiated window.
+        window: u16,
+    },
+    /// Server: a client wants to upload. Answer with
+    /// [`accept_upload`](super::Connection::accept_upload) or [`reject`](super::Connection::reject).
+    UploadRequested {
+        /// File name as sent (validate it before it touches a path).
+        name: &'a str,
+        /// File size.
+        size: u64,
+        /// Drop any partial copy held for this name.
+        fresh: bool,
+    },
+    /// Server: a client wants to download. Answer with
+    /// [`accept_download`](super::Connection::accept_download) or [`reject`](super::Connection::reject).
+    DownloadRequested {
+        /// File name as sent.
+        name: &'a str,
+        /// Size of the client's partial copy (0 if none).
+        size: u64,
+        /// Chunks the client holds.
+        held: Held,
+    },
+    /// Server: answer with [`respond_list`](super::Connection::respond_list) or [`reject`](super::Connection::reject).
+    ListRequested {
+        /// List names after this one ("" from the start).
+        start_after: &'a str,
+        /// At most this many entries.
+        limit: u16,
+    },
+    /// Server: answer with [`respond_delete`](super::Connection::respond_delete) or [`reject`](super::Connection::reject).
+    DeleteRequested {
+        /// File name as sent.
+        name: &'a str,
+    },
+    /// Client: one page of a listing.
+    ListPage {
+        /// The entries.
+        entries: ListEntries<'a>,
+        /// More entries follow the last one.
+        more: bool,
+    },
+    /// Client: the delete succeeded.
+    Deleted,
+    /// A transfer started: its layout and how many chunks the receiver already held.
+    TransferStarted {
+        /// File size and chunk size.
+        layout: Layout,
+        /// Chunks held before this attempt.
+        held_chunks: u64,
+    },
+    /// Sender: read this chunk and pass it to [`provide_chunk`](super::Connection::provide_chunk).
+    NeedChunk {
+        /// Chunk index.
+        index: u64,
+        /// Byte offset in the file.
+        offset: u64,
+        /// Length.
+        len: usize,
+    },
+    /// Receiver: write this verified chunk at `offset`, record `digest` as held,
+    /// then call [`chunk_stored`](super::Connection::chunk_stored).
+    StoreChunk {
+        /// Chunk index.
+        index: u64,
+        /// Byte offset in the file.
+        offset: u64,
+        /// SHA-256 of `data`, checked.
+        digest: Digest,
+        /// The data.
+        data: &'a [u8],
+    },
+    /// Receiver: every chunk is held and the file digest matches. Make the file
+    /// durable, then call [`commit_done`](super::Connection::commit_done) (or
+    /// [`fail_transfer`](super::Connection::fail_transfer)).
+    Commit {
+        /// File size.
+        size: u64,
+        /// Whole-file digest.
+        digest: Digest,
+    },
+    /// The transfer is complete and verified by both ends.
+    Verified {
+        /// File size.
+        size: u64,
+        /// Whole-file digest.
+        digest: Digest,
+    },
+    /// The current request or transfer failed; the connection stays usable.
+    Failed {
+        /// Why.
+        failure: Failure,
+        /// The peer's text, if it sent one.
+        text: &'a str,
+    },
+    /// The connection is finished: close the link.
+    Closed {
+        /// Why.
+        failure: Failure,
+        /// The peer's text, if it sent one.
+        text: &'a str,
+    },
+}
+
+/// Counters over the connection's life, for progress and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Chunks sent for the first time.
+    pub chunks_sent: u64,
+    /// Chunks sent again after a NACK or timeout.
+    pub chunks_resent: u64,
+    /// Chunks received and stored.
+    pub chunks_stored: u64,
+    /// Chunks refused (bad digest or length).
+    pub chunks_nacked: u64,
+    /// Frames dropped by the framing (COBS: damaged).
+    pub frames_dropped: u64,
+}
+
+/// Events that arise while handling input or time, queued until polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Notice {
+    Connected { chunk_size: u32, window: u16 },
+    Started { layout: Layout, held_chunks: u64 },
+    Deleted,
+    Verified { size: u64, digest: Digest },
+    Failed(Failure),
+    Commit { size: u64, digest: Digest },
+}
+
+impl Notice {
+    /// The event for this notice; `peer_text` is the peer's last error text.
+    pub(super) fn event(self, peer_text: &str) -> Event<'_> {
+        match self {
+            Notice::Connected { chunk_size, window } => Event::Connected { chunk_size, window },
+            Notice::Started {
+                layout,
+                held_chunks,
+            } => Event::TransferStarted {
+                layout,
+                held_chunks,
+            },
+            Notice::Deleted => Event::Deleted,
+            Notice::Verified { size, digest } => Event::Verified { size, digest },
+            Notice::Commit { size, digest } => Event::Commit { size, digest },
+            Notice::Failed(failure) => Event::Failed {
+                failure,
+                text: peer_text,
+            },
+        }
+    }
+}
