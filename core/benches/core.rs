@@ -54,8 +54,8 @@ fn test_data(len: usize) -> Vec<u8> {
 
 /// Moves every pending frame from `from` to `to` (control traffic only).
 fn pump(from: &mut Conn, to: &mut Conn) {
-    while let Some(bytes) = from.poll_transmit(0) {
-        let mut rest = bytes;
+    while let Some(transmit) = from.poll_transmit(0) {
+        let mut rest = transmit.bytes;
         while !rest.is_empty() {
             let used = to.handle_input(rest, 0);
             assert!(used > 0, "the peer stopped taking input during setup");
@@ -135,7 +135,7 @@ impl Pair {
         client
             .provide_chunk(index, black_box(&data[..len]), 0)
             .unwrap();
-        let frame = client.poll_transmit(0).expect("a chunk frame");
+        let frame = client.poll_transmit(0).expect("a chunk frame").bytes;
         let t1 = Instant::now();
 
         // Receiver: take the frame, verify, hand over, acknowledge.
@@ -149,7 +149,7 @@ impl Pair {
         };
         black_box(data);
         server.chunk_stored(got).unwrap();
-        let ack = server.poll_transmit(0).expect("an Ack");
+        let ack = server.poll_transmit(0).expect("an Ack").bytes;
         let t2 = Instant::now();
 
         // Sender: apply the Ack (frees the window slot).

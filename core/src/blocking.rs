@@ -257,9 +257,9 @@ where
     fn flush<E>(&mut self) -> Result<(), DriverError<E>> {
         let now = self.clock.now();
         let mut wrote = false;
-        while let Some(bytes) = self.connection.poll_transmit(now) {
+        while let Some(transmit) = self.connection.poll_transmit(now) {
             self.io
-                .write_all(bytes)
+                .write_all(transmit.bytes)
                 .map_err(|e| DriverError::Io(e.kind()))?;
             wrote = true;
         }

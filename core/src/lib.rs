@@ -48,7 +48,7 @@ pub mod framing;
 pub mod transfer;
 pub mod wire;
 
-pub use connection::{Config, Connection, Event, Failure, Role, Stats, UsageError};
+pub use connection::{Config, Connection, Event, Failure, Role, Stats, Transmit, UsageError};
 pub use digest::{chunk_digest, Digest, FileDigest};
 pub use framing::{buffer_len, Framing};
 pub use transfer::{Layout, TransferError};

@@ -229,7 +229,7 @@ fn feed_until_closed(
     let mut rest = input;
     let mut closed = None;
     for _ in 0..10_000 {
-        while let Some(bytes) = server.poll_transmit(0) {
+        while let Some(bytes) = server.poll_transmit(0).map(|t| t.bytes) {
             if bytes.len() > 4 {
                 if let Ok(Frame::Error { code, .. }) = Frame::decode(&bytes[4..]) {
                     sent.push(code);

@@ -57,6 +57,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                 };
                 self.tx_len = encode_frame(&frame, self.config.framing, self.tx.as_mut())
                     .map_err(|BufferTooSmall| UsageError::BuffersTooSmall)?;
+                self.tx_chunk = Some(index);
                 Ok(())
             }
             Ok(None) => Ok(()),

@@ -126,6 +126,17 @@ struct Transfer<const W: usize> {
     ack_due: bool,
 }
 
+/// Bytes to send, from [`Connection::poll_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transmit<'a> {
+    /// One encoded frame, framing included: write all of it.
+    pub bytes: &'a [u8],
+    /// The index of the chunk the frame carries, if it is a `Chunk` frame (a
+    /// first send or a re-send), so a shell can count chunks as they go out.
+    pub chunk: Option<u64>,
+}
+
 /// One end of a Ferry connection. `B` is the buffer type (`[u8; N]`, `&mut [u8]`,
 /// `Vec<u8>`, ...) for the receive and transmit buffers, each at least
 /// [`buffer_len`](crate::framing::buffer_len)`(config.max_chunk)` bytes; `W` is the
@@ -138,6 +149,8 @@ pub struct Connection<B, const W: usize> {
     held_frame: Held_,
     tx: B,
     tx_len: usize,
+    /// The index of the chunk in `tx`, if it holds a `Chunk` frame.
+    tx_chunk: Option<u64>,
     session: Session,
     last_rx: u64,
     next_seq: u32,
@@ -204,6 +217,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             held_frame: Held_::None,
             tx,
             tx_len: 0,
+            tx_chunk: None,
             session: Session::Handshake,
             last_rx: now,
             next_seq: 1,
@@ -256,15 +270,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
     // ----- driving -----
 
     /// The next bytes to send, if any. They count as sent: write them all.
-    pub fn poll_transmit(&mut self, now: u64) -> Option<&[u8]> {
+    pub fn poll_transmit(&mut self, now: u64) -> Option<Transmit<'_>> {
         if self.tx_len == 0 {
+            self.tx_chunk = None;
             self.tx_len = self.next_frame(now).unwrap_or(0);
         }
         if self.tx_len == 0 {
             return None;
         }
         let len = core::mem::replace(&mut self.tx_len, 0);
-        Some(&self.tx.as_ref()[..len])
+        Some(Transmit {
+            bytes: &self.tx.as_ref()[..len],
+            chunk: self.tx_chunk.take(),
+        })
     }
 
     fn encode(&mut self, frame: &Frame<'_>) -> Option<usize> {

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ferry_core::connection::{Config, Connection, Event, Failure};
+use ferry_core::connection::{Config, Connection, Event, Failure, Transmit};
 use ferry_core::digest::{chunk_digest, Digest, FileDigest};
-use ferry_core::wire::{ErrorCode, ListEntry};
+use ferry_core::framing::FrameDecoder;
+use ferry_core::wire::{ErrorCode, Frame, ListEntry};
 use ferry_core::{buffer_len, Framing};
 
 pub const W: usize = 8;
@@ -41,6 +42,25 @@ impl Rng {
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
     }
+}
+
+/// The bytes of `transmit`, once their frame is decoded here and found to be a
+/// chunk exactly when `transmit.chunk` names one, with that index.
+pub fn checked_bytes(transmit: Transmit<'_>, framing: Framing) -> &[u8] {
+    let bytes = transmit.bytes;
+    // Room for the CRC and delimiter the decoder reserves beyond the body.
+    let mut decoder = FrameDecoder::new(vec![0; bytes.len() + 8], framing, bytes.len());
+    let (used, body) = decoder.feed(bytes).expect("a frame this side encoded");
+    assert_eq!(used, bytes.len(), "one transmit is one frame");
+    let carried = match Frame::decode(body.expect("a complete frame")) {
+        Ok(Frame::Chunk { index, .. }) => Some(index),
+        _ => None,
+    };
+    assert_eq!(
+        transmit.chunk, carried,
+        "poll_transmit names the chunk it sends"
+    );
+    bytes
 }
 
 /// Fault rates, in per mille of segments (one segment = one `poll_transmit` output).
@@ -444,7 +464,8 @@ impl Sim {
         let mut progress = false;
         loop {
             let mut moved = false;
-            while let Some(bytes) = self.server.poll_transmit(now) {
+            while let Some(transmit) = self.server.poll_transmit(now) {
+                let bytes = checked_bytes(transmit, self.config.framing);
                 self.down
                     .send(bytes, now, &self.faults, &mut self.rng, &mut self.counts);
                 moved = true;
@@ -482,7 +503,8 @@ impl Sim {
         let mut progress = false;
         loop {
             let mut moved = false;
-            while let Some(bytes) = self.client.poll_transmit(now) {
+            while let Some(transmit) = self.client.poll_transmit(now) {
+                let bytes = checked_bytes(transmit, self.config.framing);
                 self.up
                     .send(bytes, now, &self.faults, &mut self.rng, &mut self.counts);
                 moved = true;
@@ -858,8 +880,8 @@ pub fn serve_connection(stream: std::net::TcpStream, config: Config) -> std::io:
     let mut input = vec![0u8; 256 * 1024];
     let (mut start, mut end) = (0, 0);
     loop {
-        while let Some(bytes) = server.poll_transmit(now()) {
-            stream.write_all(bytes)?;
+        while let Some(transmit) = server.poll_transmit(now()) {
+            stream.write_all(transmit.bytes)?;
         }
         if let Some(event) = server.poll_event(now()).map(own) {
             if matches!(event, Owned::Closed { .. }) {

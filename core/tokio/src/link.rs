@@ -69,20 +69,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         self.flush_inspect(conn, |_| {}).await
     }
 
-    /// Like [`flush`](Self::flush), showing each encoded frame to `inspect` before it
-    /// is written (the client uses it to count the chunks it sends).
+    /// Like [`flush`](Self::flush), telling `chunk_sent` the index of each chunk
+    /// frame before it is written (the client uses it to count the chunks it sends).
     pub async fn flush_inspect<B, const W: usize>(
         &mut self,
         conn: &mut Connection<B, W>,
-        mut inspect: impl FnMut(&[u8]),
+        mut chunk_sent: impl FnMut(u64),
     ) -> io::Result<()>
     where
         B: AsRef<[u8]> + AsMut<[u8]>,
     {
         let mut wrote = false;
-        while let Some(bytes) = conn.poll_transmit(self.now()) {
-            inspect(bytes);
-            self.stream.write_all(bytes).await?;
+        while let Some(transmit) = conn.poll_transmit(self.now()) {
+            if let Some(index) = transmit.chunk {
+                chunk_sent(index);
+            }
+            self.stream.write_all(transmit.bytes).await?;
             wrote = true;
         }
         if wrote {

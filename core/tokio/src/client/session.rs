@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use ferry_core::{buffer_len, ErrorCode, Event, Failure, Frame, Framing, TransferError};
+use ferry_core::{buffer_len, ErrorCode, Event, Failure, Framing, TransferError};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -152,14 +152,6 @@ fn tls_error(error: &io::Error) -> Option<rustls::Error> {
         .cloned()
 }
 
-/// Index of a chunk frame among the frames a connection sends.
-fn chunk_index(frame: &[u8]) -> Option<u64> {
-    match Frame::decode(frame.get(4..)?) {
-        Ok(Frame::Chunk { index, .. }) => Some(index),
-        _ => None,
-    }
-}
-
 /// Runs one attempt of `op` over a connected session.
 async fn attempt<O: Operation>(
     live: &mut Live,
@@ -171,11 +163,7 @@ async fn attempt<O: Operation>(
         // Input already read first: one acknowledgement then covers all of its chunks.
         if !live.link.can_defer_flush() {
             live.link
-                .flush_inspect(&mut live.conn, |frame| {
-                    if let Some(index) = chunk_index(frame) {
-                        op.chunk_sent(index);
-                    }
-                })
+                .flush_inspect(&mut live.conn, |index| op.chunk_sent(index))
                 .await
                 .map_err(Interrupt::Link)?;
         }
@@ -749,28 +737,5 @@ mod tests {
             assert_eq!(error.refusal_code(), Some(ErrorCode::INVALID_NAME));
             assert_eq!(error.exit_code(), 4);
         }
-    }
-
-    #[test]
-    fn chunk_frames_are_recognised() {
-        let mut buf = vec![0u8; 256];
-        let frame = Frame::Chunk {
-            transfer: 1,
-            index: 42,
-            digest: [0; 32],
-            data: b"abc",
-        };
-        let len =
-            ferry_core::framing::encode_frame(&frame, Framing::LengthPrefixed, &mut buf).unwrap();
-        assert_eq!(chunk_index(&buf[..len]), Some(42));
-        let ack = Frame::Ack {
-            transfer: 1,
-            cumulative: 3,
-            mask: 0,
-        };
-        let len =
-            ferry_core::framing::encode_frame(&ack, Framing::LengthPrefixed, &mut buf).unwrap();
-        assert_eq!(chunk_index(&buf[..len]), None);
-        assert_eq!(chunk_index(&[1, 2]), None);
     }
 }
