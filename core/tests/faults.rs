@@ -7,6 +7,8 @@ use common::*;
 use ferry_core::digest::FileDigest;
 use ferry_core::Framing;
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
+use std::cell::Cell;
 
 const CHUNK: u32 = 64;
 const ATTEMPTS: u32 = 12;
@@ -47,7 +49,9 @@ fn faults_strategy() -> impl Strategy<Value = Faults> {
         )
 }
 
-fn check_round_trip(framing: Framing, seed: u64, size: usize, faults: Faults) -> FaultCounts {
+/// Runs an upload and, if it verified, a download; returns whether either failed
+/// (cleanly: anything else panics).
+fn check_round_trip(framing: Framing, seed: u64, size: usize, faults: Faults) -> bool {
     let mut sim = Sim::new(config(framing, CHUNK, 4), faults, seed);
     let data = sim.rng.bytes(size);
     let expected = FileDigest::of(&data, CHUNK);
@@ -74,7 +78,7 @@ fn check_round_trip(framing: Framing, seed: u64, size: usize, faults: Faults) ->
             assert_eq!(digest, expected);
             assert_eq!(sim.store.files["file"].data, data);
         }
-        Outcome::Failed(..) => return sim.counts, // a clean failure reported to the client
+        Outcome::Failed(..) => return true, // a clean failure reported to the client
         other => panic!("unexpected outcome {other:?}"),
     }
     match sim.run(
@@ -87,19 +91,53 @@ fn check_round_trip(framing: Framing, seed: u64, size: usize, faults: Faults) ->
             assert_eq!(digest, expected);
             assert_eq!(bytes, data, "a download verified with wrong bytes");
         }
-        Outcome::Failed(..) => {}
+        Outcome::Failed(..) => return true,
         other => panic!("unexpected outcome {other:?}"),
     }
-    sim.counts
+    false
+}
+
+/// Random runs of [`lossy_link_round_trips`].
+const LOSSY_CASES: u32 = 4_000;
+/// Runs of [`lossy_link_round_trips`] allowed to fail (cleanly). With `ATTEMPTS`
+/// reconnections a correct implementation completes them all: measured 0 failures
+/// in 60,000 random runs (five runs of this test, one of 40,000 cases; with one
+/// attempt instead, 385 of 4,000 fail), so the true rate is below 5e-5
+/// (95% confidence), 0.2 failures per 4,000 runs. A bound of 4 (0.1%) then fails a
+/// correct build about once in 400,000 runs, and catches any regression that lets
+/// one transfer in a thousand give up.
+const LOSSY_MAX_FAILED: u32 = 4;
+
+/// Thousands of random round trips over a lossy link: each is byte-identical and
+/// verified or a clean failure, and few fail.
+#[test]
+fn lossy_link_round_trips() {
+    let failed = Cell::new(0u32);
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: LOSSY_CASES,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let cases = (any::<u64>(), size_strategy(), faults_strategy());
+    let result = runner.run(&cases, |(seed, size, faults)| {
+        if check_round_trip(Framing::Cobs, seed, size, faults) {
+            failed.set(failed.get() + 1);
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    let failed = failed.get();
+    println!("{LOSSY_CASES} lossy round trips: {failed} failed cleanly");
+    assert!(
+        failed <= LOSSY_MAX_FAILED,
+        "{failed} of {LOSSY_CASES} round trips failed (at most {LOSSY_MAX_FAILED} expected)"
+    );
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4000, failure_persistence: None, ..ProptestConfig::default() })]
-
-    #[test]
-    fn lossy_link_round_trips(seed in any::<u64>(), size in size_strategy(), faults in faults_strategy()) {
-        check_round_trip(Framing::Cobs, seed, size, faults);
-    }
 
     /// A reliable stream (TLS) that stalls and breaks: every transfer completes.
     #[test]
