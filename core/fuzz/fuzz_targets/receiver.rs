@@ -106,6 +106,7 @@ impl Shell {
             Event::ListPage { .. } | Event::Deleted => {
                 panic!("a server reported a client event")
             }
+            other => panic!("an event this harness does not know: {other:?}"),
         }
     }
 
