@@ -198,6 +198,8 @@ impl OwnedEvent {
                 failure,
                 text: text.into(),
             },
+            // ferry-core and this crate change together: a new event gets its mirror here.
+            other => unreachable!("ferry-core event without an OwnedEvent: {other:?}"),
         })
     }
 }
