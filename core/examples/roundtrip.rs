@@ -14,7 +14,7 @@ use std::time::Instant;
 use common::{serve_connection, Collect, Memory, Monotonic, Rng};
 use embedded_io_adapters::std::FromStd;
 use ferry_core::blocking::Driver;
-use ferry_core::{buffer_len, Config, Connection, Digest, FileDigest};
+use ferry_core::{buffer_len, Config, Connection, FileDigest};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = match std::env::args().nth(1) {
@@ -64,21 +64,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.join().expect("server thread")?;
 
     let expected = FileDigest::of(&data, chunk_size);
-    let hex = |d: &Digest| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let mb = data.len() as f64 / 1e6;
     println!(
         "chunk size {chunk_size}, window {window}, {} bytes",
         data.len()
     );
     println!(
-        "upload   verified {} in {:.3}s ({:.0} MB/s)",
-        hex(&uploaded),
+        "upload   verified {uploaded} in {:.3}s ({:.0} MB/s)",
         up.as_secs_f64(),
         mb / up.as_secs_f64()
     );
     println!(
-        "download verified {} in {:.3}s ({:.0} MB/s)",
-        hex(&downloaded),
+        "download verified {downloaded} in {:.3}s ({:.0} MB/s)",
         down.as_secs_f64(),
         mb / down.as_secs_f64()
     );

@@ -263,7 +263,7 @@ mod tests {
         Frame::Chunk {
             transfer: 7,
             index: 3,
-            digest: [0; 32],
+            digest: crate::Digest::default(),
             data: &[0, 1, 2, 0, 255, 0],
         }
     }

@@ -101,7 +101,7 @@ struct Slot {
 const FREE_SLOT: Slot = Slot {
     state: SlotState::Free,
     index: 0,
-    digest: [0; 32],
+    digest: Digest::new([0; 32]),
     sent_at: 0,
     sends: 0,
 };
@@ -491,7 +491,7 @@ impl<const W: usize> Receiver<W> {
             prefix: cumulative,
             mask,
             digest: if cumulative == 0 && mask == 0 {
-                [0; 32]
+                Digest::default()
             } else {
                 held_digest.finish()
             },
@@ -668,7 +668,7 @@ mod tests {
 
     #[test]
     fn receiver_restores_prefix_and_window() {
-        let digests: [(u64, Digest); 4] = [(0, [0; 32]), (1, [1; 32]), (3, [3; 32]), (9, [9; 32])];
+        let digests: [(u64, Digest); 4] = [0, 1, 3, 9].map(|i| (i, Digest::new([i as u8; 32])));
         let receiver = Receiver::<4>::new(layout(40), 4, TIMING, digests);
         let held = receiver.held();
         assert_eq!((held.prefix, held.mask), (2, 0b1));

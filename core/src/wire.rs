@@ -130,7 +130,6 @@ pub struct Held {
     /// Bit `i`: chunk `prefix + 1 + i` is held.
     pub mask: u64,
     /// Digest over the held chunks' indices and digests.
-    #[serde(with = "serde_bytes")]
     pub digest: Digest,
 }
 
@@ -176,7 +175,6 @@ pub struct ListEntry<'a> {
     /// Chunk size the digest was computed with.
     pub chunk_size: u32,
     /// Whole-file digest ([`FileDigest`](crate::digest::FileDigest)).
-    #[serde(with = "serde_bytes")]
     pub digest: Digest,
 }
 
@@ -238,7 +236,6 @@ pub enum Frame<'a> {
     Chunk {
         transfer: u32,
         index: u64,
-        #[serde(with = "serde_bytes")]
         digest: Digest,
         #[serde(with = "serde_bytes")]
         data: &'a [u8],
@@ -256,13 +253,11 @@ pub enum Frame<'a> {
     Finish {
         transfer: u32,
         size: u64,
-        #[serde(with = "serde_bytes")]
         digest: Digest,
     },
     Verified {
         transfer: u32,
         size: u64,
-        #[serde(with = "serde_bytes")]
         digest: Digest,
     },
     List {
@@ -436,6 +431,61 @@ pub(crate) fn pack_entries<'e>(
 mod tests {
     use super::*;
 
+    /// The digests of protocol version 1 were `[u8; 32]` encoded with `serde_bytes`;
+    /// the `Digest` type must put the very same bytes on the wire.
+    #[test]
+    fn digests_encode_as_the_byte_arrays_of_version_1() {
+        #[derive(Serialize)]
+        enum Version1<'a> {
+            Chunk {
+                transfer: u32,
+                index: u64,
+                #[serde(with = "serde_bytes")]
+                digest: [u8; 32],
+                #[serde(with = "serde_bytes")]
+                data: &'a [u8],
+            },
+        }
+        let bytes: [u8; 32] = core::array::from_fn(|i| i as u8 * 7);
+        let frame = Frame::Chunk {
+            transfer: 5,
+            index: 300,
+            digest: Digest::from(bytes),
+            data: b"data",
+        };
+        let old = Version1::Chunk {
+            transfer: 5,
+            index: 300,
+            digest: bytes,
+            data: b"data",
+        };
+        let (mut new_buf, mut old_buf) = ([0u8; 64], [0u8; 64]);
+        let new_len = frame.encode(&mut new_buf).unwrap();
+        let old_bytes = postcard::to_slice(&old, &mut old_buf).unwrap();
+        // Version1 has one variant (tag 0); Chunk is tag 6: compare the fields.
+        assert_eq!(new_buf[0], 6);
+        assert_eq!(&new_buf[1..new_len], &old_bytes[1..]);
+        // By hand: transfer, index (varint), digest length 32, the digest, the data.
+        let mut expected = heapless::Vec::<u8, 64>::new();
+        expected.extend_from_slice(&[6, 5, 0xac, 0x02, 32]).unwrap();
+        expected.extend_from_slice(&bytes).unwrap();
+        expected
+            .extend_from_slice(&[4, b'd', b'a', b't', b'a'])
+            .unwrap();
+        assert_eq!(&new_buf[..new_len], &expected[..]);
+        assert_eq!(Frame::decode(&new_buf[..new_len]), Ok(frame));
+
+        let held = Held {
+            prefix: 1,
+            mask: 2,
+            digest: Digest::from(bytes),
+        };
+        let mut held_buf = [0u8; 64];
+        let used = postcard::to_slice(&held, &mut held_buf).unwrap();
+        assert_eq!(&used[..3], &[1, 2, 32]);
+        assert_eq!(&used[3..], &bytes);
+    }
+
     const LONG_NAME_RAW: &str = "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn";
     const LONG_NAME: &str = LONG_NAME_RAW.split_at(MAX_NAME_LEN).0;
 
@@ -443,7 +493,7 @@ mod tests {
         Held {
             prefix: u64::MAX,
             mask: u64::MAX,
-            digest: [0xff; 32],
+            digest: Digest::from([0xff; 32]),
         }
     }
 
@@ -497,12 +547,12 @@ mod tests {
             Frame::Finish {
                 transfer: u32::MAX,
                 size: u64::MAX,
-                digest: [0xff; 32],
+                digest: Digest::from([0xff; 32]),
             },
             Frame::Verified {
                 transfer: u32::MAX,
                 size: u64::MAX,
-                digest: [0xff; 32],
+                digest: Digest::from([0xff; 32]),
             },
             Frame::List {
                 seq: u32::MAX,
@@ -535,7 +585,7 @@ mod tests {
         let frame = Frame::Chunk {
             transfer: u32::MAX,
             index: u64::MAX,
-            digest: [0xff; 32],
+            digest: Digest::from([0xff; 32]),
             data: &data,
         };
         let len = frame.encode(&mut buf).unwrap();
@@ -550,7 +600,7 @@ mod tests {
             size: u64::MAX,
             modified: u64::MAX,
             chunk_size: u32::MAX,
-            digest: [0xff; 32],
+            digest: Digest::from([0xff; 32]),
         };
         let mut space = [0u8; CONTROL_FRAME_MAX - 16];
         let (used, count, more) = pack_entries(&mut space, &mut [entry, entry].into_iter());
@@ -572,7 +622,7 @@ mod tests {
         let held = Held {
             prefix: 3,
             mask: 0b101,
-            digest: [0; 32],
+            digest: Digest::default(),
         };
         let members: heapless::Vec<u64, 8> = (0..10).filter(|&i| held.contains(i)).collect();
         assert_eq!(&members[..], &[0, 1, 2, 4, 6]);

@@ -15,7 +15,7 @@ fn samples() -> Vec<Frame<'static>> {
     let held = Held {
         prefix: 3,
         mask: 5,
-        digest: [7; 32],
+        digest: [7; 32].into(),
     };
     vec![
         Frame::Hello {
@@ -50,7 +50,7 @@ fn samples() -> Vec<Frame<'static>> {
         Frame::Chunk {
             transfer: 1,
             index: 2,
-            digest: [1; 32],
+            digest: [1; 32].into(),
             data: b"hello",
         },
         Frame::Ack {
@@ -66,12 +66,12 @@ fn samples() -> Vec<Frame<'static>> {
         Frame::Finish {
             transfer: 1,
             size: 5,
-            digest: [2; 32],
+            digest: [2; 32].into(),
         },
         Frame::Verified {
             transfer: 1,
             size: 5,
-            digest: [2; 32],
+            digest: [2; 32].into(),
         },
         Frame::List {
             seq: 3,

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_core::digest::plain_sha256;
 use ferry_core::FileDigest;
-use ferry_testkit::data::{hex, pseudo_random, write_file};
+use ferry_testkit::data::{pseudo_random, write_file};
 use ferry_testkit::proxy::Proxy;
 use ferry_testkit::server::InProcess;
 use serde_json::Value;
@@ -135,7 +135,7 @@ fn utc(seconds: u64) -> String {
 }
 
 fn digest_hex(bytes: &[u8]) -> String {
-    hex(&FileDigest::of(bytes, CHUNK as u32))
+    FileDigest::of(bytes, CHUNK as u32).to_string()
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn json_results_for_every_operation() {
     assert_eq!(round["identical"], true);
     assert_eq!(round["uploaded_digest"], digest_hex(&a));
     assert_eq!(round["downloaded_digest"], digest_hex(&a));
-    assert_eq!(round["sha256"], hex(&plain_sha256(&a)));
+    assert_eq!(round["sha256"], plain_sha256(&a).to_string());
     assert_eq!(round["upload"]["chunks_sent"], 0, "already held");
 
     let (code, stdout, _) = run(ferry_at(&server).args(["delete", "renamed", "--json"]));
@@ -278,7 +278,10 @@ fn human_output_and_environment_variables() {
     let (code, stdout, _) = run(command.arg("roundtrip").arg(&path));
     assert_eq!(code, 0);
     assert!(stdout.contains("identical"), "{stdout}");
-    assert!(stdout.contains(&hex(&plain_sha256(&bytes))), "{stdout}");
+    assert!(
+        stdout.contains(&plain_sha256(&bytes).to_string()),
+        "{stdout}"
+    );
 
     let mut command = ferry();
     with_env(&mut command);

@@ -132,7 +132,7 @@ impl From<ferry_core::ListEntry<'_>> for FileEntry {
             name: entry.name.to_string(),
             size: entry.size,
             modified: entry.modified,
-            digest: crate::client::hex(&entry.digest),
+            digest: entry.digest.to_string(),
             chunk_size: entry.chunk_size,
         }
     }

@@ -26,7 +26,7 @@ fn ferry_digest(path: &Path, chunk_size: u32) -> String {
             break;
         }
     }
-    ferry_tokio::client::hex(&digest.finish())
+    digest.finish().to_string()
 }
 
 /// Expected digests, computed once per (file, chunk size).

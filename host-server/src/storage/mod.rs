@@ -180,7 +180,5 @@ impl FileMeta {
 
 /// Parses a 64-digit hex SHA-256.
 pub fn parse_digest(text: &str) -> Option<Digest> {
-    let mut out = Digest::default();
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
+    text.parse().ok()
 }

@@ -316,7 +316,7 @@ impl HeldStore for FileHeld {
     fn record(&mut self, index: u64, digest: &Digest) -> Result<(), StoreError> {
         let mut file = OpenOptions::new().append(true).open(&self.path)?;
         let mut entry = index.to_le_bytes().to_vec();
-        entry.extend_from_slice(digest);
+        entry.extend_from_slice(digest.as_bytes());
         file.write_all(&entry)?;
         file.sync_data()?;
         Ok(())

@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 use crate::client::download::Sink;
 use crate::client::error::ClientError;
 use crate::client::partial::Resume;
-use crate::client::report::{hex, RoundTripReport, TransferReport};
+use crate::client::report::{RoundTripReport, TransferReport};
 
 /// Compares a download with a local file.
 pub(crate) struct CompareSink {
@@ -65,7 +65,7 @@ impl CompareSink {
         let streamed = self
             .sha
             .filter(|_| self.hashed_to == download.size)
-            .map(|sha| hex(&sha.finalize()));
+            .map(|sha| format!("{:x}", sha.finalize()));
         let same = self.first_difference.is_none()
             && self.local_size == download.size
             && self.bytes_compared == download.size;
@@ -76,7 +76,7 @@ impl CompareSink {
         let downloaded_sha256 = match (self.first_difference, streamed, self.sha_copy) {
             _ if same => Some(sha256.clone()),
             (None, Some(streamed), _) => Some(streamed),
-            (Some(_), Some(_), Some(copy)) => Some(hex(&copy.finalize())),
+            (Some(_), Some(_), Some(copy)) => Some(format!("{:x}", copy.finalize())),
             // The copy differed and arrived out of order; its bytes were not kept.
             _ => None,
         };
@@ -180,7 +180,7 @@ fn file_sha256(path: &Path) -> Result<String, ClientError> {
             Err(e) => return Err(ClientError::io(path, e)),
         }
     }
-    Ok(hex(&sha.finalize()))
+    Ok(format!("{:x}", sha.finalize()))
 }
 
 #[cfg(test)]
@@ -216,7 +216,7 @@ mod tests {
         sink.start("f", layout, false).unwrap();
         for &index in order {
             let chunk = &copy[index * 1000..copy.len().min((index + 1) * 1000)];
-            sink.store(index as u64, index as u64 * 1000, &[0; 32], chunk)
+            sink.store(index as u64, index as u64 * 1000, &Digest::default(), chunk)
                 .unwrap();
         }
         sink.commit(copy.len() as u64).unwrap();
@@ -225,7 +225,7 @@ mod tests {
     }
 
     fn sha256_hex(bytes: &[u8]) -> String {
-        hex(&Sha256::digest(bytes))
+        format!("{:x}", Sha256::digest(bytes))
     }
 
     fn data() -> Vec<u8> {
@@ -281,11 +281,11 @@ mod tests {
             chunk_size: 1000,
         };
         sink.start("f", layout, false).unwrap();
-        sink.store(0, 0, &[0; 32], &[9u8; 1000]).unwrap(); // a broken first attempt
+        sink.store(0, 0, &Digest::default(), &[9u8; 1000]).unwrap(); // a broken first attempt
         sink.start("f", layout, false).unwrap();
         for index in 0..5 {
             let chunk = &data[index * 1000..data.len().min((index + 1) * 1000)];
-            sink.store(index as u64, index as u64 * 1000, &[0; 32], chunk)
+            sink.store(index as u64, index as u64 * 1000, &Digest::default(), chunk)
                 .unwrap();
         }
         let round = sink

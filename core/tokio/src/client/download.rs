@@ -10,7 +10,7 @@ use ferry_core::{Digest, Layout};
 use crate::client::error::ClientError;
 use crate::client::op::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
 use crate::client::partial::{self, PartialFile, PartialPaths, Resume};
-use crate::client::report::{hex, Phase, Progress, TransferReport};
+use crate::client::report::{Phase, Progress, TransferReport};
 
 /// Where a download's verified chunks go. Errors end the download for good.
 pub(crate) trait Sink {
@@ -258,7 +258,7 @@ impl<S: Sink> Operation for DownloadOp<'_, S> {
                 return Ok(Some(TransferReport {
                     name: self.name.clone(),
                     size,
-                    digest: hex(&digest),
+                    digest: digest.to_string(),
                     chunk_size: layout.chunk_size,
                     chunks: layout.chunks(),
                     held_at_start: self.held_at_start,

@@ -48,7 +48,7 @@ pub use options::{
     split_server, ClientOptions, DEFAULT_PORT, DEFAULT_RETRIES, DEFAULT_SERVER, FIRST_BACKOFF,
     MAX_BACKOFF,
 };
-pub use report::{hex, FileEntry, Phase, Progress, RoundTripReport, TransferReport};
+pub use report::{FileEntry, Phase, Progress, RoundTripReport, TransferReport};
 pub use session::{Client, LIST_PAGE};
 
 /// Re-exported so callers name the same error codes.

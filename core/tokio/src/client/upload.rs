@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::client::error::ClientError;
 use crate::client::op::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
-use crate::client::report::{hex, Phase, Progress, TransferReport};
+use crate::client::report::{Phase, Progress, TransferReport};
 
 /// Where an upload's bytes come from.
 pub(crate) enum Source<R> {
@@ -313,7 +313,7 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
                 return Ok(Some(TransferReport {
                     name: self.name.clone(),
                     size,
-                    digest: hex(&digest),
+                    digest: digest.to_string(),
                     chunk_size: layout.chunk_size,
                     chunks: layout.chunks(),
                     held_at_start: self.held_at_start,

@@ -80,7 +80,7 @@ pub(super) fn open_file_locked(
         name: name.to_string(),
         size: md.len(),
         chunk_size,
-        digest: hex::encode(digest.finish()),
+        digest: digest.finish().to_string(),
         modified: md.modified().map(unix_secs).unwrap_or(0),
         inode: md.ino(),
     };

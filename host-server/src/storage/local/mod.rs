@@ -93,7 +93,7 @@ fn is_hex64(text: &str) -> bool {
 
 /// The key of a name in `meta/` and `partial/`: hex SHA-256 of its UTF-8.
 pub fn name_key(name: &str) -> String {
-    hex::encode(chunk_digest(name.as_bytes()))
+    chunk_digest(name.as_bytes()).to_string()
 }
 
 fn unix_secs(time: SystemTime) -> u64 {

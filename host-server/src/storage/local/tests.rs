@@ -527,7 +527,7 @@ fn a_held_file_of_earlier_releases_resumes() {
     for index in [0u64, 1] {
         held.extend_from_slice(&index.to_le_bytes());
         let at = index as usize * 16;
-        held.extend_from_slice(&chunk_digest(&bytes[at..at + 16]));
+        held.extend_from_slice(chunk_digest(&bytes[at..at + 16]).as_bytes());
     }
     fs::write(dirs.held_path(&key), &held).unwrap();
     let mut upload = storage.begin_upload(FP, "old", 64, CHUNK, false).unwrap();

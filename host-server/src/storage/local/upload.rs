@@ -217,7 +217,7 @@ impl LocalUpload {
             name: self.name.clone(),
             size: self.layout.size,
             chunk_size: self.layout.chunk_size,
-            digest: hex::encode(digest),
+            digest: digest.to_string(),
             modified: unix_secs(SystemTime::now()),
             inode: md.ino(),
         };
