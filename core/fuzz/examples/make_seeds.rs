@@ -25,7 +25,7 @@ fn conversation(frames: &[Frame<'_>], first: u8) -> Vec<u8> {
 fn main() {
     let data = [0x5au8; 64];
     let tail = [0xa5u8; 36];
-    let zero = [0u8; 32];
+    let zero = ferry_core::Digest::default();
     let upload = [
         Frame::OpenUpload {
             seq: 1,

@@ -122,7 +122,7 @@ impl HeldStore for Record {
         }
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&entry[8..]);
-        Ok(Some((index, digest)))
+        Ok(Some((index, Digest::from(digest))))
     }
 
     fn start(&mut self, name: &str, size: u64, chunk_size: u32) -> Result<(), FlashError> {
@@ -148,7 +148,7 @@ impl HeldStore for Record {
         }
         let mut entry = [0u8; ENTRY_LEN as usize];
         entry[..8].copy_from_slice(&index.to_le_bytes());
-        entry[8..].copy_from_slice(digest);
+        entry[8..].copy_from_slice(digest.as_bytes());
         board::program(RECORD.base + at, &entry)?;
         self.next += 1;
         Ok(())

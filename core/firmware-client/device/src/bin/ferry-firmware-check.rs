@@ -73,14 +73,15 @@ impl ChunkSink for Checksum {
     ) -> Result<(), ()> {
         self.0 = data
             .iter()
-            .chain(digest)
+            .chain(digest.as_bytes())
             .fold(self.0 ^ index as u32, |sum, &b| {
                 sum.rotate_left(5) ^ u32::from(b)
             });
         Ok(())
     }
     fn commit(&mut self, size: u64, digest: &Digest) -> Result<(), ()> {
-        self.0 ^= size as u32 ^ u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        let [a, b, c, d, ..] = *digest.as_bytes();
+        self.0 ^= size as u32 ^ u32::from_le_bytes([a, b, c, d]);
         Ok(())
     }
 }
