@@ -148,9 +148,9 @@ fn describe(failure: Failure, text: &str) -> String {
     let what = match failure {
         Failure::Peer(code) => format!("client reported {}", code.name()),
         Failure::Local(code) => code.name().to_string(),
-        Failure::Transfer(error) => format!("{error:?}"),
+        Failure::Transfer(error) => error.to_string(),
         Failure::IdleTimeout => "idle timeout".into(),
-        other => format!("{other:?}"),
+        other => other.to_string(),
     };
     if text.is_empty() {
         what
@@ -186,7 +186,7 @@ pub(crate) async fn serve<S>(
     let mut conn = match Conn::server(shared.core, vec![0; len], vec![0; len], link.now()) {
         Ok(conn) => conn,
         Err(e) => {
-            tracing::error!("cannot create a protocol connection: {e:?}");
+            tracing::error!("cannot create a protocol connection: {e}");
             return;
         }
     };
@@ -281,7 +281,7 @@ impl Session {
             Ok(event) => Action::Event(event),
             Err(e) => {
                 // Only a client's list page decodes its entries, and a server gets none.
-                tracing::warn!("{}: an event that does not decode: {e:?}", self.peer);
+                tracing::warn!("{}: an event that does not decode: {e}", self.peer);
                 Action::Ignore
             }
         }
@@ -307,7 +307,7 @@ impl Session {
             "request"
         );
         if let Err(e) = conn.reject(code, text) {
-            tracing::warn!("{}: cannot refuse a request: {e:?}", self.peer);
+            tracing::warn!("{}: cannot refuse a request: {e}", self.peer);
         }
     }
 
@@ -334,7 +334,7 @@ impl Session {
             );
             let text = format!("too many connections of this identity (limit {limit})");
             if let Err(e) = conn.reject(ErrorCode::BUSY, &text) {
-                tracing::warn!("{}: cannot refuse a request: {e:?}", self.peer);
+                tracing::warn!("{}: cannot refuse a request: {e}", self.peer);
             }
             self.close_after_flush = true;
             return None;
@@ -361,7 +361,7 @@ impl Session {
             Action::Event(OwnedEvent::DeleteRequested { name }) => self.on_delete(conn, name).await,
             Action::Stored(index) => {
                 if let Err(e) = conn.chunk_stored(index) {
-                    tracing::warn!("{}: chunk_stored: {e:?}", self.peer);
+                    tracing::warn!("{}: chunk_stored: {e}", self.peer);
                 }
             }
             Action::StoreFailed(error) => {
@@ -382,7 +382,7 @@ impl Session {
                 match file.read_exact_at(buf, offset) {
                     Ok(()) => {
                         if let Err(e) = conn.provide_chunk(index, buf, link.now()) {
-                            tracing::warn!("{}: provide_chunk: {e:?}", self.peer);
+                            tracing::warn!("{}: provide_chunk: {e}", self.peer);
                             let _ = conn.fail_transfer(ErrorCode::INTERNAL, "internal error");
                         }
                     }
@@ -467,7 +467,7 @@ impl Session {
         };
         let held: Vec<(u64, Digest)> = upload.held_chunks().collect();
         if let Err(e) = conn.accept_upload(held) {
-            tracing::warn!("{}: accept_upload: {e:?}", self.peer);
+            tracing::warn!("{}: accept_upload: {e}", self.peer);
             return;
         }
         let log = TransferLog {
@@ -525,7 +525,7 @@ impl Session {
         // The stored digest is only comparable when computed with this connection's chunks.
         let expected = (meta.chunk_size == chunk_size).then(|| meta.digest_bytes());
         if let Err(e) = conn.accept_download(meta.size, expected) {
-            tracing::warn!("{}: accept_download: {e:?}", self.peer);
+            tracing::warn!("{}: accept_download: {e}", self.peer);
             return;
         }
         if !conn.is_busy() {
@@ -575,7 +575,7 @@ impl Session {
                     digest: meta.digest_bytes(),
                 });
                 if let Err(e) = conn.respond_list(entries) {
-                    tracing::warn!("{}: respond_list: {e:?}", self.peer);
+                    tracing::warn!("{}: respond_list: {e}", self.peer);
                 }
             }
             Ok(Err(e)) => {
@@ -617,7 +617,7 @@ impl Session {
                     "request"
                 );
                 if let Err(e) = conn.respond_delete() {
-                    tracing::warn!("{}: respond_delete: {e:?}", self.peer);
+                    tracing::warn!("{}: respond_delete: {e}", self.peer);
                 }
             }
             Ok(Err(StorageError::NotFound)) => {
@@ -649,7 +649,7 @@ impl Session {
             Ok((upload, Ok(_meta))) => {
                 self.active = Some(Active::Upload { upload, log });
                 if let Err(e) = conn.commit_done() {
-                    tracing::warn!("{}: commit_done: {e:?}", self.peer);
+                    tracing::warn!("{}: commit_done: {e}", self.peer);
                 }
             }
             Ok((upload, Err(e))) => {

@@ -233,7 +233,7 @@ impl<S: Sink> Operation for DownloadOp<'_, S> {
             } => {
                 self.sink.store(index, offset, &digest, scratch)?;
                 conn.chunk_stored(index).map_err(|e| {
-                    ClientError::Protocol(format!("chunk {index} not expected: {e:?}"))
+                    ClientError::Protocol(format!("chunk {index} not expected: {e}"))
                 })?;
                 self.stored += 1;
                 self.stored_this_attempt += 1;
@@ -244,7 +244,7 @@ impl<S: Sink> Operation for DownloadOp<'_, S> {
                 self.sink.commit(size)?;
                 self.committed = true;
                 conn.commit_done()
-                    .map_err(|e| ClientError::Protocol(format!("commit not expected: {e:?}")))?;
+                    .map_err(|e| ClientError::Protocol(format!("commit not expected: {e}")))?;
             }
             Ev::Verified { size, digest } => {
                 let layout = match (self.layout, self.committed) {

@@ -46,7 +46,7 @@ pub(crate) fn own(event: Event<'_>, scratch: &mut Vec<u8>) -> Result<Ev, Interru
         Ok(OwnedEvent::Closed { failure, text }) => Err(Interrupt::Closed(failure, text)),
         Ok(event) => Ok(event),
         Err(e) => Err(Interrupt::Final(ClientError::Protocol(format!(
-            "a list page that does not decode: {e:?}"
+            "a list page that does not decode: {e}"
         )))),
     }
 }
@@ -100,7 +100,7 @@ fn usage(error: UsageError, name: &str) -> Interrupt {
             reason: "names are 1 to 255 bytes of UTF-8".into(),
         }),
         // The connection is not in a state for this: start from a new one.
-        other => Interrupt::Link(io::Error::other(format!("connection not ready: {other:?}"))),
+        other => Interrupt::Link(io::Error::other(format!("connection not ready: {other}"))),
     }
 }
 

@@ -120,7 +120,7 @@ fn classify(kind: OpKind, name: &str, server: &str, failure: Failure, text: Stri
             error @ (TransferError::RetriesExhausted { .. }
             | TransferError::FinishUnanswered
             | TransferError::TooManyBadChunks),
-        ) => Decision::Reconnect(interrupted(format!("{error:?}"))),
+        ) => Decision::Reconnect(interrupted(error.to_string())),
         Failure::Unanswered => {
             Decision::Reconnect(interrupted("the server stopped answering".into()))
         }
@@ -140,7 +140,7 @@ fn classify(kind: OpKind, name: &str, server: &str, failure: Failure, text: Stri
             "the server speaks protocol version {theirs}"
         ))),
         Failure::Peer(code) => Decision::Fail(ClientError::refused(code, text)),
-        other => Decision::Fail(ClientError::Protocol(format!("{other:?}"))),
+        other => Decision::Fail(ClientError::Protocol(other.to_string())),
     }
 }
 
@@ -268,7 +268,7 @@ impl Client {
         debug_assert_eq!(config.framing, Framing::LengthPrefixed);
         let len = buffer_len(config.max_chunk as usize);
         let mut conn = Conn::client(config, vec![0; len], vec![0; len], link.now())
-            .map_err(|e| ClientError::Protocol(format!("cannot set up the connection: {e:?}")))?;
+            .map_err(|e| ClientError::Protocol(format!("cannot set up the connection: {e}")))?;
         let hello = async {
             loop {
                 link.flush(&mut conn).await.map_err(tls_or_io)?;
@@ -287,7 +287,7 @@ impl Client {
                             }
                             Failure::Unanswered | Failure::IdleTimeout => timed_out(),
                             other => {
-                                ClientError::Protocol(format!("the hello failed: {other:?} {text}"))
+                                ClientError::Protocol(format!("the hello failed: {other} {text}"))
                             }
                         });
                     }

@@ -280,7 +280,7 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
             Ev::NeedChunk { index, offset, len } => {
                 self.chunk_data(index, offset, len).await?;
                 conn.provide_chunk(index, &self.buf, now).map_err(|e| {
-                    ClientError::Protocol(format!("chunk {index} refused by the connection: {e:?}"))
+                    ClientError::Protocol(format!("chunk {index} refused by the connection: {e}"))
                 })?;
                 let end = offset + len as u64;
                 if end > self.done_bytes {
