@@ -125,12 +125,13 @@ pub(crate) fn parse_server(value: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::CommandFactory;
     use std::path::Path;
 
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    /// `ferry ARGS...` parsed as the binary parses it.
+    pub(crate) fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))
     }
 

@@ -110,12 +110,8 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::tests::parse;
     use crate::output::exit_code_of;
-    use clap::Parser;
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))
-    }
 
     #[test]
     fn plans_resolve_names_and_destinations() {
