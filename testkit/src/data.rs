@@ -56,11 +56,6 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     path
 }
 
-/// Lower-case hex of `bytes` (digests in reports and listings are written this way).
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,10 +81,5 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), pseudo_random(size, 9));
         write_pseudo_random(&path, 0, 9).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
-    }
-
-    #[test]
-    fn hex_is_lower_case_and_two_digits_a_byte() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xab]), "000fab");
     }
 }

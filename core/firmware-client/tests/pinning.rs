@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{dial, hex, read_cert, signing_key, Monotonic, PowerLoss, WallClock};
+use common::{dial, read_cert, signing_key, Monotonic, PowerLoss, WallClock};
 use ferry_certs::rustls::pki_types::pem::PemObject;
 use ferry_certs::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use ferry_certs::rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -167,21 +167,21 @@ fn the_pin_is_the_sha256_of_the_subject_public_key_info() {
     // Against x509-parser (ferry-certs' fingerprints).
     let device = pki.ca.issue_client("device-1", 30).unwrap();
     assert_eq!(
-        hex(&spki_sha256(&device.cert_der).unwrap().0),
+        hex::encode(spki_sha256(&device.cert_der).unwrap().0),
         device.fingerprint
     );
     let server_der = read_cert(&pki.dir.server_cert());
     let pin = spki_sha256(&server_der).unwrap();
     assert_eq!(
-        hex(&pin.0),
+        hex::encode(pin.0),
         ClientIdentity::from_certificate(&server_der)
             .unwrap()
             .fingerprint
     );
-    assert_eq!(ServerPin::from_hex(&hex(&pin.0)), Some(pin));
+    assert_eq!(ServerPin::from_hex(&hex::encode(pin.0)), Some(pin));
     // Against the command in the documentation, where openssl is installed.
     if let Some(from_openssl) = openssl_pin(&pki.dir.server_cert()) {
-        assert_eq!(from_openssl, hex(&pin.0));
+        assert_eq!(from_openssl, hex::encode(pin.0));
     }
 }
 

@@ -90,10 +90,6 @@ pub fn provision(certs: &Path, name: &str) -> Provisioned {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Connects to the server as a device would: by name (`localhost` resolves to
 /// the address the server listens on), blocking, with a read timeout as a
 /// safety net.
@@ -376,7 +372,7 @@ impl Server {
 
     /// Where the server commits `name` for the client with this certificate.
     pub fn committed_path(&self, client_cert_der: &[u8], name: &str) -> PathBuf {
-        let fingerprint = hex(&spki_sha256(client_cert_der).unwrap().0);
+        let fingerprint = hex::encode(spki_sha256(client_cert_der).unwrap().0);
         self.storage.join(fingerprint).join("files").join(name)
     }
 }
