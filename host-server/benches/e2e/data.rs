@@ -25,6 +25,17 @@ pub fn write_random(path: &Path, size: u64, seed: u64) {
 }
 
 /// Whether two files hold the same bytes.
+/// Checks the copy a transfer made against `source`: the server's copy `remote` after an
+/// upload, the local `download` after a download (removed once checked).
+pub fn verify_copy(op: &str, source: &Path, remote: &Path, download: &Path) -> Result<(), String> {
+    if op == "upload" {
+        return same_bytes(source, remote);
+    }
+    let checked = same_bytes(source, download);
+    let _ = std::fs::remove_file(download);
+    checked
+}
+
 pub fn same_bytes(a: &Path, b: &Path) -> Result<(), String> {
     let open = |p: &Path| File::open(p).map_err(|e| format!("{}: {e}", p.display()));
     let (mut fa, mut fb) = (open(a)?, open(b)?);

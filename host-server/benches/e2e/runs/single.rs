@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Bench;
-use crate::data::{ferry_stored, same_bytes, write_random};
+use crate::data::{ferry_stored, same_bytes, verify_copy, write_random};
 use crate::digests::{check_ferry_report, json_lines};
 use crate::procs::{run_measured, sync_disks};
 use crate::services::{FerryServer, Nginx, Sshd};
@@ -157,13 +157,7 @@ impl Bench {
             cmd.arg("-o").arg(&dest).arg(&url);
         }
         let (result, cpu, rss) = self.measure(&mut cmd, nginx.service.pid(), false, op, size);
-        let verified = if op == "upload" {
-            same_bytes(source, &stored)
-        } else {
-            let checked = same_bytes(source, &dest);
-            let _ = fs::remove_file(&dest);
-            checked
-        };
+        let verified = verify_copy(op, source, &stored, &dest);
         self.record(
             "single",
             "nginx",
@@ -187,13 +181,7 @@ impl Bench {
             cmd.arg(sshd.target(&remote)).arg(&dest);
         }
         let (result, cpu, rss) = self.measure(&mut cmd, sshd.service.pid(), true, op, size);
-        let verified = if op == "upload" {
-            same_bytes(source, &remote)
-        } else {
-            let checked = same_bytes(source, &dest);
-            let _ = fs::remove_file(&dest);
-            checked
-        };
+        let verified = verify_copy(op, source, &remote, &dest);
         self.record(
             "single",
             "scp",
@@ -219,13 +207,7 @@ impl Bench {
         fs::write(&batch, line).unwrap();
         let mut cmd = sshd.sftp(&batch);
         let (result, cpu, rss) = self.measure(&mut cmd, sshd.service.pid(), true, op, size);
-        let verified = if op == "upload" {
-            same_bytes(source, &remote)
-        } else {
-            let checked = same_bytes(source, &dest);
-            let _ = fs::remove_file(&dest);
-            checked
-        };
+        let verified = verify_copy(op, source, &remote, &dest);
         self.record(
             "single",
             "sftp",
