@@ -51,6 +51,7 @@
 //! ```
 
 mod ca;
+mod data_dir;
 mod dir;
 mod error;
 mod fsutil;
@@ -64,6 +65,9 @@ pub use ca::{
     Ca, CertKind, IssuedCert, IssuedClient, RevokedSerial, BACKDATE, DEFAULT_CA_DAYS,
     DEFAULT_CA_NAME, DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS, DEFAULT_SERVER_SANS, MAX_DAYS,
     SERVER_COMMON_NAME,
+};
+pub use data_dir::{
+    DataDir, APP_DIR, CERTS_SUBDIR, DATA_DIR_ENV, FALLBACK_DATA_DIR, STORAGE_SUBDIR,
 };
 pub use dir::{
     init, CertDir, ClientPaths, InitOptions, InitReport, RevokeReport, CA_CERT, CA_KEY,
