@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ferry_client::DEFAULT_SERVER;
 
 pub(crate) const LONG_ABOUT: &str = "\
 Ferry's command-line client: moves files to and from a Ferry server over mutual TLS.
@@ -39,28 +38,31 @@ pub(crate) const MAX_PARALLEL: u32 = 32;
     args_override_self = true
 )]
 pub(crate) struct Cli {
-    /// Server address, HOST:PORT (an IPv6 address in square brackets); HOST is the TLS server name
-    #[arg(long, global = true, env = "FERRY_SERVER", default_value = DEFAULT_SERVER, value_parser = parse_server)]
-    pub(crate) server: String,
-    /// CA certificate the server must chain to
-    #[arg(long, global = true, env = "FERRY_CA", default_value = "certs/ca.crt")]
-    pub(crate) ca: PathBuf,
-    /// Client certificate
-    #[arg(
-        long,
-        global = true,
-        env = "FERRY_CERT",
-        default_value = "certs/clients/local.crt"
-    )]
-    pub(crate) cert: PathBuf,
-    /// Client private key
-    #[arg(
-        long,
-        global = true,
-        env = "FERRY_KEY",
-        default_value = "certs/clients/local.key"
-    )]
-    pub(crate) key: PathBuf,
+    /// Server address, HOST[:PORT] (port 9000 if none; an IPv6 address may be in square
+    /// brackets); HOST is the TLS server name [default: the config file's, else 127.0.0.1:9000]
+    #[arg(long, global = true, env = "FERRY_SERVER", value_parser = parse_server)]
+    pub(crate) server: Option<String>,
+    /// Client identity: one PEM bundle (certificate, key, CA) as `ferry-certs` writes NAME.bundle.pem
+    #[arg(long, global = true, env = "FERRY_IDENTITY", value_name = "FILE")]
+    pub(crate) identity: Option<PathBuf>,
+    /// A certificate directory: DIR/ca.crt and DIR/clients/CLIENT.{crt,key}
+    #[arg(long, global = true, env = "FERRY_CERTS", value_name = "DIR")]
+    pub(crate) certs: Option<PathBuf>,
+    /// The client whose files --certs uses
+    #[arg(long, global = true, default_value = "local", value_name = "NAME")]
+    pub(crate) client: String,
+    /// CA certificate the server must chain to (with --cert and --key; default certs/ca.crt)
+    #[arg(long, global = true, env = "FERRY_CA")]
+    pub(crate) ca: Option<PathBuf>,
+    /// Client certificate (default certs/clients/local.crt)
+    #[arg(long, global = true, env = "FERRY_CERT")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Client private key (default certs/clients/local.key)
+    #[arg(long, global = true, env = "FERRY_KEY")]
+    pub(crate) key: Option<PathBuf>,
+    /// The config file [default: $XDG_CONFIG_HOME/ferry/config.toml]
+    #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Print machine-readable JSON on stdout: one object per operation (`list`: an array)
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -83,12 +85,15 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Upload files (an interrupted upload resumes; an identical file sends no data)
     Upload {
-        /// Files to upload
+        /// Files to upload (`-`: standard input, with --name)
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Name on the server (one file only; default: the file's name)
         #[arg(long)]
         name: Option<String>,
+        /// Refuse a file whose name the server already has
+        #[arg(long)]
+        no_clobber: bool,
     },
     /// Download files (through a partial file, renamed into place once verified)
     Download {
@@ -96,9 +101,12 @@ pub(crate) enum Command {
         #[arg(required = true)]
         names: Vec<String>,
         /// Destination: a file or an existing directory for one name, a directory for
-        /// several (default: the current directory)
+        /// several (default: the current directory); `-`: standard output (one name)
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
+        /// Refuse a name whose local file already exists
+        #[arg(long)]
+        no_clobber: bool,
     },
     /// List your files on the server
     List,
@@ -116,6 +124,14 @@ pub(crate) enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Check a client bundle, keep a copy (0600) beside the config file and write the config
+    /// (`server` and `identity`): `ferry` then works from any directory
+    Login {
+        /// The bundle (certificate, key, CA), as `ferry-certs client NAME` writes it
+        bundle: PathBuf,
+    },
+    /// Print the effective server and identity and where each comes from
+    Config,
 }
 
 pub(crate) fn parse_server(value: &str) -> Result<String, String> {
@@ -128,29 +144,38 @@ pub(crate) fn parse_server(value: &str) -> Result<String, String> {
 pub(crate) mod tests {
     use super::*;
     use clap::CommandFactory;
-    use std::path::Path;
 
     /// `ferry ARGS...` parsed as the binary parses it.
     pub(crate) fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))
     }
 
+    /// `ferry ARGS...` parsed, with clap's matches (where each value came from).
+    pub(crate) fn parse_with_matches(args: &[&str]) -> (Cli, clap::ArgMatches) {
+        use clap::FromArgMatches;
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("ferry").chain(args.iter().copied()))
+            .unwrap();
+        (Cli::from_arg_matches(&matches).unwrap(), matches)
+    }
+
     #[test]
-    fn defaults_are_the_files_ferry_certs_init_writes() {
+    fn no_identity_or_server_is_assumed_by_the_parser() {
         let cli = parse(&["list"]).unwrap();
         // The environment may set these; only check when it does not.
-        if std::env::var_os("FERRY_SERVER").is_none() {
-            assert_eq!(cli.server, "127.0.0.1:9000");
+        for (var, value) in [
+            ("FERRY_SERVER", cli.server.is_some()),
+            ("FERRY_IDENTITY", cli.identity.is_some()),
+            ("FERRY_CERTS", cli.certs.is_some()),
+            ("FERRY_CA", cli.ca.is_some()),
+            ("FERRY_CERT", cli.cert.is_some()),
+            ("FERRY_KEY", cli.key.is_some()),
+        ] {
+            if std::env::var_os(var).is_none() {
+                assert!(!value, "{var}");
+            }
         }
-        if std::env::var_os("FERRY_CA").is_none() {
-            assert_eq!(cli.ca, Path::new("certs/ca.crt"));
-        }
-        if std::env::var_os("FERRY_CERT").is_none() {
-            assert_eq!(cli.cert, Path::new("certs/clients/local.crt"));
-        }
-        if std::env::var_os("FERRY_KEY").is_none() {
-            assert_eq!(cli.key, Path::new("certs/clients/local.key"));
-        }
+        assert_eq!(cli.client, "local");
         assert!(!cli.json && !cli.quiet);
         assert!(matches!(cli.command, Command::List));
     }
@@ -160,7 +185,7 @@ pub(crate) mod tests {
         let before = parse(&["--server", "h:1", "--json", "--retries", "3", "list"]).unwrap();
         let after = parse(&["list", "--server", "h:1", "--json", "--retries", "3"]).unwrap();
         for cli in [before, after] {
-            assert_eq!(cli.server, "h:1");
+            assert_eq!(cli.server.as_deref(), Some("h:1"));
             assert!(cli.json);
             assert_eq!(cli.retries, 3);
         }
@@ -170,11 +195,11 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(
             (cli.ca, cli.cert, cli.key),
-            ("x".into(), "y".into(), "z".into())
+            (Some("x".into()), Some("y".into()), Some("z".into()))
         );
         assert!(cli.quiet);
         match cli.command {
-            Command::Upload { files, name } => {
+            Command::Upload { files, name, .. } => {
                 assert_eq!(files, [PathBuf::from("a")]);
                 assert_eq!(name.as_deref(), Some("b"));
             }
@@ -191,6 +216,8 @@ pub(crate) mod tests {
             &["list", "--server", "no port:"],
             &["list", "--retries", "-1"],
             &["roundtrip"],
+            &["login"],
+            &["list", "--parallel", "0"],
         ] {
             let error = parse(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

@@ -6,12 +6,16 @@
 //! ferry list                              list your files
 //! ferry delete NAME...                    delete files
 //! ferry roundtrip FILE [--name NAME]      upload, download back, compare, report both digests
+//! ferry login BUNDLE [--server ADDR]      keep an identity bundle and write the config file
+//! ferry config                            show the server and identity used, and their origin
 //! ```
 //!
-//! Common options (before or after the subcommand): `--server HOST:PORT` (`FERRY_SERVER`,
-//! default `127.0.0.1:9000`), `--ca` (`FERRY_CA`, default `certs/ca.crt`), `--cert`
-//! (`FERRY_CERT`, default `certs/clients/local.crt`), `--key` (`FERRY_KEY`, default
-//! `certs/clients/local.key`), `--retries N` (`FERRY_RETRIES`, default 10), `--json`
+//! Common options (before or after the subcommand): `--server HOST[:PORT]` (`FERRY_SERVER`,
+//! port 9000 if none), `--identity FILE` (`FERRY_IDENTITY`: one PEM bundle), `--certs DIR`
+//! (`FERRY_CERTS`, with `--client NAME`), `--ca`/`--cert`/`--key` (`FERRY_CA`, `FERRY_CERT`,
+//! `FERRY_KEY`), `--config FILE` (`FERRY_CONFIG`). Without them the config file
+//! (`$XDG_CONFIG_HOME/ferry/config.toml`) decides, then the data directory's
+//! `certs/clients/local.bundle.pem`, then `./certs`. `--retries N` (`FERRY_RETRIES`, default 10), `--json`
 //! (one JSON object per operation on stdout; `list` prints an array), `--quiet`,
 //! `-j`/`--parallel N` (`FERRY_PARALLEL`, default 4: connections used at once for several
 //! files; results still print in command-line order).
@@ -23,25 +27,31 @@
 //! 6 local file error. With several files, the first failure's code.
 
 mod cli;
+mod config;
+mod hints;
+mod identity;
 mod output;
 mod plan;
 mod progress;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use ferry_client::{
     exit, Client, ClientError, ClientOptions, FileEntry, Progress, ProgressFn, RoundTripReport,
     TransferReport,
 };
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
+use crate::identity::Settings;
 use crate::output::{report, Output};
-use crate::plan::{plan, Failure, Step};
+use crate::plan::{plan, Dest, Failure, NoClobber, Source, Step};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     ferry_tokio::logging::init(if cli.quiet { "error" } else { "warn" });
     // Connections at once hash and encrypt on threads of their own. (A multi-thread
     // runtime with one worker moved a 1 GiB download 40% slower than a current-thread one.)
@@ -61,12 +71,30 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::OTHER as u8);
         }
     };
-    let code = runtime.block_on(run(cli));
+    let code = runtime.block_on(run(cli, matches));
     ExitCode::from(code as u8)
 }
 
-async fn run(cli: Cli) -> i32 {
-    let out = Output::new(&cli);
+async fn run(cli: Cli, matches: ArgMatches) -> i32 {
+    let mut out = Output::new(&cli);
+    if let Command::Login { bundle } = &cli.command {
+        return match setup::login(&cli, &matches, bundle) {
+            Ok(()) => exit::SUCCESS,
+            Err(e) => out.error("login", None, &e),
+        };
+    }
+    let settings = match Settings::resolve(&cli, &matches) {
+        Ok(settings) => settings,
+        Err(e) => return out.error("config", None, &e),
+    };
+    if let Command::Config = cli.command {
+        return setup::show(&cli, &settings);
+    }
+    out.ca_file = settings
+        .identity
+        .as_ref()
+        .ok()
+        .map(|found| found.value.ca_file().to_path_buf());
     // Check what can be checked locally before connecting.
     let plan = match plan(&cli) {
         Ok(plan) => plan,
@@ -77,22 +105,47 @@ async fn run(cli: Cli) -> i32 {
         }
         Err(Failure::Op(op, name, error)) => return out.error(op, name.as_deref(), &error),
     };
-    let options = match ClientOptions::from_files(&cli.server, &cli.ca, &cli.cert, &cli.key) {
+    let options = match settings.client_options() {
         Ok(mut options) => {
             options.retries = cli.retries;
             options
         }
-        Err(e) => return out.error("connect", None, &e.into()),
+        Err(e) => return out.error("connect", None, &e),
     };
     let connections = (cli.parallel as usize).clamp(1, plan.len().max(1));
-    let clients = match connect_all(options, connections).await {
+    let mut clients = match connect_all(options, connections).await {
         Ok(clients) => clients,
         Err(e) => return out.error("connect", None, &e.into()),
+    };
+    let plan = match &cli.command {
+        Command::Upload {
+            no_clobber: true, ..
+        } => match refuse_taken(&mut clients[0], plan).await {
+            Ok(plan) => plan,
+            Err(e) => return out.error("list", None, &e.into()),
+        },
+        _ => plan,
     };
     match <[Client; 1]>::try_from(clients) {
         Ok([client]) => run_in_turn(client, &out, plan).await,
         Err(clients) => run_at_once(clients, &out, plan).await,
     }
+}
+
+/// Uploads of names the server already has, refused (`--no-clobber`).
+async fn refuse_taken(client: &mut Client, plan: Vec<Step>) -> Result<Vec<Step>, ClientError> {
+    let held: std::collections::HashSet<String> =
+        client.list().await?.into_iter().map(|e| e.name).collect();
+    Ok(plan
+        .into_iter()
+        .map(|step| match step {
+            Step::Upload { name, .. } if held.contains(&name) => {
+                let error = NoClobber::on_server(&name);
+                Step::Refused("upload", name, error)
+            }
+            other => other,
+        })
+        .collect())
 }
 
 /// Opens `count` connections at once.
@@ -206,14 +259,34 @@ enum Outcome {
 async fn execute(client: &mut Client, step: Step, progress: ProgressFn<'_>) -> Outcome {
     let failed = |op, name: &str, e: ClientError| Outcome::Failed(op, Some(name.into()), e.into());
     match step {
-        Step::Upload { path, name } => match client.upload_file(&path, &name, progress).await {
-            Ok(report) => Outcome::Uploaded(report, path),
-            Err(e) => failed("upload", &name, e),
-        },
-        Step::Download { name, dest } => match client.download_file(&name, &dest, progress).await {
+        Step::Upload { source, name } => {
+            let shown = source.shown();
+            let result = match source {
+                Source::File(path) => client.upload_file(&path, &name, progress).await,
+                Source::Spooled(file) => {
+                    client.upload_open_file(file, &shown, &name, progress).await
+                }
+            };
+            match result {
+                Ok(report) => Outcome::Uploaded(report, shown),
+                Err(e) => failed("upload", &name, e),
+            }
+        }
+        Step::Download {
+            name,
+            dest: Dest::File(dest),
+        } => match client.download_file(&name, &dest, progress).await {
             Ok(report) => Outcome::Downloaded(report, dest),
             Err(e) => failed("download", &name, e),
         },
+        Step::Download {
+            name,
+            dest: Dest::Stdout,
+        } => match download_to_stdout(client, &name, progress).await {
+            Ok(report) => Outcome::Downloaded(report, Dest::Stdout.shown()),
+            Err(e) => Outcome::Failed("download", Some(name), e),
+        },
+        Step::Refused(op, name, error) => Outcome::Failed(op, Some(name), error),
         Step::List => match client.list().await {
             Ok(entries) => Outcome::Listed(entries),
             Err(e) => Outcome::Failed("list", None, e.into()),
@@ -227,4 +300,30 @@ async fn execute(client: &mut Client, step: Step, progress: ProgressFn<'_>) -> O
             Err(e) => failed("roundtrip", &name, e),
         },
     }
+}
+
+/// Downloads `name` into a temporary directory, then, verified, copies it to standard output.
+async fn download_to_stdout(
+    client: &mut Client,
+    name: &str,
+    progress: ProgressFn<'_>,
+) -> anyhow::Result<TransferReport> {
+    let spool = tempfile::tempdir().map_err(|e| ClientError::Io {
+        path: std::env::temp_dir(),
+        source: e,
+    })?;
+    let file = spool.path().join("download");
+    let report = client.download_file(name, &file, progress).await?;
+    let copy = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let copied = std::io::copy(&mut std::fs::File::open(&file)?, &mut stdout)?;
+        stdout.flush()?;
+        Ok(copied)
+    });
+    copy.await?.map_err(|e| ClientError::Io {
+        path: "<standard output>".into(),
+        source: e,
+    })?;
+    Ok(report)
 }

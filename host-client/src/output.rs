@@ -1,13 +1,16 @@
 //! How results are shown: lines for people, JSON objects for programs, the list table.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ferry_client::{exit, ClientError, FileEntry, RoundTripReport, TransferReport};
 use indicatif::ProgressBar;
 use serde_json::{json, Value};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
+use crate::hints;
+use crate::identity::NoIdentity;
+use crate::plan::{NoClobber, STDIO};
 use crate::progress::{byte_bar, Bars};
 use crate::Outcome;
 
@@ -16,20 +19,32 @@ pub(crate) struct Output {
     pub(crate) json: bool,
     pub(crate) quiet: bool,
     pub(crate) bars: bool,
+    /// Standard output carries a downloaded file: result lines go to standard error.
+    pub(crate) data_on_stdout: bool,
+    /// The file holding the CA this client trusts, named in hints.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl Output {
     pub(crate) fn new(cli: &Cli) -> Self {
+        let data_on_stdout = matches!(
+            &cli.command,
+            Command::Download { output: Some(path), .. } if path.as_os_str() == STDIO
+        );
         Self {
             json: cli.json,
             quiet: cli.quiet,
             bars: !cli.json && !cli.quiet && std::io::stderr().is_terminal(),
+            data_on_stdout,
+            ca_file: None,
         }
     }
 
     pub(crate) fn line(&self, text: &str) {
-        if !self.quiet && !self.json {
-            println!("{text}");
+        match (self.quiet || self.json, self.data_on_stdout) {
+            (true, _) => {}
+            (false, true) => eprintln!("{text}"),
+            (false, false) => println!("{text}"),
         }
     }
 
@@ -46,12 +61,17 @@ impl Output {
             Some(name) => format!("{op} {name}"),
             None => op.to_string(),
         };
-        eprintln!("ferry: {what}: {error:#}");
+        let hint = hints::hint(error, self.ca_file.as_deref());
+        match &hint {
+            Some(hint) => eprintln!("ferry: {what}: {error:#}; {hint}"),
+            None => eprintln!("ferry: {what}: {error:#}"),
+        }
         if self.json {
-            let kind = error
-                .downcast_ref::<ClientError>()
-                .map(ClientError::kind)
-                .unwrap_or("other");
+            let kind = match (error.downcast_ref::<ClientError>(), error.is::<NoClobber>()) {
+                (Some(error), _) => error.kind(),
+                (None, true) => "no_clobber",
+                (None, false) => "other",
+            };
             let mut value = json!({
                 "op": op,
                 "ok": false,
@@ -61,6 +81,9 @@ impl Output {
             });
             if let Some(name) = name {
                 value["name"] = json!(name);
+            }
+            if let Some(hint) = hint {
+                value["hint"] = json!(hint);
             }
             if let Some(code) = error
                 .downcast_ref::<ClientError>()
@@ -90,9 +113,14 @@ impl Output {
 
 /// The exit code of an error from this program.
 pub(crate) fn exit_code_of(error: &anyhow::Error) -> i32 {
-    match error.downcast_ref::<ClientError>() {
-        Some(error) => error.exit_code(),
-        None => exit::OTHER,
+    match (
+        error.downcast_ref::<ClientError>(),
+        error.downcast_ref::<NoClobber>(),
+    ) {
+        (Some(error), _) => error.exit_code(),
+        (None, Some(refusal)) => refusal.exit_code,
+        (None, None) if error.is::<NoIdentity>() => exit::LOCAL_FILE,
+        (None, None) => exit::OTHER,
     }
 }
 

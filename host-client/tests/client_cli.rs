@@ -59,11 +59,17 @@ impl Setup {
     }
 }
 
-/// `ferry` with no FERRY_* variables from the environment.
+/// `ferry` with no FERRY_* variables from the environment and no config file.
 fn ferry() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .env("XDG_CONFIG_HOME", "/nonexistent/ferry-test-config")
+        .env("FERRY_DATA_DIR", "/nonexistent/ferry-test-data");
     for var in [
         "FERRY_SERVER",
+        "FERRY_IDENTITY",
+        "FERRY_CERTS",
+        "FERRY_CONFIG",
         "FERRY_CA",
         "FERRY_CERT",
         "FERRY_KEY",

@@ -34,11 +34,13 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The certificate, key or CA file could not be used.
-    #[error("client credentials: {0}")]
+    /// The certificate, key or CA file could not be used. (Display leaves the cause to
+    /// [`source`](std::error::Error::source), as every variant here does, so a chain
+    /// printed with `{:#}` says each thing once.)
+    #[error("client credentials")]
     Credentials(#[from] ferry_certs::CertError),
     /// The TCP connection could not be made (or timed out).
-    #[error("cannot connect to {server}: {source}")]
+    #[error("cannot connect to {server}")]
     Connect {
         /// The server address.
         server: String,
@@ -47,7 +49,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The TLS handshake failed: a certificate was refused by either side.
-    #[error("TLS with {server} failed: {source}")]
+    #[error("TLS with {server} failed")]
     Tls {
         /// The server address.
         server: String,
@@ -92,7 +94,7 @@ pub enum ClientError {
         reason: String,
     },
     /// A local file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
@@ -151,6 +153,19 @@ impl ClientError {
             ClientError::InvalidName { .. } => Some(ErrorCode::INVALID_NAME),
             _ => None,
         }
+    }
+
+    /// This error with its causes, `: `-separated, each said once (for logs and messages
+    /// shown in one line; `anyhow`'s `{:#}` prints the same).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -251,5 +266,30 @@ mod tests {
         assert_eq!(error.refusal_code(), Some(ErrorCode::NOT_FOUND));
         let bare = ClientError::refused(ErrorCode::BUSY, "");
         assert_eq!(bare.to_string(), "refused by the server: busy");
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let refused = ClientError::Connect {
+            server: "127.0.0.1:9".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(
+            refused.with_causes(),
+            "cannot connect to 127.0.0.1:9: connection refused"
+        );
+        let missing = ClientError::Credentials(ferry_certs::CertError::Missing {
+            path: "certs/ca.crt".into(),
+        });
+        assert_eq!(
+            missing.with_causes(),
+            "client credentials: certs/ca.crt: file not found"
+        );
+        let tls = ClientError::Tls {
+            server: "h:1".into(),
+            source: rustls::Error::HandshakeNotComplete,
+        };
+        let text = tls.with_causes();
+        assert_eq!(text.matches("handshake not complete").count(), 1, "{text}");
     }
 }

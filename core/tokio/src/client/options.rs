@@ -121,7 +121,8 @@ impl ClientOptions {
     }
 }
 
-/// Splits `HOST:PORT`, `[V6]:PORT`, `HOST` or `[V6]` into host and port.
+/// Splits `HOST:PORT`, `[V6]:PORT`, `HOST`, `[V6]` or `V6` into host and port
+/// ([`DEFAULT_PORT`] if none is given).
 pub fn split_server(server: &str) -> Result<(String, u16), ClientError> {
     let bad = |reason: &str| ClientError::Address {
         server: server.to_string(),
@@ -131,7 +132,10 @@ pub fn split_server(server: &str) -> Result<(String, u16), ClientError> {
     if server_trimmed.is_empty() {
         return Err(bad("empty"));
     }
-    let (host, port) = if let Some(rest) = server_trimmed.strip_prefix('[') {
+    let (host, port) = if server_trimmed.parse::<std::net::Ipv6Addr>().is_ok() {
+        // A bare IPv6 address: the port can only be given in the bracket form.
+        (server_trimmed, None)
+    } else if let Some(rest) = server_trimmed.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
         let port = match after {
             "" => None,
@@ -180,6 +184,10 @@ mod tests {
         assert_eq!(ok("nas.lan"), ("nas.lan".into(), DEFAULT_PORT));
         assert_eq!(ok("[::1]:9443"), ("::1".into(), 9443));
         assert_eq!(ok("[::1]"), ("::1".into(), DEFAULT_PORT));
+        assert_eq!(ok("::1"), ("::1".into(), DEFAULT_PORT));
+        assert_eq!(ok("127.0.0.1"), ("127.0.0.1".into(), DEFAULT_PORT));
+        // Unbracketed, every group belongs to the address.
+        assert_eq!(ok("fe80::1:9000"), ("fe80::1:9000".into(), DEFAULT_PORT));
         for bad in [
             "",
             ":9000",
@@ -187,7 +195,8 @@ mod tests {
             "host:0",
             "host:65536",
             "host:x",
-            "::1:9000",
+            "::1:x",
+            "::1::2",
             "[::1",
             "[::1]9000",
             "bad host:9",

@@ -440,7 +440,11 @@ impl Client {
                     let progressed = op.progress_marker() != marker;
                     if reused && !progressed && !stale_seen {
                         stale_seen = true;
-                        tracing::debug!(name = op.name(), "{error}; reconnecting at once");
+                        tracing::debug!(
+                            name = op.name(),
+                            "{}; reconnecting at once",
+                            error.with_causes()
+                        );
                         continue;
                     }
                     if progressed {
@@ -452,7 +456,8 @@ impl Client {
                     tracing::warn!(
                         name = op.name(),
                         attempt = attempts,
-                        "{error}; reconnecting in {} ms",
+                        "{}; reconnecting in {} ms",
+                        error.with_causes(),
                         delay.as_millis()
                     );
                     tokio::time::sleep(delay).await;
@@ -472,6 +477,21 @@ impl Client {
     ) -> Result<TransferReport, ClientError> {
         check_name(name)?;
         let source = Source::<tokio::io::Empty>::open_file(path)?;
+        let mut op = UploadOp::new(name, source, progress);
+        self.run(&mut op).await
+    }
+
+    /// Uploads a file already open (for instance an unnamed temporary file) as `name`, as
+    /// [`upload_file`](Self::upload_file) does; `label` names it in messages.
+    pub async fn upload_open_file(
+        &mut self,
+        file: std::fs::File,
+        label: &Path,
+        name: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<TransferReport, ClientError> {
+        check_name(name)?;
+        let source = Source::<tokio::io::Empty>::opened_file(file, label)?;
         let mut op = UploadOp::new(name, source, progress);
         self.run(&mut op).await
     }

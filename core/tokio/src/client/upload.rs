@@ -42,6 +42,11 @@ const STREAM: &str = "<upload stream>";
 impl<R: AsyncRead + Unpin> Source<R> {
     pub(crate) fn open_file(path: &Path) -> Result<Self, ClientError> {
         let file = File::open(path).map_err(|e| ClientError::io(path, e))?;
+        Self::opened_file(file, path)
+    }
+
+    /// A file already open; `path` names it in messages.
+    pub(crate) fn opened_file(file: File, path: &Path) -> Result<Self, ClientError> {
         let meta = file.metadata().map_err(|e| ClientError::io(path, e))?;
         if !meta.is_file() {
             return Err(ClientError::io(
