@@ -371,7 +371,7 @@ fn a_server_without_a_port_means_port_9000() {
     ]);
     assert_eq!(ran.code, 3, "{}", ran.stderr);
     assert!(
-        ran.error_line().contains("TLS with 127.0.0.77 failed"),
+        ran.error_line().contains("TLS with 127.0.0.77:9000 failed"),
         "{}",
         ran.stderr
     );

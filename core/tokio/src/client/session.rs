@@ -230,8 +230,9 @@ impl Client {
 
     /// Opens a connection: TCP, TLS handshake, protocol hello, within `connect_timeout`.
     async fn open(&self) -> Result<Live, ClientError> {
-        let server = self.options.server.clone();
+        // Errors name the address with its port, also where `--server` left it out.
         let (address, server_name) = self.options.endpoint()?;
+        let server = address.clone();
         let connect_error = |source: io::Error| ClientError::Connect {
             server: server.clone(),
             source,
