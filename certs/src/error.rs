@@ -9,8 +9,6 @@ pub type Result<T, E = CertError> = std::result::Result<T, E>;
 ///
 /// Each variant that concerns a file carries its path, and the `Display` text starts with it,
 /// so the message alone tells the operator which file to look at and what is wrong with it.
-/// A variant with an underlying error leaves it to `source()` (not repeated in `Display`):
-/// print with `{:#}` (anyhow) or walk the chain.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CertError {
@@ -22,7 +20,7 @@ pub enum CertError {
     },
 
     /// Reading, writing or renaming a file failed.
-    #[error("{}: cannot {action}", path.display())]
+    #[error("{}: cannot {action}: {source}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
@@ -179,7 +177,7 @@ pub enum CertError {
     },
 
     /// rcgen refused to generate a key, certificate or CRL.
-    #[error("{what}: generation failed")]
+    #[error("{what}: generation failed: {source}")]
     Generate {
         /// What was being generated.
         what: String,
@@ -198,7 +196,7 @@ pub enum CertError {
     },
 
     /// rustls refused a configuration.
-    #[error("{}: TLS configuration failed", path.display())]
+    #[error("{}: TLS configuration failed: {source}", path.display())]
     Tls {
         /// The file whose content was refused (certificate or key).
         path: PathBuf,
@@ -208,7 +206,7 @@ pub enum CertError {
     },
 
     /// The client certificate verifier could not be built from the CA and CRL.
-    #[error("{}: cannot build the client certificate verifier", path.display())]
+    #[error("{}: cannot build the client certificate verifier: {source}", path.display())]
     Verifier {
         /// The CA (or CRL) file concerned.
         path: PathBuf,

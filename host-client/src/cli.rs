@@ -124,8 +124,10 @@ pub(crate) enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Check a client bundle, keep a copy (0600) beside the config file and write the config
-    /// (`server` and `identity`): `ferry` then works from any directory
+    /// Keep a client bundle and write the config file: `ferry` then works from any directory
+    ///
+    /// Checks the bundle (it parses, its key belongs to its certificate), copies it beside the
+    /// config file (mode 0600) and writes the config's `server` (with --server) and `identity`.
     Login {
         /// The bundle (certificate, key, CA), as `ferry-certs client NAME` writes it
         bundle: PathBuf,

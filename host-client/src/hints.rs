@@ -8,12 +8,12 @@ use ferry_client::{split_server, ClientError, DEFAULT_PORT};
 /// A hint for `error`, given the file holding the CA the client trusts.
 pub(crate) fn hint(error: &anyhow::Error, ca_file: Option<&Path>) -> Option<String> {
     match error.downcast_ref::<ClientError>()? {
-        ClientError::Connect { server, source }
-            if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+        ClientError::Connect { server, cause }
+            if cause.kind() == std::io::ErrorKind::ConnectionRefused =>
         {
             Some(refused_hint(server))
         }
-        ClientError::Tls { source, .. } => tls_hint(source, ca_file),
+        ClientError::Tls { cause, .. } => tls_hint(cause, ca_file),
         _ => None,
     }
 }
@@ -58,10 +58,10 @@ fn tls_hint(error: &rustls::Error, ca_file: Option<&Path>) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn tls(source: rustls::Error) -> anyhow::Error {
+    fn tls(cause: rustls::Error) -> anyhow::Error {
         ClientError::Tls {
             server: "h:9000".into(),
-            source,
+            cause,
         }
         .into()
     }
@@ -71,7 +71,7 @@ mod tests {
         let refused = |server: &str| -> anyhow::Error {
             ClientError::Connect {
                 server: server.into(),
-                source: std::io::ErrorKind::ConnectionRefused.into(),
+                cause: std::io::ErrorKind::ConnectionRefused.into(),
             }
             .into()
         };
@@ -99,7 +99,7 @@ mod tests {
         assert!(hint(&http, None).unwrap().contains("web page (HTTP)"));
         let timeout: anyhow::Error = ClientError::Connect {
             server: "h:1".into(),
-            source: std::io::ErrorKind::TimedOut.into(),
+            cause: std::io::ErrorKind::TimedOut.into(),
         }
         .into();
         assert_eq!(hint(&timeout, None), None);

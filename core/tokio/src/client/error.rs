@@ -34,28 +34,28 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The certificate, key or CA file could not be used. (Display leaves the cause to
-    /// [`source`](std::error::Error::source), as every variant here does, so a chain
-    /// printed with `{:#}` says each thing once.)
-    #[error("client credentials")]
-    Credentials(#[from] ferry_certs::CertError),
+    /// The certificate, key or CA file could not be used.
+    ///
+    /// This variant and the next two say their cause in `Display` (callers show
+    /// `to_string()`) and so do not also return it from `source()`: a chain printed with
+    /// `{:#}` says each thing once. [`Io`](Self::Io) leaves its cause to `source()`.
+    #[error("client credentials: {0}")]
+    Credentials(ferry_certs::CertError),
     /// The TCP connection could not be made (or timed out).
-    #[error("cannot connect to {server}")]
+    #[error("cannot connect to {server}: {cause}")]
     Connect {
-        /// The server address.
+        /// The address connected to (`HOST:PORT`).
         server: String,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The TLS handshake failed: a certificate was refused by either side.
-    #[error("TLS with {server} failed")]
+    #[error("TLS with {server} failed: {cause}")]
     Tls {
-        /// The server address.
+        /// The address connected to (`HOST:PORT`).
         server: String,
         /// What rustls reported.
-        #[source]
-        source: rustls::Error,
+        cause: rustls::Error,
     },
     /// The connection kept breaking and the retries are used up, or a streamed upload
     /// lost its connection after its data was consumed (it cannot resume).
@@ -105,6 +105,12 @@ pub enum ClientError {
     /// The server broke the protocol or spoke another version.
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+impl From<ferry_certs::CertError> for ClientError {
+    fn from(error: ferry_certs::CertError) -> Self {
+        ClientError::Credentials(error)
+    }
 }
 
 fn text_suffix(text: &str) -> String {
@@ -208,14 +214,14 @@ mod tests {
             (
                 ClientError::Connect {
                     server: "s".into(),
-                    source: io_error(),
+                    cause: io_error(),
                 },
                 3,
             ),
             (
                 ClientError::Tls {
                     server: "s".into(),
-                    source: rustls::Error::HandshakeNotComplete,
+                    cause: rustls::Error::HandshakeNotComplete,
                 },
                 3,
             ),
@@ -272,7 +278,7 @@ mod tests {
     fn causes_are_said_once() {
         let refused = ClientError::Connect {
             server: "127.0.0.1:9".into(),
-            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+            cause: io::Error::from(io::ErrorKind::ConnectionRefused),
         };
         assert_eq!(
             refused.with_causes(),
@@ -287,9 +293,12 @@ mod tests {
         );
         let tls = ClientError::Tls {
             server: "h:1".into(),
-            source: rustls::Error::HandshakeNotComplete,
+            cause: rustls::Error::HandshakeNotComplete,
         };
         let text = tls.with_causes();
         assert_eq!(text.matches("handshake not complete").count(), 1, "{text}");
+        assert_eq!(text, tls.to_string());
+        let io = ClientError::io("/x", io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(io.with_causes(), "/x: entity not found");
     }
 }

@@ -233,9 +233,9 @@ impl Client {
         // Errors name the address with its port, also where `--server` left it out.
         let (address, server_name) = self.options.endpoint()?;
         let server = address.clone();
-        let connect_error = |source: io::Error| ClientError::Connect {
+        let connect_error = |cause: io::Error| ClientError::Connect {
             server: server.clone(),
-            source,
+            cause,
         };
         let timed_out = || {
             connect_error(io::Error::new(
@@ -247,9 +247,9 @@ impl Client {
             ))
         };
         let tls_or_io = |error: io::Error| match tls_error(&error) {
-            Some(source) => ClientError::Tls {
+            Some(cause) => ClientError::Tls {
                 server: server.clone(),
-                source,
+                cause,
             },
             None => connect_error(error),
         };
