@@ -38,7 +38,7 @@ pub(crate) const MAX_PARALLEL: u32 = 32;
     args_override_self = true
 )]
 pub(crate) struct Cli {
-    /// Server address, HOST[:PORT] (port 9000 if none; an IPv6 address may be in square
+    /// Server address, HOST:PORT or HOST (port 9000; an IPv6 address may be in square
     /// brackets); HOST is the TLS server name [default: the config file's, else 127.0.0.1:9000]
     #[arg(long, global = true, env = "FERRY_SERVER", value_parser = parse_server)]
     pub(crate) server: Option<String>,

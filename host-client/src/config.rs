@@ -18,7 +18,7 @@ pub(crate) const IDENTITY_FILE: &str = "identity.bundle.pem";
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
-    /// HOST[:PORT] of the server.
+    /// `HOST[:PORT]` of the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) server: Option<String>,
     /// The identity bundle (a relative path is relative to the config file's directory).
