@@ -186,8 +186,7 @@ fn the_default_data_directory_is_created_only_by_a_listening_server() {
 
     // The port is taken: nothing is created, no CA.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let output = command(data.root())
-        .args(["--listen", &busy.local_addr().unwrap().to_string()])
+    let output = command(data.root(), &busy.local_addr().unwrap().to_string())
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -198,7 +197,7 @@ fn the_default_data_directory_is_created_only_by_a_listening_server() {
     // No flags: certificates and storage land in FERRY_DATA_DIR, and the first run prints
     // the command that sets up the client.
     let server = spawn(
-        command(data.root()),
+        command(data.root(), "127.0.0.1:0"),
         data.storage(),
         data.certs().root().into(),
     );
@@ -221,7 +220,7 @@ fn the_default_data_directory_is_created_only_by_a_listening_server() {
 
     // Later runs print no login line: the CA exists.
     let again = spawn(
-        command(data.root()),
+        command(data.root(), "127.0.0.1:0"),
         data.storage(),
         data.certs().root().into(),
     );

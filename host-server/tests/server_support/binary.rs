@@ -19,12 +19,12 @@ pub struct Running {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
-/// `ferry-server --no-web --listen 127.0.0.1:0` logging at info, with no `FERRY_*` option
-/// from the test's environment and its data directory, should it use the default one, in
-/// `data` (never the user's).
-pub fn command(data: &Path) -> Command {
+/// `ferry-server --no-web --listen LISTEN` logging at info, with no `FERRY_*` option from
+/// the test's environment and its data directory, should it use the default one, in `data`
+/// (never the user's).
+pub fn command(data: &Path, listen: &str) -> Command {
     let mut command = Command::new(BIN);
-    command.args(["--no-web", "--listen", "127.0.0.1:0"]);
+    command.args(["--no-web", "--listen", listen]);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("FERRY_") {
             command.env_remove(key);
@@ -40,7 +40,7 @@ pub fn command(data: &Path) -> Command {
 /// Starts the server with storage and certificates in `root/storage` and `root/certs`.
 pub fn start(root: &Path, extra: &[&str]) -> Running {
     let (storage, certs) = (root.join("storage"), root.join("certs"));
-    let mut command = command(&root.join("data"));
+    let mut command = command(&root.join("data"), "127.0.0.1:0");
     command
         .arg("--storage")
         .arg(&storage)
