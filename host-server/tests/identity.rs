@@ -61,7 +61,7 @@ async fn a_renewed_client_keeps_its_files_and_its_old_certificate_can_be_revoked
             },
         )
         .unwrap();
-    assert_eq!(report.still_valid, [old_serial.clone()]);
+    assert_eq!(report.still_valid, std::slice::from_ref(&old_serial));
     let new_tls = client_tls(&server.certs, "phone");
     assert_ne!(
         report.issued.fingerprint,
