@@ -16,7 +16,12 @@ use std::process::ExitCode;
 struct Cli {
     /// Certificate directory [env: FERRY_CERTS, or the older FERRY_CERTS_DIR] [default:
     /// DATA/certs, where DATA is $FERRY_DATA_DIR or ~/.local/share/ferry].
-    #[arg(long = "certs", visible_alias = "dir", global = true, value_name = "DIR")]
+    #[arg(
+        long = "certs",
+        visible_alias = "dir",
+        global = true,
+        value_name = "DIR"
+    )]
     dir: Option<PathBuf>,
 
     #[command(subcommand)]
