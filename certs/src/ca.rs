@@ -113,7 +113,7 @@ impl IssuedCert {
     pub fn identity(&self) -> ClientIdentity {
         ClientIdentity {
             fingerprint: self.fingerprint.clone(),
-            label: self.name.clone(),
+            name: self.name.clone(),
         }
     }
 }
@@ -171,6 +171,8 @@ pub(crate) struct IssueRequest<'a> {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub serial: Vec<u8>,
+    /// The key to certify (a renewal that keeps its key); `None` generates a new one.
+    pub key: Option<KeyPair>,
 }
 
 /// A random positive 16-byte serial number (first byte 0x01..=0x7f so that its DER encoding
@@ -203,6 +205,24 @@ pub(crate) fn validity_days(days: u32) -> Result<(OffsetDateTime, OffsetDateTime
 fn new_key() -> Result<KeyPair> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| CertError::generate("ECDSA P-256 key", e))
+}
+
+/// Reads an ECDSA P-256 private key (PEM) to certify again, as a renewal that keeps the key
+/// does.
+pub(crate) fn load_key(path: &Path) -> Result<KeyPair> {
+    let pem = crate::fsutil::read_text(path)?;
+    let der = x509::key_from_pem(&pem, path)?;
+    let key = KeyPair::try_from(&der).map_err(|e| CertError::BadKey {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !key.is_compatible(&PKCS_ECDSA_P256_SHA256) {
+        return Err(CertError::BadKey {
+            path: path.to_path_buf(),
+            reason: "not an ECDSA P-256 key".into(),
+        });
+    }
+    Ok(key)
 }
 
 fn to_system(t: OffsetDateTime) -> SystemTime {
@@ -346,6 +366,7 @@ impl Ca {
             not_before,
             not_after,
             serial: random_serial(),
+            key: None,
         })
     }
 
@@ -366,6 +387,7 @@ impl Ca {
             not_before: OffsetDateTime::from(not_before),
             not_after: OffsetDateTime::from(not_after),
             serial: random_serial(),
+            key: None,
         })
     }
 
@@ -381,6 +403,7 @@ impl Ca {
             not_before,
             not_after,
             serial: random_serial(),
+            key: None,
         })
     }
 
@@ -412,7 +435,10 @@ impl Ca {
                 ),
             });
         }
-        let key = new_key()?;
+        let key = match req.key {
+            Some(key) => key,
+            None => new_key()?,
+        };
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, req.name);

@@ -7,8 +7,9 @@ use crate::ca::{
 };
 use crate::error::{CertError, Result};
 use crate::fsutil::{create_dir, write_atomic, Visibility};
-use crate::index::{Index, IndexEntry};
+use crate::index::{Index, IndexEntry, IndexLock, NameStatus};
 use crate::names::validate_client_name;
+use crate::renew::Renewal;
 use crate::tls::ServerTlsPaths;
 use crate::x509::{self, now, parse_rfc3339, rfc3339, CertInfo};
 use std::path::{Path, PathBuf};
@@ -30,8 +31,6 @@ pub const CRL_FILE: &str = "crl.pem";
 pub const INDEX_FILE: &str = "index.json";
 /// The client certificate `init` creates.
 pub const LOCAL_CLIENT: &str = "local";
-/// Default certificate directory.
-pub const DEFAULT_DIR: &str = "certs";
 
 /// A certificate directory:
 ///
@@ -107,6 +106,24 @@ pub struct RevokeReport {
     pub crl_number: u64,
 }
 
+/// Options of [`CertDir::new_client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClient {
+    /// Validity, days.
+    pub days: u32,
+    /// Issue a name whose certificates were all revoked (whoever gets it gets its files).
+    pub reuse_revoked_name: bool,
+}
+
+impl Default for NewClient {
+    fn default() -> Self {
+        NewClient {
+            days: DEFAULT_CLIENT_DAYS,
+            reuse_revoked_name: false,
+        }
+    }
+}
+
 fn entry_for(kind: CertKind, name: &str, info: &CertInfo) -> IndexEntry {
     IndexEntry {
         name: name.to_string(),
@@ -119,7 +136,7 @@ fn entry_for(kind: CertKind, name: &str, info: &CertInfo) -> IndexEntry {
     }
 }
 
-fn entry_for_issued(issued: &IssuedCert) -> IndexEntry {
+pub(crate) fn entry_for_issued(issued: &IssuedCert) -> IndexEntry {
     IndexEntry {
         name: issued.name.clone(),
         kind: issued.kind,
@@ -224,7 +241,7 @@ impl CertDir {
     }
 
     /// A serial not yet in `index`.
-    fn fresh_serial(index: &Index) -> Vec<u8> {
+    pub(crate) fn fresh_serial(index: &Index) -> Vec<u8> {
         loop {
             let s = random_serial();
             if !index.contains_serial(&hex::encode(&s)) {
@@ -245,6 +262,7 @@ impl CertDir {
         force: bool,
     ) -> Result<IssuedCert> {
         let ca = self.load_ca()?;
+        let _lock = self.lock_index()?;
         let mut index = self.load_index()?;
         let issued = self.issue_server_with(&ca, &mut index, extra_sans, days, force)?;
         index.save(&self.index_path())?;
@@ -275,6 +293,7 @@ impl CertDir {
             not_before,
             not_after,
             serial: Self::fresh_serial(index),
+            key: None,
         })?;
         write_atomic(
             &key_path,
@@ -294,15 +313,53 @@ impl CertDir {
         Ok(issued)
     }
 
+    /// Takes the index's lock (see [`IndexLock`]); changes of the index made while it is
+    /// held cannot interleave with those of another process.
+    pub fn lock_index(&self) -> Result<IndexLock> {
+        IndexLock::acquire(&self.root)
+    }
+
     /// Issues a client certificate, writes `clients/NAME.key` (0600), `clients/NAME.crt` and
     /// `clients/NAME.bundle.pem` (0600), and records it in the index.
     ///
-    /// Without `force`, any existing file of that client is an error and nothing is written.
+    /// Without `force` this is [`CertDir::new_client`] with default options: a name already
+    /// issued, or revoked, is refused. With `force` it is [`CertDir::renew`] with a new key
+    /// (and the name need not be known yet); the existing files are replaced.
     pub fn issue_client(&self, name: &str, days: u32, force: bool) -> Result<IssuedClient> {
+        if force {
+            validate_client_name(name)?;
+            let ca = self.load_ca()?;
+            let _lock = self.lock_index()?;
+            let renewal = Renewal {
+                days,
+                new_key: true,
+                ..Renewal::default()
+            };
+            return Ok(self.renew_locked(&ca, name, &renewal, true)?.issued);
+        }
+        self.new_client(
+            name,
+            &NewClient {
+                days,
+                ..NewClient::default()
+            },
+        )
+    }
+
+    /// Issues a certificate to a new client `name` (see [`CertDir::issue_client`] for the
+    /// files). A name the index already holds is refused ([`CertError::NameTaken`]: renew it
+    /// instead), and so is a revoked one ([`CertError::NameRevoked`]) unless
+    /// `options.reuse_revoked_name` (its old files are then replaced). Checked and recorded
+    /// under the index's lock.
+    pub fn new_client(&self, name: &str, options: &NewClient) -> Result<IssuedClient> {
         validate_client_name(name)?;
         let ca = self.load_ca()?;
+        let _lock = self.lock_index()?;
         let mut index = self.load_index()?;
-        let issued = self.issue_client_with(&ca, &mut index, name, days, force)?;
+        check_name_free(&index, name, options.reuse_revoked_name)?;
+        // The files of a revoked name are of no use any more: a reissue replaces them.
+        let replace = index.name_status(name) == NameStatus::Revoked;
+        let issued = self.issue_client_with(&ca, &mut index, name, options.days, replace)?;
         index.save(&self.index_path())?;
         Ok(issued)
     }
@@ -331,6 +388,7 @@ impl CertDir {
             not_before,
             not_after,
             serial: Self::fresh_serial(index),
+            key: None,
         })?;
         create_dir(&self.clients_dir())?;
         write_atomic(
@@ -357,10 +415,15 @@ impl CertDir {
 
     /// Records a client certificate issued in memory (by [`Ca::issue_client`]) in the index,
     /// so that `list` shows it and `revoke` can revoke it. No file other than the index is
-    /// written. Fails if its serial is already recorded.
+    /// written. Under the index's lock, like [`CertDir::new_client`], it refuses a name the
+    /// index already holds, revoked or not, and a serial already recorded: the web page
+    /// records its sessions' certificates this way and so can never take another client's
+    /// name (drop the certificate when this fails).
     pub fn record_client(&self, issued: &IssuedClient) -> Result<()> {
         validate_client_name(&issued.name)?;
+        let _lock = self.lock_index()?;
         let mut index = self.load_index()?;
+        check_name_free(&index, &issued.name, false)?;
         index.add(entry_for_issued(issued), &self.index_path())?;
         index.save(&self.index_path())
     }
@@ -373,21 +436,48 @@ impl CertDir {
     pub fn revoke(&self, name: &str) -> Result<RevokeReport> {
         validate_client_name(name)?;
         let ca = self.load_ca()?;
-        let index_path = self.index_path();
-        let mut index = self.load_index()?;
+        let _lock = self.lock_index()?;
+        let index = self.load_index()?;
         if index.clients_named(name).next().is_none() {
             return Err(CertError::UnknownClient {
-                path: index_path,
+                path: self.index_path(),
                 name: name.to_string(),
             });
         }
+        self.revoke_where(&ca, index, name, |e| {
+            e.kind == CertKind::Client && e.name == name
+        })
+    }
+
+    /// Revokes the one certificate with serial `serial` (hex, any case), a client's or the
+    /// server's, and writes a new signed `crl.pem`; the name's other certificates stay valid.
+    pub fn revoke_serial(&self, serial: &str) -> Result<RevokeReport> {
+        let ca = self.load_ca()?;
+        let _lock = self.lock_index()?;
+        let index = self.load_index()?;
+        let entry = index
+            .entries
+            .iter()
+            .find(|e| e.kind != CertKind::Ca && e.serial.eq_ignore_ascii_case(serial))
+            .ok_or_else(|| CertError::UnknownSerial {
+                path: self.index_path(),
+                serial: serial.to_string(),
+            })?;
+        let (name, serial) = (entry.name.clone(), entry.serial.clone());
+        self.revoke_where(&ca, index, &name, |e| e.serial == serial)
+    }
+
+    fn revoke_where(
+        &self,
+        ca: &Ca,
+        mut index: Index,
+        name: &str,
+        selected: impl Fn(&IndexEntry) -> bool,
+    ) -> Result<RevokeReport> {
+        let index_path = self.index_path();
         let stamp = rfc3339(now());
         let (mut newly_revoked, mut already_revoked) = (Vec::new(), Vec::new());
-        for e in index
-            .entries
-            .iter_mut()
-            .filter(|e| e.kind == CertKind::Client && e.name == name)
-        {
+        for e in index.entries.iter_mut().filter(|e| selected(e)) {
             if e.revoked_at.is_some() {
                 already_revoked.push(e.serial.clone());
             } else {
@@ -399,7 +489,7 @@ impl CertDir {
         // The index is written first: if writing the CRL fails, the next revoke (or init)
         // re-creates it from the index with a still higher number.
         index.save(&index_path)?;
-        self.write_crl(&ca, &index)?;
+        self.write_crl(ca, &index)?;
         Ok(RevokeReport {
             name: name.to_string(),
             newly_revoked,
@@ -409,7 +499,7 @@ impl CertDir {
     }
 
     /// Signs and writes `crl.pem` from the index's revoked entries and CRL number.
-    fn write_crl(&self, ca: &Ca, index: &Index) -> Result<()> {
+    pub(crate) fn write_crl(&self, ca: &Ca, index: &Index) -> Result<()> {
         let index_path = self.index_path();
         let revoked = index
             .entries
@@ -440,6 +530,21 @@ impl CertDir {
     /// Every certificate recorded in the index, oldest first.
     pub fn list(&self) -> Result<Vec<IndexEntry>> {
         Ok(self.load_index()?.entries)
+    }
+}
+
+/// Refuses a client name the index already holds ([`CertError::NameTaken`]) or holds only
+/// revoked ([`CertError::NameRevoked`], unless `reuse_revoked`).
+fn check_name_free(index: &Index, name: &str, reuse_revoked: bool) -> Result<()> {
+    match index.name_status(name) {
+        NameStatus::Free => Ok(()),
+        NameStatus::Revoked if reuse_revoked => Ok(()),
+        NameStatus::Revoked => Err(CertError::NameRevoked {
+            name: name.to_string(),
+        }),
+        NameStatus::Active => Err(CertError::NameTaken {
+            name: name.to_string(),
+        }),
     }
 }
 
@@ -484,6 +589,7 @@ pub fn init(dir: &CertDir, options: &InitOptions) -> Result<InitReport> {
     let mut report = InitReport::default();
     let force = options.force;
     create_dir(dir.root())?;
+    let _lock = dir.lock_index()?;
     create_dir(&dir.clients_dir())?;
     let index_path = dir.index_path();
 

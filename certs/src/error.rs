@@ -158,6 +158,38 @@ pub enum CertError {
         name: String,
     },
 
+    /// A new client was asked for under a name the CA has already issued.
+    #[error("client name {name:?} is already issued (hint: `ferry-certs renew {name}` gives it a new certificate and keeps its files)")]
+    NameTaken {
+        /// The requested name.
+        name: String,
+    },
+
+    /// A new client was asked for under a name whose certificates were all revoked.
+    #[error("client name {name:?} was revoked; a revoked name is not issued again unless you say so (--reuse-revoked-name): whoever gets it also gets the files stored under it")]
+    NameRevoked {
+        /// The requested name.
+        name: String,
+    },
+
+    /// A renewal that keeps its key found no key.
+    #[error("{}: no private key to renew with (hint: `ferry-certs renew {name} --new-key`)", path.display())]
+    NoKeyToRenew {
+        /// The missing key file.
+        path: PathBuf,
+        /// The client name.
+        name: String,
+    },
+
+    /// `revoke --serial` was asked for a serial that the index does not know.
+    #[error("{}: no certificate with serial {serial} has been issued", path.display())]
+    UnknownSerial {
+        /// The index file.
+        path: PathBuf,
+        /// The requested serial (hex).
+        serial: String,
+    },
+
     /// The index of issued certificates is unreadable or inconsistent.
     #[error("{}: broken index: {reason}", path.display())]
     Index {

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
 
+/// The lock file beside the index (see [`IndexLock`]).
+pub const INDEX_LOCK_FILE: &str = "index.lock";
+
 /// Current index format version.
 pub const INDEX_VERSION: u32 = 1;
 
@@ -148,11 +151,62 @@ impl Index {
         Ok(())
     }
 
+    /// Whether client `name` is free, issued or revoked.
+    pub fn name_status(&self, name: &str) -> NameStatus {
+        let mut status = NameStatus::Free;
+        for e in self.clients_named(name) {
+            if !e.is_revoked() {
+                return NameStatus::Active;
+            }
+            status = NameStatus::Revoked;
+        }
+        status
+    }
+
     /// Client entries with the given name.
     pub fn clients_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a IndexEntry> {
         self.entries
             .iter()
             .filter(move |e| e.kind == CertKind::Client && e.name == name)
+    }
+}
+
+/// What the index says about a client name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameStatus {
+    /// Never issued.
+    Free,
+    /// At least one certificate of the name is not revoked.
+    Active,
+    /// Issued before, and every certificate of the name is revoked.
+    Revoked,
+}
+
+/// An exclusive lock on a certificate directory's index, held until dropped.
+///
+/// Every change of the index (issuing, recording, revoking) reads, checks and writes it
+/// under this lock, so that `ferry-certs` and a running web page never hand out one name
+/// twice nor lose each other's entries. It is an `flock` on `index.lock` (the index itself
+/// is replaced by rename on every write, so it cannot carry the lock).
+#[derive(Debug)]
+pub struct IndexLock {
+    _file: std::fs::File,
+}
+
+impl IndexLock {
+    /// Waits for and takes the lock of the index in `dir` (creating `dir/index.lock`).
+    pub(crate) fn acquire(dir: &Path) -> Result<IndexLock> {
+        crate::fsutil::create_dir(dir)?;
+        let path = dir.join(INDEX_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CertError::io(&path, "open", e))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| CertError::io(&path, "lock", e.into()))?;
+        Ok(IndexLock { _file: file })
     }
 }
 
@@ -187,6 +241,22 @@ mod tests {
         assert!(back.contains_serial("01AB"));
         assert_eq!(back.clients_named("a").count(), 1);
         assert_eq!(back.clients_named("b").count(), 0);
+        assert_eq!(back.name_status("a"), NameStatus::Active);
+        assert_eq!(back.name_status("b"), NameStatus::Free);
+        let mut revoked = back.clone();
+        revoked.entries[0].revoked_at = Some("2025-06-01T00:00:00Z".into());
+        assert_eq!(revoked.name_status("a"), NameStatus::Revoked);
+    }
+
+    #[test]
+    fn lock_is_exclusive_across_open_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = IndexLock::acquire(dir.path()).unwrap();
+        let other = std::fs::File::open(dir.path().join(INDEX_LOCK_FILE)).unwrap();
+        let busy = rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        assert!(busy.is_err(), "a second lock must wait");
+        drop(held);
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ferry_certs::{
-    init, CertDir, CertError, InitOptions, DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_CLIENT_DAYS,
-    DEFAULT_SERVER_DAYS,
+    init, CertDir, CertError, DataDir, InitOptions, NewClient, Renewal, DEFAULT_CA_DAYS,
+    DEFAULT_CA_NAME, DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,9 +14,15 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "ferry-certs", version)]
 struct Cli {
-    /// Certificate directory.
-    #[arg(long, global = true, env = "FERRY_CERTS_DIR", default_value = ferry_certs::DEFAULT_DIR)]
-    dir: PathBuf,
+    /// Certificate directory [env: FERRY_CERTS, or the older FERRY_CERTS_DIR] [default:
+    /// DATA/certs, where DATA is $FERRY_DATA_DIR or ~/.local/share/ferry].
+    #[arg(
+        long = "certs",
+        visible_alias = "dir",
+        global = true,
+        value_name = "DIR"
+    )]
+    dir: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -59,21 +65,55 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Issue a client certificate: clients/NAME.crt, NAME.key and NAME.bundle.pem.
+    /// Issue a certificate to a new client: clients/NAME.crt, NAME.key and NAME.bundle.pem.
+    ///
+    /// A name is issued once: the server keeps a client's files under its name. A name
+    /// already issued is refused (renew it with `ferry-certs renew NAME`), and so is a
+    /// revoked one unless --reuse-revoked-name.
     Client {
         /// Client name: a letter or digit, then up to 63 of letters, digits, '.', '_', '-'.
         name: String,
         /// Validity, in days.
         #[arg(long, default_value_t = DEFAULT_CLIENT_DAYS)]
         days: u32,
-        /// Replace existing files of this client.
+        /// Same as `ferry-certs renew NAME --new-key`: a new key and certificate for the
+        /// name (known or not), replacing its files.
         #[arg(long)]
         force: bool,
+        /// Issue a name whose certificates were all revoked; its stored files go with it.
+        #[arg(long)]
+        reuse_revoked_name: bool,
     },
-    /// Revoke every certificate of a client and write a new signed crl.pem.
-    Revoke {
+    /// Issue a fresh certificate to an existing client: same name, same files on the server.
+    ///
+    /// Certifies clients/NAME.key again unless --new-key; replaces NAME.crt and
+    /// NAME.bundle.pem (and NAME.key) atomically. The earlier certificates stay valid until
+    /// they expire, unless --revoke-old.
+    Renew {
         /// Client name.
         name: String,
+        /// Generate a new key (for a lost or exposed key).
+        #[arg(long)]
+        new_key: bool,
+        /// Validity, in days.
+        #[arg(long, default_value_t = DEFAULT_CLIENT_DAYS)]
+        days: u32,
+        /// Revoke the name's earlier certificates and write a new crl.pem.
+        #[arg(long)]
+        revoke_old: bool,
+        /// Renew a name whose certificates were all revoked.
+        #[arg(long)]
+        reuse_revoked_name: bool,
+    },
+    /// Revoke every certificate of a client (or one, with --serial) and write a new signed
+    /// crl.pem.
+    Revoke {
+        /// Client name.
+        #[arg(required_unless_present = "serial", conflicts_with = "serial")]
+        name: Option<String>,
+        /// Revoke only the certificate with this serial (hex, as `list` shows it).
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
     },
     /// List issued certificates: kind, name, serial, fingerprint, expiry, revoked.
     List {
@@ -99,7 +139,7 @@ fn main() -> ExitCode {
             eprintln!("ferry-certs: error: {e:#}");
             if let Some(CertError::Missing { path }) = e.downcast_ref::<CertError>() {
                 if path.file_name() == Some(std::ffi::OsStr::new(ferry_certs::CA_CERT)) {
-                    eprintln!("hint: create the CA first with `ferry-certs init` (or pass --dir / FERRY_CERTS_DIR)");
+                    eprintln!("hint: create the CA first with `ferry-certs init` (or pass --certs DIR / FERRY_CERTS)");
                 }
             }
             ExitCode::FAILURE
@@ -112,8 +152,24 @@ fn show(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// The certificate directory: --certs/--dir, else $FERRY_CERTS, else $FERRY_CERTS_DIR (the
+/// older name, kept as an alias), else DATA/certs. (clap's `env` takes one name, so the
+/// environment is read here.)
+fn cert_dir(flag: Option<PathBuf>) -> CertDir {
+    let from_env = || {
+        ["FERRY_CERTS", "FERRY_CERTS_DIR"]
+            .into_iter()
+            .find_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()))
+            .map(PathBuf::from)
+    };
+    match flag.or_else(from_env) {
+        Some(dir) => CertDir::new(dir),
+        None => DataDir::default_location().certs(),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let dir = CertDir::new(&cli.dir);
+    let dir = cert_dir(cli.dir);
     match cli.command {
         Command::Init {
             ca_name,
@@ -163,8 +219,36 @@ fn run(cli: Cli) -> Result<()> {
                 rfc3339(issued.not_after)
             );
         }
-        Command::Client { name, days, force } => {
-            let issued = dir.issue_client(&name, days, force)?;
+        Command::Client {
+            name,
+            days,
+            force,
+            reuse_revoked_name,
+        } => {
+            let issued = if force {
+                dir.renew(
+                    &name,
+                    &Renewal {
+                        days,
+                        new_key: true,
+                        reuse_revoked_name,
+                        ..Renewal::default()
+                    },
+                )
+                .map(|report| report.issued)
+                .or_else(|e| match e {
+                    CertError::UnknownClient { .. } => dir.issue_client(&name, days, true),
+                    e => Err(e),
+                })?
+            } else {
+                dir.new_client(
+                    &name,
+                    &NewClient {
+                        days,
+                        reuse_revoked_name,
+                    },
+                )?
+            };
             let paths = dir.client_paths(&name)?;
             let earlier = dir
                 .load_index()?
@@ -185,12 +269,63 @@ fn run(cli: Cli) -> Result<()> {
             );
             if earlier > 0 {
                 println!(
-                    "note: {earlier} earlier certificate(s) of {name} are still valid; `ferry-certs revoke {name}` revokes all certificates of this name"
+                    "note: {earlier} earlier certificate(s) of {name} are still valid; `ferry-certs revoke --serial HEX` revokes one, `ferry-certs revoke {name}` all of them"
                 );
             }
         }
-        Command::Revoke { name } => {
-            let report = dir.revoke(&name)?;
+        Command::Renew {
+            name,
+            new_key,
+            days,
+            revoke_old,
+            reuse_revoked_name,
+        } => {
+            let report = dir.renew(
+                &name,
+                &Renewal {
+                    days,
+                    new_key,
+                    revoke_old,
+                    reuse_revoked_name,
+                },
+            )?;
+            let issued = &report.issued;
+            if new_key {
+                println!("created  {} (new key)", show(&report.paths.key));
+            }
+            println!("created  {}", show(&report.paths.cert));
+            println!(
+                "created  {} (certificate + key + CA: copy this file to the device)",
+                show(&report.paths.bundle)
+            );
+            println!(
+                "client {name}: serial {}, fingerprint {}, expires {}",
+                issued.serial,
+                issued.fingerprint,
+                rfc3339(issued.not_after)
+            );
+            if let Some((serials, crl_number)) = &report.revoked {
+                for s in serials {
+                    println!("revoked  {name} serial {s}");
+                }
+                println!(
+                    "wrote    {} (CRL number {crl_number}); reload the server (SIGHUP) to apply it",
+                    show(&dir.crl())
+                );
+            }
+            for s in &report.still_valid {
+                println!(
+                    "note: earlier certificate {s} of {name} stays valid until it expires (`ferry-certs revoke --serial {s}` revokes it)"
+                );
+            }
+        }
+        Command::Revoke { name, serial } => {
+            let report = match (&name, &serial) {
+                (_, Some(serial)) => dir.revoke_serial(serial)?,
+                (Some(name), None) => dir.revoke(name)?,
+                (None, None) => anyhow::bail!("give a client name or --serial HEX"),
+            };
+            let name = &report.name;
             if report.newly_revoked.is_empty() {
                 println!("{name} was already revoked");
             }

@@ -12,7 +12,9 @@ fn ferry(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .arg("--dir")
         .arg(dir)
+        .env_remove("FERRY_CERTS")
         .env_remove("FERRY_CERTS_DIR")
+        .env_remove("FERRY_DATA_DIR")
         .output()
         .expect("run ferry-certs")
 }
@@ -326,11 +328,23 @@ fn client_revoke_and_list() {
     assert_eq!(serial.len(), 32, "{serial}");
     assert!(!enddate.is_empty());
 
-    // Existing client files are not overwritten without --force.
+    // A name is issued once: a second `client` is refused, pointing at `renew`.
     let key = std::fs::read(dir.join("clients/phone-1.key")).unwrap();
     let err = fails(&ferry(&dir, &["client", "phone-1"]));
-    assert!(err.contains("phone-1.key: already exists"), "{err}");
+    assert!(
+        err.contains("client name \"phone-1\" is already issued")
+            && err.contains("`ferry-certs renew phone-1`"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(dir.join("clients/phone-1.key")).unwrap(), key);
+    // Files of a name the index does not hold are not overwritten without --force.
+    std::fs::copy(
+        dir.join("clients/phone-1.key"),
+        dir.join("clients/stray.key"),
+    )
+    .unwrap();
+    let err = fails(&ferry(&dir, &["client", "stray"]));
+    assert!(err.contains("stray.key: already exists"), "{err}");
 
     // Unsafe names are refused with a clear message.
     for bad in ["../evil", ".hidden", "a/b", "a b", ""] {
@@ -520,4 +534,177 @@ fn env_dir_and_clear_errors() {
     let err = fails(&ferry(&dir, &["init"]));
     assert!(err.contains("ca.key: missing while"), "{err}");
     assert!(!dir.join("ca.key").exists());
+}
+
+/// The certificate's serial (lower-case hex) and public key (PEM), read by openssl.
+fn serial_and_key(dir: &Path, cert: &str) -> (String, String) {
+    let serial = openssl_ok(dir, &["x509", "-in", cert, "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    (
+        serial,
+        openssl_ok(dir, &["x509", "-in", cert, "-noout", "-pubkey"]),
+    )
+}
+
+/// Whether openssl accepts `cert` against the CA and the current CRL.
+fn verifies_with_crl(dir: &Path, cert: &str) -> bool {
+    openssl(
+        dir,
+        &[
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            "crl.pem",
+            "-CAfile",
+            "ca.crt",
+            cert,
+        ],
+    )
+    .status
+    .success()
+}
+
+#[test]
+fn renew_revoke_one_serial_and_revoked_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    ok(&ferry(&dir, &["init"]));
+    ok(&ferry(&dir, &["client", "phone"]));
+    let crt = "clients/phone.crt";
+    let (first, first_key) = serial_and_key(&dir, crt);
+    let key_file = std::fs::read(dir.join("clients/phone.key")).unwrap();
+
+    // renew: same key, new certificate and bundle; the old one stays valid.
+    let out = ok(&ferry(&dir, &["renew", "phone", "--days", "10"]));
+    let (second, second_key) = serial_and_key(&dir, crt);
+    assert_ne!(second, first);
+    assert_eq!(second_key, first_key, "renew keeps the key");
+    assert_eq!(
+        std::fs::read(dir.join("clients/phone.key")).unwrap(),
+        key_file
+    );
+    assert!(
+        out.contains(&format!(
+            "note: earlier certificate {first} of phone stays valid"
+        )),
+        "{out}"
+    );
+    let bundle = std::fs::read_to_string(dir.join("clients/phone.bundle.pem")).unwrap();
+    assert!(bundle.starts_with(&std::fs::read_to_string(dir.join(crt)).unwrap()));
+
+    // renew --new-key: a new key too.
+    ok(&ferry(&dir, &["renew", "phone", "--new-key"]));
+    let (third, third_key) = serial_and_key(&dir, crt);
+    assert_ne!(third_key, first_key);
+    assert_ne!(
+        std::fs::read(dir.join("clients/phone.key")).unwrap(),
+        key_file
+    );
+    openssl_ok(&dir, &["x509", "-in", crt, "-noout", "-checkend", "0"]);
+
+    // revoke --serial: exactly that certificate.
+    let out = ok(&ferry(
+        &dir,
+        &["revoke", "--serial", &first.to_ascii_uppercase()],
+    ));
+    assert!(
+        out.contains(&format!("revoked  phone serial {first}")),
+        "{out}"
+    );
+    let crl = openssl_ok(&dir, &["crl", "-in", "crl.pem", "-noout", "-text"]);
+    assert!(crl.contains(&first.to_ascii_uppercase()), "{crl}");
+    assert!(!crl.contains(&second.to_ascii_uppercase()), "{crl}");
+    assert!(verifies_with_crl(&dir, crt));
+    let err = fails(&ferry(&dir, &["revoke", "--serial", "0123abcd"]));
+    assert!(err.contains("no certificate with serial 0123abcd"), "{err}");
+
+    // renew --revoke-old: the other earlier certificate goes too.
+    let out = ok(&ferry(&dir, &["renew", "phone", "--revoke-old"]));
+    assert!(
+        out.contains(&format!("revoked  phone serial {second}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("revoked  phone serial {third}")),
+        "{out}"
+    );
+    assert!(verifies_with_crl(&dir, crt));
+
+    // A revoked name is not issued again, by `client`, `client --force` or `renew`,
+    // unless the operator says so.
+    ok(&ferry(&dir, &["revoke", "phone"]));
+    assert!(!verifies_with_crl(&dir, crt));
+    for args in [
+        &["client", "phone"][..],
+        &["client", "phone", "--force"],
+        &["renew", "phone"],
+    ] {
+        let err = fails(&ferry(&dir, args));
+        assert!(
+            err.contains("client name \"phone\" was revoked")
+                && err.contains("--reuse-revoked-name"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = fails(&ferry(&dir, &["renew", "nobody"]));
+    assert!(err.contains("no client named \"nobody\""), "{err}");
+    ok(&ferry(
+        &dir,
+        &["client", "phone", "--force", "--reuse-revoked-name"],
+    ));
+    assert!(verifies_with_crl(&dir, crt));
+
+    // `client --force` is `renew --new-key`: a new key, the name kept.
+    let (before, before_key) = serial_and_key(&dir, crt);
+    ok(&ferry(&dir, &["client", "phone", "--force"]));
+    let (after, after_key) = serial_and_key(&dir, crt);
+    assert_ne!(after, before);
+    assert_ne!(after_key, before_key);
+}
+
+#[test]
+fn one_name_for_the_certificate_directory_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], envs: &[(&str, &Path)]| {
+        let mut command = Command::new(BIN);
+        command.args(args);
+        for key in ["FERRY_CERTS", "FERRY_CERTS_DIR", "FERRY_DATA_DIR"] {
+            command.env_remove(key);
+        }
+        command.env("XDG_DATA_HOME", tmp.path().join("xdg"));
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+    // --certs, FERRY_CERTS, and the older --dir / FERRY_CERTS_DIR name one directory.
+    let dir = tmp.path().join("certs");
+    ok(&run(&["--certs", dir.to_str().unwrap(), "init"], &[]));
+    assert!(dir.join("ca.crt").is_file());
+    assert!(ok(&run(&["list"], &[("FERRY_CERTS", &dir)])).contains(" local "));
+    assert!(ok(&run(&["list"], &[("FERRY_CERTS_DIR", &dir)])).contains(" local "));
+    let elsewhere = tmp.path().join("elsewhere");
+    let out = ok(&run(
+        &["list", "--dir", elsewhere.to_str().unwrap()],
+        &[("FERRY_CERTS", &dir)],
+    ));
+    assert!(
+        out.contains("elsewhere/index.json: no certificates recorded"),
+        "flag over env: {out}"
+    );
+    // FERRY_CERTS wins over the older name.
+    assert!(ok(&run(
+        &["list"],
+        &[("FERRY_CERTS", &dir), ("FERRY_CERTS_DIR", &elsewhere)]
+    ))
+    .contains(" local "));
+
+    // No flag and no variable: DATA/certs, as ferry-server.
+    let data = tmp.path().join("data");
+    ok(&run(&["init"], &[("FERRY_DATA_DIR", &data)]));
+    assert!(data.join("certs/ca.crt").is_file());
+    assert!(data.join("certs/clients/local.bundle.pem").is_file());
 }

@@ -141,7 +141,7 @@ fn valid_client_is_accepted_and_identified() {
     let expected =
         ClientIdentity::from_certificate(&CertificateDer::from_pem_file(&local.cert).unwrap())
             .unwrap();
-    assert_eq!(expected.label, "local");
+    assert_eq!(expected.name, "local");
     assert_eq!(expected.fingerprint.len(), 64);
 
     for name in ["localhost", "127.0.0.1"] {
@@ -162,7 +162,7 @@ fn valid_client_is_accepted_and_identified() {
     let cfg = Arc::new(client_config_from_pem(&web.ca_pem, &web.cert_pem, &web.key_pem).unwrap());
     let id = handshake(server, cfg, "localhost").accepted().clone();
     assert_eq!(id, web.identity());
-    assert_eq!(id.label, "browser-7");
+    assert_eq!(id.name, "browser-7");
 }
 
 #[test]
@@ -330,17 +330,36 @@ fn identity_is_stable_for_the_same_key() {
     );
     let offline = ClientIdentity::from_certificate(renewed.der()).unwrap();
     assert_eq!(offline.fingerprint, first.fingerprint);
-    assert_eq!(offline.label, "local-renewed");
+    assert_eq!(offline.name, "local-renewed");
 
     let cfg =
         Arc::new(client_config_from_pem(&read(&dir.ca_cert()), &renewed.pem(), &key_pem).unwrap());
     let third = handshake(server, cfg, "localhost").accepted().clone();
     assert_eq!(third.fingerprint, first.fingerprint);
-    assert_eq!(third.label, "local-renewed");
+    assert_eq!(third.name, "local-renewed");
 
     // A different key gives a different fingerprint.
     let other = dir.issue_client("other", 1, false).unwrap();
     assert_ne!(other.identity().fingerprint, first.fingerprint);
+
+    // `renew` keeps the name, and the key unless asked for a new one.
+    let server = Arc::new(server_config(&dir.server_tls_paths()).unwrap());
+    dir.renew("local", &ferry_certs::Renewal::default())
+        .unwrap();
+    let renewed = handshake(server.clone(), local_client(&dir), "localhost")
+        .accepted()
+        .clone();
+    assert_eq!(renewed, first);
+    let new_key = ferry_certs::Renewal {
+        new_key: true,
+        ..Default::default()
+    };
+    dir.renew("local", &new_key).unwrap();
+    let rekeyed = handshake(server, local_client(&dir), "localhost")
+        .accepted()
+        .clone();
+    assert_eq!(rekeyed.name, "local");
+    assert_ne!(rekeyed.fingerprint, first.fingerprint);
 }
 
 #[test]

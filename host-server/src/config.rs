@@ -6,20 +6,21 @@
 //! then the default. Byte sizes accept a plain number of bytes or a number with a unit:
 //! `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB` are powers of 1024, `KB`, `MB`, `GB`, `TB`
 //! powers of 1000 (case-insensitive). Relative paths are relative to the working directory.
+//!
+//! Certificates and storage live in one data directory, `--data-dir` (default: see
+//! [`DataDir::default_location`]: `$FERRY_DATA_DIR`, else `~/.local/share/ferry`), as
+//! `DATA/certs` and `DATA/storage`; `--certs` and `--storage` move either part elsewhere.
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use ferry_certs::DataDir;
 use ferry_core::wire::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 
 /// Default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
-/// Default storage directory.
-pub const DEFAULT_STORAGE: &str = "./storage";
-/// Default certificate directory.
-pub const DEFAULT_CERTS: &str = "./certs";
 /// Default per-identity quota: 10 GiB.
 pub const DEFAULT_QUOTA: u64 = 10 << 30;
 /// Default largest file: 4 GiB.
@@ -46,9 +47,12 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
     version,
     about = "Ferry's file server: stores each client's files over mutual TLS, with resumable, verified transfers.",
     long_about = "Ferry's file server: stores each client's files over mutual TLS, with resumable, \
-                  verified transfers.\n\nOn first run with no certificates in --certs it creates a CA, \
-                  the server certificate and the client certificate `local` (as `ferry-certs init` \
-                  does). Options can also come from environment variables and from a TOML file \
+                  verified transfers.\n\nCertificates and files are kept in one data directory \
+                  (--data-dir: $FERRY_DATA_DIR, else ~/.local/share/ferry), as DATA/certs and \
+                  DATA/storage; --certs and --storage move either part. On first run with no \
+                  certificates in --certs it creates a CA, the server certificate and the client \
+                  certificate `local` (as `ferry-certs init` does), once it listens, and prints \
+                  the `ferry login` command that sets up the client. Options can also come from environment variables and from a TOML file \
                   (--config) with the same keys in snake_case; a flag wins over the environment, \
                   which wins over the file. Byte sizes take units (10GiB, 512M, 4GB)."
 )]
@@ -56,10 +60,14 @@ pub struct Args {
     /// Address to listen on (HOST:PORT; port 0 picks a free port).
     #[arg(long, env = "FERRY_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Directory of stored files.
+    /// Data directory: certificates in DATA/certs, files in DATA/storage [default:
+    /// $FERRY_DATA_DIR, else ~/.local/share/ferry].
+    #[arg(long, env = "FERRY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of stored files [default: DATA/storage].
     #[arg(long, env = "FERRY_STORAGE", value_name = "DIR")]
     pub storage: Option<PathBuf>,
-    /// Certificate directory (created on first run).
+    /// Certificate directory, created on first run [default: DATA/certs].
     #[arg(long, env = "FERRY_CERTS", value_name = "DIR")]
     pub certs: Option<PathBuf>,
     /// TOML file with options (same keys, snake_case).
@@ -163,6 +171,7 @@ impl ByteSize {
 #[allow(missing_docs)] // the keys are the options of `Args`
 pub struct FileConfig {
     pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
     pub storage: Option<PathBuf>,
     pub certs: Option<PathBuf>,
     pub quota: Option<ByteSize>,
@@ -196,6 +205,8 @@ impl FileConfig {
 pub struct ServerOptions {
     /// Address to listen on.
     pub listen: String,
+    /// The data directory `storage` and `certs` default to (`DATA/storage`, `DATA/certs`).
+    pub data_dir: PathBuf,
     /// Directory of stored files.
     pub storage: PathBuf,
     /// Certificate directory.
@@ -224,11 +235,20 @@ pub struct ServerOptions {
 }
 
 impl Default for ServerOptions {
+    /// The defaults, with the data directory at [`DataDir::default_location`].
     fn default() -> Self {
+        ServerOptions::in_data_dir(DataDir::default_location())
+    }
+}
+
+impl ServerOptions {
+    /// The defaults, with certificates and storage in `data`.
+    pub fn in_data_dir(data: DataDir) -> ServerOptions {
         ServerOptions {
             listen: DEFAULT_LISTEN.into(),
-            storage: DEFAULT_STORAGE.into(),
-            certs: DEFAULT_CERTS.into(),
+            storage: data.storage(),
+            certs: data.certs().root().to_path_buf(),
+            data_dir: data.root().to_path_buf(),
             quota: DEFAULT_QUOTA,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -285,7 +305,11 @@ impl ServerOptions {
 
     /// Merges arguments over the file over the defaults, and validates the result.
     pub fn resolve(args: &Args, file: &FileConfig) -> Result<ServerOptions, ConfigError> {
-        let d = ServerOptions::default();
+        let data_dir = match args.data_dir.clone().or_else(|| file.data_dir.clone()) {
+            Some(root) => DataDir::new(root),
+            None => DataDir::default_location(),
+        };
+        let d = ServerOptions::in_data_dir(data_dir);
         let bytes = |key: &str, value: &Option<ByteSize>| -> Result<Option<u64>, ConfigError> {
             value.as_ref().map(|v| v.bytes(key)).transpose()
         };
@@ -298,6 +322,7 @@ impl ServerOptions {
         };
         let options = ServerOptions {
             listen: pick(&args.listen, &file.listen, d.listen),
+            data_dir: d.data_dir,
             storage: pick(&args.storage, &file.storage, d.storage),
             certs: pick(&args.certs, &file.certs, d.certs),
             quota: pick(&args.quota, &bytes("quota", &file.quota)?, d.quota),
@@ -482,9 +507,11 @@ mod tests {
     fn defaults() {
         let options = ServerOptions::resolve(&Args::default(), &FileConfig::default()).unwrap();
         assert_eq!(options, ServerOptions::default());
+        let data = DataDir::default_location();
+        assert_eq!(options.data_dir, data.root());
+        assert_eq!(options.storage, data.storage());
+        assert_eq!(options.certs, data.certs().root());
         assert_eq!(options.listen, "127.0.0.1:9000");
-        assert_eq!(options.storage, PathBuf::from("./storage"));
-        assert_eq!(options.certs, PathBuf::from("./certs"));
         assert_eq!(options.quota, 10 << 30);
         assert_eq!(options.max_file_size, 4 << 30);
         assert_eq!(options.chunk_size, 65536);
@@ -513,8 +540,21 @@ mod tests {
         assert_eq!(options.idle_timeout_secs, 30); // file
         assert_eq!(options.chunk_size, 16384); // file
         assert_eq!(options.max_fragment_size, Some(1024)); // file
-        assert_eq!(options.certs, PathBuf::from("./certs")); // default
+        assert_eq!(options.certs, DataDir::default_location().certs().root()); // default
         assert_eq!(options.max_connections, 256); // default
+    }
+
+    #[test]
+    fn data_dir_places_certs_and_storage_unless_they_are_given() {
+        let file: FileConfig = toml::from_str("data_dir = \"/srv/ferry\"").unwrap();
+        let options = ServerOptions::resolve(&Args::default(), &file).unwrap();
+        assert_eq!(options.certs, PathBuf::from("/srv/ferry/certs"));
+        assert_eq!(options.storage, PathBuf::from("/srv/ferry/storage"));
+        let args = args(&["--data-dir", "/data", "--storage", "/big/disk"]);
+        let options = ServerOptions::resolve(&args, &file).unwrap();
+        assert_eq!(options.data_dir, PathBuf::from("/data")); // flag over file
+        assert_eq!(options.certs, PathBuf::from("/data/certs"));
+        assert_eq!(options.storage, PathBuf::from("/big/disk"));
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! ```text
 //! TCP accept ──(global limit)──▶ TLS 1.3 handshake (timeout; client cert must chain to the
 //!   CA and not be on the CRL, reloaded on SIGHUP or file change)
-//!   ──▶ ClientIdentity {fingerprint of the key, label = CN} ──(per-identity limit)──▶
+//!   ──▶ ClientIdentity {name = CN set by the CA, fingerprint of the key for logs}
+//!   ──(per-name limit)──▶
 //!   session: ferry_tokio::link::Link drives a ferry_core::Connection; its events become
-//!   calls of the Store (LocalStore: STORAGE/<fingerprint>/), confined to the identity:
+//!   calls of the Store (LocalStore: STORAGE/<name>/), confined to the identity:
 //!     UploadRequested   ─▶ validate_name ─▶ Store::begin_upload (size limit, quota,
 //!                          resume from the re-verified partial) ─▶ accept_upload(held)
 //!     StoreChunk        ─▶ Upload::store: pwrite into partial/<key>.part, append to .held
@@ -25,6 +26,14 @@
 //! moves bytes, stores data and enforces the server's policies. See [`storage`] for the
 //! storage seam, [`storage::local`] for the layout on disk, the commit protocol and quota
 //! accounting, [`names`] for the file name rules, and [`config`] for the options.
+//!
+//! ## Identity and data directory
+//! A client's files belong to its client name, which survives `ferry-certs renew` with the
+//! same key or a new one. Certificates and storage default to one data directory
+//! (`--data-dir`, else `$FERRY_DATA_DIR`, else `~/.local/share/ferry`). [`Server::bind`]
+//! listens first, then creates the certificates on first run, then moves storage
+//! directories of the earlier key-named layout under their names
+//! ([`LocalStore::migrate_key_dirs`]).
 //!
 //! ## Limits
 //! Connections: `max_connections` in total (more are dropped before the handshake) and
@@ -51,4 +60,4 @@ pub mod storage;
 pub use config::{Args, ConfigError, FileConfig, ServerOptions};
 pub use names::{validate_name, NameError};
 pub use server::{run, Bootstrap, Server, ServerError};
-pub use storage::{FileMeta, LocalStore, StorageConfig, StorageError, Store};
+pub use storage::{FileMeta, LocalStore, Migration, StorageConfig, StorageError, Store};

@@ -58,6 +58,11 @@ async fn serve(options: ServerOptions, web: Option<WebPage>) -> anyhow::Result<(
     let mut stdout = std::io::stdout().lock();
     if let Some(bootstrap) = server.bootstrap() {
         writeln!(stdout, "{bootstrap}")?;
+        writeln!(
+            stdout,
+            "to use `ferry` from anywhere on this machine, run once:\n  {}",
+            bootstrap.login_command(server.local_addr())
+        )?;
     }
     writeln!(stdout, "ferry-server listening on {}", server.local_addr())?;
     if let Some(web) = &web {

@@ -78,6 +78,28 @@ pub struct Bootstrap {
     pub client_bundle: PathBuf,
 }
 
+impl Bootstrap {
+    /// The command that sets up `ferry` for this server from any directory of this machine:
+    /// `ferry login BUNDLE --server ADDR`, with the bundle's absolute path and an address a
+    /// local client can reach (an unspecified listen address becomes the loopback one,
+    /// which the server certificate carries).
+    pub fn login_command(&self, server: SocketAddr) -> String {
+        let bundle =
+            std::path::absolute(&self.client_bundle).unwrap_or_else(|_| self.client_bundle.clone());
+        let mut server = server;
+        if server.ip().is_unspecified() {
+            server.set_ip(match server {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let bundle = bundle.display().to_string();
+        // A path with a NUL cannot be quoted, nor exist: print it as it is.
+        let bundle = shlex::try_quote(&bundle).unwrap_or(bundle.as_str().into());
+        format!("ferry login {bundle} --server {server}")
+    }
+}
+
 impl fmt::Display for Bootstrap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -134,6 +156,20 @@ impl Server {
     /// the SIGHUP handler, and the listening socket. Must run inside a tokio runtime.
     pub async fn bind(options: ServerOptions) -> Result<Server, ServerError> {
         options.validate()?;
+        // Bound first: a server that cannot listen leaves no certificates or storage behind.
+        let listener =
+            TcpListener::bind(&options.listen)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr: options.listen.clone(),
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: options.listen.clone(),
+                source,
+            })?;
         let dir = CertDir::new(&options.certs);
         let bootstrap = bootstrap(&dir)?;
         let paths = dir.server_tls_paths();
@@ -154,31 +190,20 @@ impl Server {
         tls.send_tls13_tickets = 0;
         tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         let acceptor = TlsAcceptor::from(Arc::new(tls));
-        let storage: Arc<dyn Store> = Arc::new(LocalStore::open(StorageConfig {
+        let store = LocalStore::open(StorageConfig {
             root: options.storage.clone(),
             quota: options.quota,
             max_file_size: options.max_file_size,
             partial_expiry: Duration::from_secs(options.partial_expiry_secs),
             busy_wait: BUSY_WAIT,
-        })?);
+        })?;
+        store.migrate_key_dirs(&dir.load_index()?)?;
+        let storage: Arc<dyn Store> = Arc::new(store);
         // Installed before anyone can learn the address: SIGHUP must never kill the server.
         let hangup = signal(SignalKind::hangup()).map_err(|source| ServerError::Signal {
             signal: "SIGHUP",
             source,
         })?;
-        let listener =
-            TcpListener::bind(&options.listen)
-                .await
-                .map_err(|source| ServerError::Listen {
-                    addr: options.listen.clone(),
-                    source,
-                })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Listen {
-                addr: options.listen.clone(),
-                source,
-            })?;
         Ok(Server {
             options,
             listener,
@@ -376,7 +401,7 @@ async fn connection(
             return;
         }
     };
-    let slot = shared.enter(&identity.fingerprint);
+    let slot = shared.enter(&identity.name);
     session::serve(tls, identity, peer, shared, slot).await;
 }
 

@@ -42,24 +42,24 @@ pub(crate) struct Shared {
     pub phase: watch::Receiver<Phase>,
 }
 
-/// Counts a connection of an identity while it lives.
+/// Counts a connection of an identity (a client name) while it lives.
 pub(crate) struct IdentitySlot {
     shared: Arc<Shared>,
-    fingerprint: String,
+    client: String,
 }
 
 impl Shared {
-    /// Takes a connection slot of `fingerprint`, or `None` if its limit is reached.
-    pub fn enter(self: &Arc<Self>, fingerprint: &str) -> Option<IdentitySlot> {
+    /// Takes a connection slot of client `client`, or `None` if its limit is reached.
+    pub fn enter(self: &Arc<Self>, client: &str) -> Option<IdentitySlot> {
         let mut counts = self.identities.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(fingerprint.to_string()).or_default();
+        let count = counts.entry(client.to_string()).or_default();
         if *count >= self.max_per_identity {
             return None;
         }
         *count += 1;
         Some(IdentitySlot {
             shared: self.clone(),
-            fingerprint: fingerprint.to_string(),
+            client: client.to_string(),
         })
     }
 }
@@ -71,10 +71,10 @@ impl Drop for IdentitySlot {
             .identities
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.fingerprint) {
+        if let Some(count) = counts.get_mut(&self.client) {
             *count -= 1;
             if *count == 0 {
-                counts.remove(&self.fingerprint);
+                counts.remove(&self.client);
             }
         }
     }
@@ -202,7 +202,7 @@ pub(crate) async fn serve<S>(
     tracing::debug!(
         "{}: connected as {} ({})",
         session.peer,
-        session.identity.label,
+        session.identity.name,
         session.identity.short_fingerprint()
     );
     let end = session.run(&mut link, &mut conn).await;
@@ -287,8 +287,9 @@ impl Session {
         }
     }
 
-    fn fingerprint(&self) -> String {
-        self.identity.fingerprint.clone()
+    /// The store's key of this client: its name.
+    fn client(&self) -> String {
+        self.identity.name.clone()
     }
 
     fn chunk_size(&self, conn: &Conn) -> u32 {
@@ -299,7 +300,7 @@ impl Session {
     /// Refuses the pending request; logs the refusal.
     fn refuse(&self, conn: &mut Conn, op: &str, name: &str, code: ErrorCode, text: &str) {
         tracing::info!(
-            client = %self.identity.label,
+            client = %self.identity.name,
             fp = %self.identity.short_fingerprint(),
             op,
             name,
@@ -329,7 +330,7 @@ impl Session {
             tracing::warn!(
                 "{}: {} ({}) has {limit} connections open already: refused",
                 self.peer,
-                self.identity.label,
+                self.identity.name,
                 self.identity.short_fingerprint()
             );
             let text = format!("too many connections of this identity (limit {limit})");
@@ -368,7 +369,7 @@ impl Session {
                 tracing::warn!(
                     "{}: storing a chunk for {} failed: {error}",
                     self.peer,
-                    self.identity.label
+                    self.identity.name
                 );
                 let _ = conn.fail_transfer(error.code(), &error.client_text());
             }
@@ -390,7 +391,7 @@ impl Session {
                         tracing::error!(
                             "reading {:?} of {} at {offset}: {e}",
                             log.name,
-                            self.identity.label
+                            self.identity.name
                         );
                         let _ = conn.fail_transfer(
                             ErrorCode::STORAGE,
@@ -445,18 +446,18 @@ impl Session {
                 )
             }
         };
-        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let (storage, client) = (self.shared.storage.clone(), self.client());
         let chunk_size = self.chunk_size(conn);
         let task_name = name.clone();
         let begun = tokio::task::spawn_blocking(move || {
-            storage.begin_upload(&fingerprint, &task_name, size, chunk_size, fresh)
+            storage.begin_upload(&client, &task_name, size, chunk_size, fresh)
         })
         .await;
         let upload = match begun {
             Ok(Ok(upload)) => upload,
             Ok(Err(e)) => {
                 if let StorageError::Io { .. } | StorageError::Inconsistent(_) = e {
-                    tracing::error!("upload of {name:?} for {}: {e}", self.identity.label);
+                    tracing::error!("upload of {name:?} for {}: {e}", self.identity.name);
                 }
                 return self.refuse(conn, "upload", &name, e.code(), &e.client_text());
             }
@@ -494,11 +495,11 @@ impl Session {
                 )
             }
         };
-        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let (storage, client) = (self.shared.storage.clone(), self.client());
         let chunk_size = self.chunk_size(conn);
         let task_name = name.clone();
         let opened =
-            tokio::task::spawn_blocking(move || storage.open(&fingerprint, &task_name, chunk_size))
+            tokio::task::spawn_blocking(move || storage.open(&client, &task_name, chunk_size))
                 .await;
         let stored = match opened {
             Ok(Ok(stored)) => stored,
@@ -507,7 +508,7 @@ impl Session {
                 return self.refuse(conn, "download", &name, ErrorCode::NOT_FOUND, &text);
             }
             Ok(Err(e)) => {
-                tracing::error!("download of {name:?} for {}: {e}", self.identity.label);
+                tracing::error!("download of {name:?} for {}: {e}", self.identity.name);
                 return self.refuse(conn, "download", &name, e.code(), &e.client_text());
             }
             Err(e) => {
@@ -531,7 +532,7 @@ impl Session {
         if !conn.is_busy() {
             // The core refused it (the client's partial copy has another size).
             tracing::info!(
-                client = %self.identity.label,
+                client = %self.identity.name,
                 fp = %self.identity.short_fingerprint(),
                 op = "download",
                 name = %name,
@@ -552,12 +553,12 @@ impl Session {
     }
 
     async fn on_list(&mut self, conn: &mut Conn, start_after: String, limit: u16) {
-        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let (storage, client) = (self.shared.storage.clone(), self.client());
         let chunk_size = self.chunk_size(conn);
         let listed = tokio::task::spawn_blocking(move || {
             // One more than asked for: it tells whether more entries follow the page.
             storage.list(
-                &fingerprint,
+                &client,
                 "",
                 &start_after,
                 usize::from(limit) + 1,
@@ -579,7 +580,7 @@ impl Session {
                 }
             }
             Ok(Err(e)) => {
-                tracing::error!("listing for {}: {e}", self.identity.label);
+                tracing::error!("listing for {}: {e}", self.identity.name);
                 self.refuse(conn, "list", "", e.code(), &e.client_text());
             }
             Err(e) => {
@@ -602,14 +603,14 @@ impl Session {
                 )
             }
         };
-        let (storage, fingerprint) = (self.shared.storage.clone(), self.fingerprint());
+        let (storage, client) = (self.shared.storage.clone(), self.client());
         let task_name = name.clone();
         let deleted =
-            tokio::task::spawn_blocking(move || storage.delete(&fingerprint, &task_name)).await;
+            tokio::task::spawn_blocking(move || storage.delete(&client, &task_name)).await;
         match deleted {
             Ok(Ok(())) => {
                 tracing::info!(
-                    client = %self.identity.label,
+                    client = %self.identity.name,
                     fp = %self.identity.short_fingerprint(),
                     op = "delete",
                     name = %name,
@@ -625,7 +626,7 @@ impl Session {
                 self.refuse(conn, "delete", &name, ErrorCode::NOT_FOUND, &text);
             }
             Ok(Err(e)) => {
-                tracing::error!("delete of {name:?} for {}: {e}", self.identity.label);
+                tracing::error!("delete of {name:?} for {}: {e}", self.identity.name);
                 self.refuse(conn, "delete", &name, e.code(), &e.client_text());
             }
             Err(e) => {
@@ -653,7 +654,7 @@ impl Session {
                 }
             }
             Ok((upload, Err(e))) => {
-                tracing::error!("committing {:?} for {}: {e}", log.name, self.identity.label);
+                tracing::error!("committing {:?} for {}: {e}", log.name, self.identity.name);
                 self.active = Some(Active::Upload { upload, log });
                 let _ = conn.fail_transfer(e.code(), &e.client_text());
             }
@@ -687,7 +688,7 @@ impl Session {
         let moved = log.size - resumed;
         let mb_s = moved as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6);
         tracing::info!(
-            client = %self.identity.label,
+            client = %self.identity.name,
             fp = %self.identity.short_fingerprint(),
             op = log.op,
             name = %log.name,

@@ -3,10 +3,7 @@
 
 mod server_support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use ferry_certs::{Ca, CertDir};
@@ -15,100 +12,15 @@ use ferry_testkit::data::pseudo_random;
 use ferry_testkit::pki::{client_tls, local_tls, raw_tls};
 use server_support::{is_refused, TestClient};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferry-server");
-
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    /// Lines printed before the readiness line, and the readiness line.
-    stdout: Vec<String>,
-    storage: PathBuf,
-    certs: PathBuf,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-fn start(root: &Path, extra: &[&str]) -> Running {
-    let storage = root.join("storage");
-    let certs = root.join("certs");
-    let mut child = Command::new(BIN)
-        .args(["--no-web", "--listen", "127.0.0.1:0", "--storage"])
-        .arg(&storage)
-        .arg("--certs")
-        .arg(&certs)
-        .args(extra)
-        .env("FERRY_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ferry-server");
-    let mut stderr = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stdout = Vec::new();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("ferry-server exited before it listened")
-            .unwrap();
-        stdout.push(line.clone());
-        if let Some(addr) = line.strip_prefix("ferry-server listening on ") {
-            break addr.parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Running {
-        child,
-        addr,
-        stdout,
-        storage,
-        certs,
-        stderr: Some(stderr),
-    }
-}
-
-impl Running {
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; returns its status and its log.
-    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = self.stderr.take().unwrap().join().unwrap();
-                return (status, log);
-            }
-            if started.elapsed() > limit {
-                let _ = self.child.kill();
-                panic!("ferry-server did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use server_support::binary::{start, BIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_run_bootstraps_certificates_and_serves_uploads() {
     let root = tempfile::tempdir().unwrap();
     let server = start(root.path(), &[]);
-    // The bootstrap line says where the client's certificate and key are.
-    assert_eq!(server.stdout.len(), 2, "{:?}", server.stdout);
+    // The bootstrap lines say where the client's certificate and key are, and how to set up
+    // the client.
+    assert_eq!(server.stdout.len(), 4, "{:?}", server.stdout);
     let created = &server.stdout[0];
     let certs = server.certs.display().to_string();
     assert!(created.starts_with(&format!("created certificates in {certs}")));
@@ -121,6 +33,13 @@ async fn first_run_bootstraps_certificates_and_serves_uploads() {
         "{created}"
     );
     assert!(created.contains(&format!("{certs}/ca.crt")), "{created}");
+    assert_eq!(
+        server.stdout[2],
+        format!(
+            "  ferry login {certs}/clients/local.bundle.pem --server {}",
+            server.addr
+        )
+    );
     for file in [
         "ca.crt",
         "server.crt",
@@ -143,14 +62,12 @@ async fn first_run_bootstraps_certificates_and_serves_uploads() {
     assert_eq!(listed[0].name, "hello.bin");
     assert_eq!(listed[0].size, 300_000);
     assert_eq!(listed[0].digest, uploaded.digest);
-    // The committed file is plain bytes under STORAGE/<fingerprint>/files/.
+    // The committed file is plain bytes under STORAGE/<client name>/files/.
     let identities: Vec<_> = std::fs::read_dir(&server.storage)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(identities.len(), 1);
-    let fingerprint = identities[0].file_name().unwrap().to_str().unwrap();
-    assert_eq!(fingerprint.len(), 64);
+    assert_eq!(identities, [server.storage.join("local")]);
     assert_eq!(
         std::fs::read(identities[0].join("files/hello.bin")).unwrap(),
         data
@@ -315,6 +232,7 @@ fn print_config(args: &[&str], envs: &[(&str, &str)]) -> String {
     command.args(args).arg("--print-config");
     for key in [
         "FERRY_LISTEN",
+        "FERRY_DATA_DIR",
         "FERRY_STORAGE",
         "FERRY_CERTS",
         "FERRY_CONFIG",
@@ -343,12 +261,19 @@ fn options_come_from_flags_then_environment_then_file_then_defaults() {
     )
     .unwrap();
     let file = file.to_str().unwrap();
-    let defaults = print_config(&[], &[]);
+    let defaults = print_config(&[], &[("FERRY_DATA_DIR", "/srv/ferry")]);
     assert!(
         defaults.contains("listen = \"127.0.0.1:9000\""),
         "{defaults}"
     );
-    assert!(defaults.contains("storage = \"./storage\""), "{defaults}");
+    assert!(
+        defaults.contains("storage = \"/srv/ferry/storage\""),
+        "{defaults}"
+    );
+    assert!(
+        defaults.contains("certs = \"/srv/ferry/certs\""),
+        "{defaults}"
+    );
     assert!(defaults.contains("quota = 10737418240"), "{defaults}");
     assert!(
         defaults.contains("max_file_size = 4294967296"),
@@ -423,4 +348,7 @@ fn bad_options_are_reported_clearly() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
+    // A server that cannot listen creates nothing: no CA, no storage.
+    assert!(!root.path().join("c").exists());
+    assert!(!root.path().join("s").exists());
 }

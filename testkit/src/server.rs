@@ -52,9 +52,7 @@ impl InProcess {
     ) -> InProcess {
         let mut options = ServerOptions {
             listen: "127.0.0.1:0".into(),
-            storage: root.join("storage"),
-            certs: root.join("certs"),
-            ..ServerOptions::default()
+            ..ServerOptions::in_data_dir(ferry_certs::DataDir::new(root))
         };
         adjust(&mut options);
         let (certs, storage) = (options.certs.clone(), options.storage.clone());
@@ -85,9 +83,9 @@ impl InProcess {
         Pki::open(&self.certs)
     }
 
-    /// The storage directory of client `name`'s identity (issued if it has no certificate).
+    /// The storage directory of client `name` (the server keys files on the name).
     pub fn identity_dir(&self, name: &str) -> PathBuf {
-        self.storage.join(self.pki().identity(name).fingerprint)
+        self.storage.join(name)
     }
 
     /// Where the server keeps the committed file `file` of client `client`.

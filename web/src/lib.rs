@@ -99,8 +99,6 @@ pub use session::SESSION_COOKIE;
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
 /// Default Ferry server the page talks to.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:9000";
-/// Default certificate directory (the CA that issues the sessions' certificates).
-pub const DEFAULT_CERTS: &str = "./certs";
 /// Default largest upload: 16 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 16 << 30;
 /// Default number of sessions kept at once.
@@ -156,7 +154,10 @@ impl Default for WebOptions {
         WebOptions {
             listen: DEFAULT_LISTEN,
             server: DEFAULT_SERVER.into(),
-            certs_dir: DEFAULT_CERTS.into(),
+            certs_dir: ferry_certs::DataDir::default_location()
+                .certs()
+                .root()
+                .into(),
             access_token: None,
             tls_cert: None,
             tls_key: None,

@@ -33,9 +33,10 @@ struct Args {
     /// The Ferry server (HOST:PORT); HOST must be a name its certificate carries.
     #[arg(long, env = "FERRY_SERVER", default_value = ferry_web::DEFAULT_SERVER)]
     server: String,
-    /// Certificate directory with the CA that issues the sessions' certificates.
-    #[arg(long, env = "FERRY_CERTS", default_value = ferry_web::DEFAULT_CERTS)]
-    certs: PathBuf,
+    /// Certificate directory with the CA that issues the sessions' certificates [default:
+    /// DATA/certs, where DATA is $FERRY_DATA_DIR or ~/.local/share/ferry, as ferry-server].
+    #[arg(long, env = "FERRY_CERTS", value_name = "DIR")]
+    certs: Option<PathBuf>,
     /// Access token every request must carry (required on a non-loopback address).
     #[arg(long, env = "FERRY_WEB_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -78,7 +79,12 @@ fn main() -> ExitCode {
     let options = WebOptions {
         listen: args.listen,
         server: args.server,
-        certs_dir: args.certs,
+        certs_dir: args.certs.unwrap_or_else(|| {
+            ferry_certs::DataDir::default_location()
+                .certs()
+                .root()
+                .into()
+        }),
         access_token: args.token,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,

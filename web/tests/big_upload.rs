@@ -100,7 +100,7 @@ async fn a_large_upload_streams_with_bounded_memory() {
         growth_mib < 48,
         "memory grew by {growth_mib} MiB during a {mib} MiB upload"
     );
-    let stored = env.stored(&browser.fingerprint, "big.bin");
+    let stored = env.stored(&browser.identity, "big.bin");
     assert_eq!(std::fs::metadata(&stored).unwrap().len(), size);
     assert_eq!(
         file_sha256(&stored),

@@ -151,6 +151,7 @@ async fn chromium_uploads_a_file_through_the_page() {
     browser.goto(format!("{}/", env.base())).await.unwrap();
     let fingerprint = text_of(&browser, "#fingerprint").await;
     assert_eq!(fingerprint.len(), 64, "{fingerprint:?}");
+    let identity = text_of(&browser, "#identity").await;
     // The file list loads (empty) on its own.
     let status = wait_for(&browser, "#files-status", Duration::from_secs(10)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -175,7 +176,7 @@ async fn chromium_uploads_a_file_through_the_page() {
     assert!(result.contains(name), "{result:?}");
 
     // The server holds the file byte for byte, under this browser's identity.
-    let stored = std::fs::read(env.stored(&fingerprint, name)).expect("stored");
+    let stored = std::fs::read(env.stored(&identity, name)).expect("stored");
     assert!(stored == data, "the server holds other bytes");
     let digest = result.rsplit("digest ").next().unwrap().trim().to_string();
     assert_eq!(digest.len(), 64, "{result:?}");
@@ -229,7 +230,7 @@ async fn chromium_uploads_a_file_through_the_page() {
         assert!(Instant::now() < deadline, "the file was not deleted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(!env.stored(&fingerprint, name).exists());
+    assert!(!env.stored(&identity, name).exists());
     browser.quit().await.unwrap();
     drop(driver);
     env.stop().await;

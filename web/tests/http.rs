@@ -29,7 +29,7 @@ async fn upload_list_download_delete() {
     assert_eq!(report["verified"], true);
     let digest = report["digest"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64);
-    let stored = std::fs::read(env.stored(&browser.fingerprint, "big file.bin")).unwrap();
+    let stored = std::fs::read(env.stored(&browser.identity, "big file.bin")).unwrap();
     assert!(stored == big, "the server holds other bytes");
 
     let odd = "naïve & 'quoted' (1).txt";
@@ -71,7 +71,7 @@ async fn upload_list_download_delete() {
 
     let response = browser.delete("big file.bin").await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(!env.stored(&browser.fingerprint, "big file.bin").exists());
+    assert!(!env.stored(&browser.identity, "big file.bin").exists());
     let names: Vec<String> = browser
         .list()
         .await
@@ -108,11 +108,11 @@ async fn sessions_are_isolated_identities() {
     let (status, _) = bob.upload("secret.txt", b"bob's").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        std::fs::read(env.stored(&alice.fingerprint, "secret.txt")).unwrap(),
+        std::fs::read(env.stored(&alice.identity, "secret.txt")).unwrap(),
         b"alice's"
     );
     assert_eq!(
-        std::fs::read(env.stored(&bob.fingerprint, "secret.txt")).unwrap(),
+        std::fs::read(env.stored(&bob.identity, "secret.txt")).unwrap(),
         b"bob's"
     );
     // Bob's CSRF token does not work with Alice's cookie.
@@ -189,7 +189,7 @@ async fn state_changing_requests_need_the_csrf_token_and_the_same_origin() {
         let response = browser.delete_with("keep.txt", headers).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "delete, {what}");
     }
-    assert_eq!(env.stored_names(&browser.fingerprint), ["keep.txt"]);
+    assert_eq!(env.stored_names(&browser.identity), ["keep.txt"]);
     // A plain form POST without the header (what a cross-site form can send) is refused too.
     let response = http_client()
         .post(format!("{}/api/upload", env.base()))
@@ -199,7 +199,7 @@ async fn state_changing_requests_need_the_csrf_token_and_the_same_origin() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(env.stored_names(&browser.fingerprint), ["keep.txt"]);
+    assert_eq!(env.stored_names(&browser.identity), ["keep.txt"]);
     env.stop().await;
 }
 
@@ -277,7 +277,7 @@ async fn upload_limits_and_sizes_are_enforced() {
     assert_eq!(response.status(), StatusCode::OK);
 
     assert_eq!(
-        env.stored_names(&browser.fingerprint),
+        env.stored_names(&browser.identity),
         ["at-limit.bin", "renamed.txt"]
     );
     env.stop().await;

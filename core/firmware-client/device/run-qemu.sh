@@ -56,14 +56,14 @@ bin="${CARGO_TARGET_DIR:-$root/target}/$profile"
 
 certs="$work/certs"
 storage="$work/storage"
-"$bin/ferry-certs" --dir "$certs" init >/dev/null
-"$bin/ferry-certs" --dir "$certs" client device >/dev/null
-"$bin/ferry-certs" --dir "$certs" client revoked-device >/dev/null
-"$bin/ferry-certs" --dir "$certs" revoke revoked-device >/dev/null
+"$bin/ferry-certs" --certs "$certs" init >/dev/null
+"$bin/ferry-certs" --certs "$certs" client device >/dev/null
+"$bin/ferry-certs" --certs "$certs" client revoked-device >/dev/null
+"$bin/ferry-certs" --certs "$certs" revoke revoked-device >/dev/null
 spki_sha256() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | sha256sum | cut -c1-64; }
 pin="$(spki_sha256 "$certs/server.crt")"
-# The server keeps an identity's files under storage/<SHA-256 of its public key>/files/.
-update_dir="$storage/$(spki_sha256 "$certs/clients/device.crt")/files"
+# The server keeps a client's files under storage/<client name>/files/.
+update_dir="$storage/device/files"
 mkdir -p "$update_dir"
 head -c "$UPDATE_SIZE" /dev/urandom >"$update_dir/update.bin"
 update_sha="$(sha256sum "$update_dir/update.bin" | cut -c1-64)"

@@ -34,10 +34,11 @@ use ferry_core::{Digest, Layout};
 use serde::{Deserialize, Serialize};
 
 pub use error::StorageError;
-pub use local::{name_key, LocalStore, StorageConfig};
+pub use local::{name_key, LocalStore, Migration, StorageConfig};
 
-/// A store of files, one namespace per client identity (`fingerprint`: the hex SHA-256 of
-/// its certificate's public key). Names are validated and NFC-normalised by the caller.
+/// A store of files, one namespace per client identity (`client`: the client name the CA
+/// issued, `ClientIdentity::name`, which stays the same when its certificate is renewed).
+/// Names are validated and NFC-normalised by the caller.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Starts or resumes an upload of `name` of `size` bytes in chunks of `chunk_size`:
     /// checks the size limit, takes the name (one upload per identity and name), resumes
@@ -45,7 +46,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// chunk of an identical committed file, or checks the quota and reserves `size`.
     fn begin_upload(
         &self,
-        fingerprint: &str,
+        client: &str,
         name: &str,
         size: u64,
         chunk_size: u32,
@@ -56,7 +57,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// missing or stale is recomputed (the digest with `chunk_size`).
     fn open(
         &self,
-        fingerprint: &str,
+        client: &str,
         name: &str,
         chunk_size: u32,
     ) -> Result<Box<dyn StoredFile>, StorageError>;
@@ -65,7 +66,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// name order, at most `limit`.
     fn list(
         &self,
-        fingerprint: &str,
+        client: &str,
         prefix: &str,
         start_after: &str,
         limit: usize,
@@ -73,10 +74,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<FileMeta>, StorageError>;
 
     /// Deletes a committed file and its metadata ([`StorageError::NotFound`] if none).
-    fn delete(&self, fingerprint: &str, name: &str) -> Result<(), StorageError>;
+    fn delete(&self, client: &str, name: &str) -> Result<(), StorageError>;
 
     /// Bytes charged to an identity: committed files plus reserved partial uploads.
-    fn usage(&self, fingerprint: &str) -> Result<u64, StorageError>;
+    fn usage(&self, client: &str) -> Result<u64, StorageError>;
 
     /// How long a partial upload may stay untouched before [`Store::expire_partials`]
     /// removes it.

@@ -4,6 +4,8 @@
 //! in-process server come from `ferry-testkit`.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -88,14 +88,14 @@ impl Env {
         )
     }
 
-    /// Where the server keeps `name` of the identity with `fingerprint`.
-    pub fn stored(&self, fingerprint: &str, name: &str) -> PathBuf {
-        self.storage.join(fingerprint).join("files").join(name)
+    /// Where the server keeps `name` of the client named `client`.
+    pub fn stored(&self, client: &str, name: &str) -> PathBuf {
+        self.storage.join(client).join("files").join(name)
     }
 
-    /// The files committed under `fingerprint`.
-    pub fn stored_names(&self, fingerprint: &str) -> Vec<String> {
-        let dir = self.storage.join(fingerprint).join("files");
+    /// The files committed under client `client`.
+    pub fn stored_names(&self, client: &str) -> Vec<String> {
+        let dir = self.storage.join(client).join("files");
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .map(|entries| {
                 entries

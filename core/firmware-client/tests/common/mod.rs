@@ -370,10 +370,13 @@ impl Server {
         }
     }
 
-    /// Where the server commits `name` for the client with this certificate.
+    /// Where the server commits `name` for the client with this certificate: under the
+    /// client name it carries.
     pub fn committed_path(&self, client_cert_der: &[u8], name: &str) -> PathBuf {
-        let fingerprint = hex::encode(spki_sha256(client_cert_der).unwrap().0);
-        self.storage.join(fingerprint).join("files").join(name)
+        let client = ferry_certs::ClientIdentity::from_certificate(client_cert_der)
+            .unwrap()
+            .name;
+        self.storage.join(client).join("files").join(name)
     }
 }
 

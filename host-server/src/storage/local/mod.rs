@@ -2,13 +2,16 @@
 //! uploads, with quotas, resumable uploads and atomic commits.
 //!
 //! ```text
-//! STORAGE/<fingerprint>/files/<name>           committed files, plain bytes
-//! STORAGE/<fingerprint>/meta/<key>.json        FileMeta of files/<name> where xattrs are missing
-//! STORAGE/<fingerprint>/partial/<key>.part     upload data, written at chunk offsets (sparse, declared size)
-//! STORAGE/<fingerprint>/partial/<key>.held     header, then one record per stored chunk
+//! STORAGE/<client>/files/<name>           committed files, plain bytes
+//! STORAGE/<client>/meta/<key>.json        FileMeta of files/<name> where xattrs are missing
+//! STORAGE/<client>/partial/<key>.part     upload data, written at chunk offsets (sparse, declared size)
+//! STORAGE/<client>/partial/<key>.held     header, then one record per stored chunk
 //! ```
 //!
-//! `<fingerprint>` is the client identity (hex SHA-256 of its certificate's public key);
+//! `<client>` is the client identity: the client name the CA issued (the certificate's
+//! common name), so a renewed certificate, with a new key or not, finds the same files.
+//! Directories of the earlier layout, keyed by the hex SHA-256 of a client's public key, are
+//! moved under the name on start (see [`LocalStore::migrate_key_dirs`]);
 //! `<name>` the validated, NFC-normalised file name; `<key>` the hex SHA-256 of the name, so
 //! that a 255-byte name still fits a file name with a suffix.
 //!
@@ -45,6 +48,7 @@
 
 mod committed;
 mod dir_sync;
+mod migrate;
 mod partial;
 mod quota;
 mod upload;
@@ -58,6 +62,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::{chunk_digest, Layout};
 use ferry_tokio::flush::Flusher;
+
+pub use self::migrate::Migration;
 
 use self::committed::{committed_chunks, open_file};
 use self::partial::{create_partial, load_partial, remove_partial};
@@ -133,7 +139,7 @@ impl IdentityDirs {
 #[derive(Debug)]
 pub struct LocalStore {
     config: StorageConfig,
-    /// (fingerprint, name key) of running uploads.
+    /// (client, name key) of running uploads.
     uploads: Arc<Mutex<HashSet<(String, String)>>>,
     /// Serialises quota checks, commits, deletes and metadata repair per identity.
     identities: Mutex<HashMap<String, Arc<Mutex<IdentityState>>>>,
@@ -173,13 +179,11 @@ impl LocalStore {
         &self.config
     }
 
-    fn dirs(&self, fingerprint: &str) -> Result<IdentityDirs, StorageError> {
-        if !is_hex64(fingerprint) {
-            return Err(StorageError::Inconsistent(format!(
-                "identity {fingerprint:?} is not a hex SHA-256"
-            )));
+    fn dirs(&self, client: &str) -> Result<IdentityDirs, StorageError> {
+        if let Err(e) = ferry_certs::validate_client_name(client) {
+            return Err(StorageError::Inconsistent(format!("identity: {e}")));
         }
-        let base = self.config.root.join(fingerprint);
+        let base = self.config.root.join(client);
         Ok(IdentityDirs {
             files: base.join("files"),
             meta: base.join("meta"),
@@ -188,21 +192,21 @@ impl LocalStore {
     }
 
     /// The path of a committed file (whether or not it exists).
-    pub fn file_path(&self, fingerprint: &str, name: &str) -> Result<PathBuf, StorageError> {
-        Ok(self.dirs(fingerprint)?.files.join(name))
+    pub fn file_path(&self, client: &str, name: &str) -> Result<PathBuf, StorageError> {
+        Ok(self.dirs(client)?.files.join(name))
     }
 
-    fn identity_lock(&self, fingerprint: &str) -> Arc<Mutex<IdentityState>> {
+    fn identity_lock(&self, client: &str) -> Arc<Mutex<IdentityState>> {
         lock(&self.identities)
-            .entry(fingerprint.to_string())
+            .entry(client.to_string())
             .or_default()
             .clone()
     }
 
-    fn lock_name_waiting(&self, fingerprint: &str, key: &str) -> Option<NameLock> {
+    fn lock_name_waiting(&self, client: &str, key: &str) -> Option<NameLock> {
         let deadline = std::time::Instant::now() + self.config.busy_wait;
         loop {
-            if let Some(lock) = self.lock_name(fingerprint, key) {
+            if let Some(lock) = self.lock_name(client, key) {
                 return Some(lock);
             }
             if std::time::Instant::now() >= deadline {
@@ -212,8 +216,8 @@ impl LocalStore {
         }
     }
 
-    fn lock_name(&self, fingerprint: &str, key: &str) -> Option<NameLock> {
-        let key = (fingerprint.to_string(), key.to_string());
+    fn lock_name(&self, client: &str, key: &str) -> Option<NameLock> {
+        let key = (client.to_string(), key.to_string());
         if !lock(&self.uploads).insert(key.clone()) {
             return None;
         }
@@ -227,7 +231,7 @@ impl LocalStore {
 impl Store for LocalStore {
     fn begin_upload(
         &self,
-        fingerprint: &str,
+        client: &str,
         name: &str,
         size: u64,
         chunk_size: u32,
@@ -239,15 +243,15 @@ impl Store for LocalStore {
                 max: self.config.max_file_size,
             });
         }
-        let dirs = self.dirs(fingerprint)?;
+        let dirs = self.dirs(client)?;
         dirs.create()?;
         let key = name_key(name);
         let name_lock = self
-            .lock_name_waiting(fingerprint, &key)
+            .lock_name_waiting(client, &key)
             .ok_or(StorageError::Busy)?;
         let layout = Layout { size, chunk_size };
         let (part_path, held_path) = (dirs.part_path(&key), dirs.held_path(&key));
-        let identity = self.identity_lock(fingerprint);
+        let identity = self.identity_lock(client);
         let upload = |state: UploadState, chunks| -> Box<dyn Upload> {
             Box::new(LocalUpload {
                 // Without a duplicate handle the commit's fsync writes everything itself.
@@ -257,7 +261,7 @@ impl Store for LocalStore {
                 },
                 identity: identity.clone(),
                 dirs: dirs.clone(),
-                fingerprint: fingerprint.to_string(),
+                client: client.to_string(),
                 name: name.to_string(),
                 key: key.clone(),
                 layout,
@@ -289,21 +293,21 @@ impl Store for LocalStore {
         Ok(upload(UploadState::Partial { part, held }, BTreeMap::new()))
     }
 
-    fn usage(&self, fingerprint: &str) -> Result<u64, StorageError> {
-        let dirs = self.dirs(fingerprint)?;
-        let identity = self.identity_lock(fingerprint);
+    fn usage(&self, client: &str) -> Result<u64, StorageError> {
+        let dirs = self.dirs(client)?;
+        let identity = self.identity_lock(client);
         let mut state = lock(&identity);
         usage(&dirs, &mut state, None)
     }
 
     fn open(
         &self,
-        fingerprint: &str,
+        client: &str,
         name: &str,
         chunk_size: u32,
     ) -> Result<Box<dyn StoredFile>, StorageError> {
-        let dirs = self.dirs(fingerprint)?;
-        let identity = self.identity_lock(fingerprint);
+        let dirs = self.dirs(client)?;
+        let identity = self.identity_lock(client);
         Ok(Box::new(open_file(&dirs, &identity, name, chunk_size)?))
     }
 
@@ -313,13 +317,13 @@ impl Store for LocalStore {
 
     fn list(
         &self,
-        fingerprint: &str,
+        client: &str,
         prefix: &str,
         start_after: &str,
         limit: usize,
         chunk_size: u32,
     ) -> Result<Vec<FileMeta>, StorageError> {
-        let dirs = self.dirs(fingerprint)?;
+        let dirs = self.dirs(client)?;
         let entries = match fs::read_dir(&dirs.files) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -338,7 +342,7 @@ impl Store for LocalStore {
             }
         }
         names.sort_unstable();
-        let identity = self.identity_lock(fingerprint);
+        let identity = self.identity_lock(client);
         let mut metas = Vec::new();
         for name in names {
             if metas.len() >= limit {
@@ -353,9 +357,9 @@ impl Store for LocalStore {
         Ok(metas)
     }
 
-    fn delete(&self, fingerprint: &str, name: &str) -> Result<(), StorageError> {
-        let dirs = self.dirs(fingerprint)?;
-        let identity = self.identity_lock(fingerprint);
+    fn delete(&self, client: &str, name: &str) -> Result<(), StorageError> {
+        let dirs = self.dirs(client)?;
+        let identity = self.identity_lock(client);
         let mut state = lock(&identity);
         let path = dirs.files.join(name);
         let size = match fs::symlink_metadata(&path) {
@@ -395,14 +399,14 @@ impl Store for LocalStore {
                 })
         };
         for identity in identities.flatten() {
-            let Ok(fingerprint) = identity.file_name().into_string() else {
+            let Ok(client) = identity.file_name().into_string() else {
                 continue;
             };
-            if !is_hex64(&fingerprint) {
+            if ferry_certs::validate_client_name(&client).is_err() {
                 continue;
             }
-            lock(&self.identity_lock(&fingerprint)).committed_bytes = None;
-            let dirs = self.dirs(&fingerprint)?;
+            lock(&self.identity_lock(&client)).committed_bytes = None;
+            let dirs = self.dirs(&client)?;
             let Ok(entries) = fs::read_dir(&dirs.partial) else {
                 continue;
             };
@@ -429,13 +433,13 @@ impl Store for LocalStore {
                 if !expired(last) {
                     continue;
                 }
-                let Some(_name_lock) = self.lock_name(&fingerprint, &key) else {
+                let Some(_name_lock) = self.lock_name(&client, &key) else {
                     continue; // an upload is running
                 };
                 remove_partial(&part, &held)?;
                 tracing::info!(
                     "removed an abandoned partial upload of {} ({})",
-                    &fingerprint[..16],
+                    client,
                     part.display()
                 );
                 removed += 1;

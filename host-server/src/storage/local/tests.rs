@@ -12,8 +12,8 @@ use super::committed::{META_MAX, META_XATTR};
 use super::*;
 use crate::storage::Precondition;
 
-const FP: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-const FP2: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+const CLIENT: &str = "phone";
+const CLIENT2: &str = "tablet";
 const CHUNK: u32 = 16;
 
 fn storage(quota: u64) -> (tempfile::TempDir, Arc<LocalStore>) {
@@ -47,9 +47,9 @@ fn store(upload: &mut dyn Upload, data: &[u8], indices: impl IntoIterator<Item =
     }
 }
 
-fn upload_all(storage: &LocalStore, fp: &str, name: &str, data: &[u8]) -> FileMeta {
+fn upload_all(storage: &LocalStore, client: &str, name: &str, data: &[u8]) -> FileMeta {
     let mut upload = storage
-        .begin_upload(fp, name, data.len() as u64, CHUNK, false)
+        .begin_upload(client, name, data.len() as u64, CHUNK, false)
         .unwrap();
     let chunks = upload.layout().chunks();
     store(upload.as_mut(), data, 0..chunks);
@@ -62,26 +62,26 @@ fn upload_all(storage: &LocalStore, fp: &str, name: &str, data: &[u8]) -> FileMe
 fn upload_commit_and_read_back() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(100, 1);
-    let meta = upload_all(&storage, FP, "a.txt", &bytes);
+    let meta = upload_all(&storage, CLIENT, "a.txt", &bytes);
     assert_eq!(meta.size, 100);
     assert_eq!(meta.digest_bytes(), FileDigest::of(&bytes, CHUNK));
-    let path = storage.file_path(FP, "a.txt").unwrap();
+    let path = storage.file_path(CLIENT, "a.txt").unwrap();
     assert_eq!(fs::read(&path).unwrap(), bytes);
-    let stored = storage.open(FP, "a.txt", CHUNK).unwrap();
+    let stored = storage.open(CLIENT, "a.txt", CHUNK).unwrap();
     assert_eq!(stored.meta(), &meta);
     // No partial is left behind.
-    let partial = storage.dirs(FP).unwrap().partial;
+    let partial = storage.dirs(CLIENT).unwrap().partial;
     assert_eq!(fs::read_dir(partial).unwrap().count(), 0);
-    assert_eq!(storage.usage(FP).unwrap(), 100);
+    assert_eq!(storage.usage(CLIENT).unwrap(), 100);
 }
 
 #[test]
 fn empty_file() {
     let (_tmp, storage) = storage(10_000);
-    let meta = upload_all(&storage, FP, "empty", &[]);
+    let meta = upload_all(&storage, CLIENT, "empty", &[]);
     assert_eq!(meta.size, 0);
     assert_eq!(
-        fs::read(storage.file_path(FP, "empty").unwrap()).unwrap(),
+        fs::read(storage.file_path(CLIENT, "empty").unwrap()).unwrap(),
         b""
     );
 }
@@ -90,12 +90,16 @@ fn empty_file() {
 fn partial_records_resume_after_drop() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(100, 2); // 7 chunks of 16
-    let mut upload = storage.begin_upload(FP, "r", 100, CHUNK, false).unwrap();
+    let mut upload = storage
+        .begin_upload(CLIENT, "r", 100, CHUNK, false)
+        .unwrap();
     assert_eq!(upload.held_chunks().count(), 0);
     store(upload.as_mut(), &bytes, [0, 1, 2, 4]);
     upload.checkpoint().unwrap();
     drop(upload); // disconnect, or a restart: only the files remain
-    let mut upload = storage.begin_upload(FP, "r", 100, CHUNK, false).unwrap();
+    let mut upload = storage
+        .begin_upload(CLIENT, "r", 100, CHUNK, false)
+        .unwrap();
     let held: Vec<u64> = upload.held_chunks().map(|(i, _)| i).collect();
     assert_eq!(held, [0, 1, 2, 4]);
     store(upload.as_mut(), &bytes, [3, 5, 6]);
@@ -103,7 +107,7 @@ fn partial_records_resume_after_drop() {
         .commit(&FileDigest::of(&bytes, CHUNK), Precondition::None)
         .unwrap();
     assert_eq!(
-        fs::read(storage.file_path(FP, "r").unwrap()).unwrap(),
+        fs::read(storage.file_path(CLIENT, "r").unwrap()).unwrap(),
         bytes
     );
 }
@@ -112,21 +116,25 @@ fn partial_records_resume_after_drop() {
 fn a_one_chunk_upload_keeps_no_records_and_starts_over() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(16, 4); // exactly one chunk
-    let dirs = storage.dirs(FP).unwrap();
-    let mut upload = storage.begin_upload(FP, "one", 16, CHUNK, false).unwrap();
+    let dirs = storage.dirs(CLIENT).unwrap();
+    let mut upload = storage
+        .begin_upload(CLIENT, "one", 16, CHUNK, false)
+        .unwrap();
     store(upload.as_mut(), &bytes, [0]);
     upload.checkpoint().unwrap();
     assert!(dirs.part_path(&name_key("one")).exists());
     assert!(!dirs.held_path(&name_key("one")).exists());
     drop(upload);
-    let mut upload = storage.begin_upload(FP, "one", 16, CHUNK, false).unwrap();
+    let mut upload = storage
+        .begin_upload(CLIENT, "one", 16, CHUNK, false)
+        .unwrap();
     assert_eq!(upload.held_chunks().count(), 0);
     store(upload.as_mut(), &bytes, [0]);
     upload
         .commit(&FileDigest::of(&bytes, CHUNK), Precondition::None)
         .unwrap();
     assert_eq!(
-        fs::read(storage.file_path(FP, "one").unwrap()).unwrap(),
+        fs::read(storage.file_path(CLIENT, "one").unwrap()).unwrap(),
         bytes
     );
     assert!(!dirs.part_path(&name_key("one")).exists());
@@ -136,10 +144,10 @@ fn a_one_chunk_upload_keeps_no_records_and_starts_over() {
 fn resume_reverifies_held_chunks_against_the_data() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(64, 3);
-    let mut upload = storage.begin_upload(FP, "t", 64, CHUNK, false).unwrap();
+    let mut upload = storage.begin_upload(CLIENT, "t", 64, CHUNK, false).unwrap();
     store(upload.as_mut(), &bytes, [0, 1, 2]);
     drop(upload);
-    let dirs = storage.dirs(FP).unwrap();
+    let dirs = storage.dirs(CLIENT).unwrap();
     let key = name_key("t");
     // A torn write: chunk 1's data never reached the disk.
     let part = OpenOptions::new()
@@ -153,7 +161,7 @@ fn resume_reverifies_held_chunks_against_the_data() {
         .open(dirs.held_path(&key))
         .unwrap();
     held.write_all(&[7u8; 13]).unwrap();
-    let upload = storage.begin_upload(FP, "t", 64, CHUNK, false).unwrap();
+    let upload = storage.begin_upload(CLIENT, "t", 64, CHUNK, false).unwrap();
     let held: Vec<u64> = upload.held_chunks().map(|(i, _)| i).collect();
     assert_eq!(held, [0, 2]);
     drop(upload);
@@ -166,22 +174,22 @@ fn resume_reverifies_held_chunks_against_the_data() {
 fn a_partial_of_another_size_or_fresh_starts_over() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(64, 4);
-    let mut upload = storage.begin_upload(FP, "s", 64, CHUNK, false).unwrap();
+    let mut upload = storage.begin_upload(CLIENT, "s", 64, CHUNK, false).unwrap();
     store(upload.as_mut(), &bytes, [0, 1]);
     drop(upload);
-    let upload = storage.begin_upload(FP, "s", 80, CHUNK, false).unwrap();
+    let upload = storage.begin_upload(CLIENT, "s", 80, CHUNK, false).unwrap();
     assert_eq!(upload.held_chunks().count(), 0);
     drop(upload);
-    let mut upload = storage.begin_upload(FP, "s", 80, CHUNK, false).unwrap();
+    let mut upload = storage.begin_upload(CLIENT, "s", 80, CHUNK, false).unwrap();
     store(upload.as_mut(), &data(80, 5), [0]);
     drop(upload);
-    let upload = storage.begin_upload(FP, "s", 80, 32, false).unwrap();
+    let upload = storage.begin_upload(CLIENT, "s", 80, 32, false).unwrap();
     assert_eq!(upload.held_chunks().count(), 0, "another chunk size");
     drop(upload);
-    let mut upload = storage.begin_upload(FP, "s", 80, CHUNK, false).unwrap();
+    let mut upload = storage.begin_upload(CLIENT, "s", 80, CHUNK, false).unwrap();
     store(upload.as_mut(), &data(80, 5), [0]);
     drop(upload);
-    let upload = storage.begin_upload(FP, "s", 80, CHUNK, true).unwrap();
+    let upload = storage.begin_upload(CLIENT, "s", 80, CHUNK, true).unwrap();
     assert_eq!(upload.held_chunks().count(), 0, "fresh");
 }
 
@@ -189,8 +197,10 @@ fn a_partial_of_another_size_or_fresh_starts_over() {
 fn identical_committed_file_is_held_in_full() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(50, 6);
-    let meta = upload_all(&storage, FP, "same", &bytes);
-    let mut upload = storage.begin_upload(FP, "same", 50, CHUNK, false).unwrap();
+    let meta = upload_all(&storage, CLIENT, "same", &bytes);
+    let mut upload = storage
+        .begin_upload(CLIENT, "same", 50, CHUNK, false)
+        .unwrap();
     assert!(upload.is_already_stored());
     let held: Vec<(u64, Digest)> = upload.held_chunks().collect();
     let expected: Vec<(u64, Digest)> = (0..)
@@ -205,7 +215,9 @@ fn identical_committed_file_is_held_in_full() {
     );
     drop(upload);
     // With `fresh`, the data is sent again.
-    let upload = storage.begin_upload(FP, "same", 50, CHUNK, true).unwrap();
+    let upload = storage
+        .begin_upload(CLIENT, "same", 50, CHUNK, true)
+        .unwrap();
     assert!(!upload.is_already_stored());
     assert_eq!(upload.held_chunks().count(), 0);
 }
@@ -213,26 +225,32 @@ fn identical_committed_file_is_held_in_full() {
 #[test]
 fn one_upload_per_name_and_identity() {
     let (_tmp, storage) = storage(10_000);
-    let first = storage.begin_upload(FP, "x", 10, CHUNK, false).unwrap();
+    let first = storage.begin_upload(CLIENT, "x", 10, CHUNK, false).unwrap();
     assert!(matches!(
-        storage.begin_upload(FP, "x", 10, CHUNK, false),
+        storage.begin_upload(CLIENT, "x", 10, CHUNK, false),
         Err(StorageError::Busy)
     ));
     // Another name, another identity: fine.
-    let _y = storage.begin_upload(FP, "y", 10, CHUNK, false).unwrap();
-    let _x2 = storage.begin_upload(FP2, "x", 10, CHUNK, false).unwrap();
+    let _y = storage.begin_upload(CLIENT, "y", 10, CHUNK, false).unwrap();
+    let _x2 = storage
+        .begin_upload(CLIENT2, "x", 10, CHUNK, false)
+        .unwrap();
     drop(first);
-    let _again = storage.begin_upload(FP, "x", 10, CHUNK, false).unwrap();
+    let _again = storage.begin_upload(CLIENT, "x", 10, CHUNK, false).unwrap();
 }
 
 #[test]
 fn quota_counts_files_and_partials_and_refuses_up_front() {
     let (tmp, storage) = storage(300);
-    upload_all(&storage, FP, "a", &data(100, 7));
-    let partial = storage.begin_upload(FP, "b", 150, CHUNK, false).unwrap();
-    assert_eq!(storage.usage(FP).unwrap(), 250);
+    upload_all(&storage, CLIENT, "a", &data(100, 7));
+    let partial = storage
+        .begin_upload(CLIENT, "b", 150, CHUNK, false)
+        .unwrap();
+    assert_eq!(storage.usage(CLIENT).unwrap(), 250);
     // 250 used + 51 > 300.
-    let error = storage.begin_upload(FP, "c", 51, CHUNK, false).unwrap_err();
+    let error = storage
+        .begin_upload(CLIENT, "c", 51, CHUNK, false)
+        .unwrap_err();
     assert!(matches!(
         error,
         StorageError::QuotaExceeded {
@@ -249,37 +267,39 @@ fn quota_counts_files_and_partials_and_refuses_up_front() {
         "{error}"
     );
     // Nothing is left behind by a refusal.
-    let dirs = storage.dirs(FP).unwrap();
+    let dirs = storage.dirs(CLIENT).unwrap();
     assert!(!dirs.part_path(&name_key("c")).exists());
     assert!(!dirs.held_path(&name_key("c")).exists());
-    let _c = storage.begin_upload(FP, "c", 50, CHUNK, false).unwrap();
+    let _c = storage.begin_upload(CLIENT, "c", 50, CHUNK, false).unwrap();
     drop(partial);
     // Replacing `a` does not count the old `a`: 150 (b) + 50 (c) + 100 (new a) = 300.
-    let _a = storage.begin_upload(FP, "a", 100, CHUNK, true).unwrap();
+    let _a = storage.begin_upload(CLIENT, "a", 100, CHUNK, true).unwrap();
     // Another identity has its own quota.
-    let _other = storage.begin_upload(FP2, "big", 300, CHUNK, false).unwrap();
+    let _other = storage
+        .begin_upload(CLIENT2, "big", 300, CHUNK, false)
+        .unwrap();
     drop(tmp);
 }
 
 #[test]
 fn counted_usage_follows_commits_deletes_and_hand_edits() {
     let (_tmp, storage) = storage(1000);
-    upload_all(&storage, FP, "a", &data(100, 1));
-    upload_all(&storage, FP, "b", &data(200, 2));
-    assert_eq!(storage.usage(FP).unwrap(), 300);
+    upload_all(&storage, CLIENT, "a", &data(100, 1));
+    upload_all(&storage, CLIENT, "b", &data(200, 2));
+    assert_eq!(storage.usage(CLIENT).unwrap(), 300);
     // Replacing counts the new size instead of the old one.
-    upload_all(&storage, FP, "a", &data(40, 3));
-    assert_eq!(storage.usage(FP).unwrap(), 240);
-    storage.delete(FP, "b").unwrap();
-    assert_eq!(storage.usage(FP).unwrap(), 40);
+    upload_all(&storage, CLIENT, "a", &data(40, 3));
+    assert_eq!(storage.usage(CLIENT).unwrap(), 240);
+    storage.delete(CLIENT, "b").unwrap();
+    assert_eq!(storage.usage(CLIENT).unwrap(), 40);
     // A file put there by hand is counted once the expiry pass has run.
-    let path = storage.file_path(FP, "by-hand").unwrap();
+    let path = storage.file_path(CLIENT, "by-hand").unwrap();
     fs::write(&path, [0u8; 500]).unwrap();
-    assert_eq!(storage.usage(FP).unwrap(), 40);
+    assert_eq!(storage.usage(CLIENT).unwrap(), 40);
     storage.expire_partials(SystemTime::now()).unwrap();
-    assert_eq!(storage.usage(FP).unwrap(), 540);
+    assert_eq!(storage.usage(CLIENT).unwrap(), 540);
     let error = storage
-        .begin_upload(FP, "c", 461, CHUNK, false)
+        .begin_upload(CLIENT, "c", 461, CHUNK, false)
         .unwrap_err();
     assert!(matches!(
         error,
@@ -291,10 +311,12 @@ fn counted_usage_follows_commits_deletes_and_hand_edits() {
 fn too_large_is_refused_up_front_and_data_is_bounded() {
     let (_tmp, storage) = storage(10_000);
     let error = storage
-        .begin_upload(FP, "big", 1001, CHUNK, false)
+        .begin_upload(CLIENT, "big", 1001, CHUNK, false)
         .unwrap_err();
     assert_eq!(error.code(), ErrorCode::TOO_LARGE);
-    let mut upload = storage.begin_upload(FP, "small", 20, CHUNK, false).unwrap();
+    let mut upload = storage
+        .begin_upload(CLIENT, "small", 20, CHUNK, false)
+        .unwrap();
     // Chunk 1 is 4 bytes long: 16 bytes would go past the declared size.
     let error = upload
         .store(1, 16, &chunk_digest(&[0; 16]), &[0; 16])
@@ -309,20 +331,20 @@ fn too_large_is_refused_up_front_and_data_is_bounded() {
 fn commit_refuses_an_incomplete_upload() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(40, 8);
-    let mut upload = storage.begin_upload(FP, "i", 40, CHUNK, false).unwrap();
+    let mut upload = storage.begin_upload(CLIENT, "i", 40, CHUNK, false).unwrap();
     store(upload.as_mut(), &bytes, [0, 1]);
     let error = upload
         .commit(&FileDigest::of(&bytes, CHUNK), Precondition::None)
         .unwrap_err();
     assert_eq!(error.code(), ErrorCode::STORAGE);
-    assert!(!storage.file_path(FP, "i").unwrap().exists());
+    assert!(!storage.file_path(CLIENT, "i").unwrap().exists());
     // The partial is kept and completes.
     store(upload.as_mut(), &bytes, [2]);
     upload
         .commit(&FileDigest::of(&bytes, CHUNK), Precondition::None)
         .unwrap();
     assert_eq!(
-        fs::read(storage.file_path(FP, "i").unwrap()).unwrap(),
+        fs::read(storage.file_path(CLIENT, "i").unwrap()).unwrap(),
         bytes
     );
 }
@@ -332,43 +354,49 @@ fn old_version_stays_readable_while_replaced() {
     let (_tmp, storage) = storage(10_000);
     let old = data(48, 9);
     let new = data(48, 10);
-    upload_all(&storage, FP, "v", &old);
-    let reader = storage.open(FP, "v", CHUNK).unwrap();
-    let mut upload = storage.begin_upload(FP, "v", 48, CHUNK, true).unwrap();
+    upload_all(&storage, CLIENT, "v", &old);
+    let reader = storage.open(CLIENT, "v", CHUNK).unwrap();
+    let mut upload = storage.begin_upload(CLIENT, "v", 48, CHUNK, true).unwrap();
     store(upload.as_mut(), &new, 0..3);
     // Not committed yet: the file is the old one.
-    assert_eq!(fs::read(storage.file_path(FP, "v").unwrap()).unwrap(), old);
+    assert_eq!(
+        fs::read(storage.file_path(CLIENT, "v").unwrap()).unwrap(),
+        old
+    );
     upload
         .commit(&FileDigest::of(&new, CHUNK), Precondition::None)
         .unwrap();
-    assert_eq!(fs::read(storage.file_path(FP, "v").unwrap()).unwrap(), new);
+    assert_eq!(
+        fs::read(storage.file_path(CLIENT, "v").unwrap()).unwrap(),
+        new
+    );
     // A download that opened the old version keeps reading it.
     let mut buf = vec![0; 48];
     reader.read_exact_at(&mut buf, 0).unwrap();
     assert_eq!(buf, old);
     assert_eq!(reader.meta().digest_bytes(), FileDigest::of(&old, CHUNK));
-    let current = storage.open(FP, "v", CHUNK).unwrap();
+    let current = storage.open(CLIENT, "v", CHUNK).unwrap();
     assert_eq!(current.meta().digest_bytes(), FileDigest::of(&new, CHUNK));
 }
 
 #[test]
 fn stale_metadata_is_recomputed() {
     let (_tmp, storage) = storage(10_000);
-    upload_all(&storage, FP, "m", &data(40, 11));
+    upload_all(&storage, CLIENT, "m", &data(40, 11));
     // Replaced by hand: new inode, no matching metadata.
-    let path = storage.file_path(FP, "m").unwrap();
+    let path = storage.file_path(CLIENT, "m").unwrap();
     let replacement = data(33, 12);
     let temp = path.with_file_name("m.new");
     fs::write(&temp, &replacement).unwrap();
     fs::rename(&temp, &path).unwrap();
-    let stored = storage.open(FP, "m", CHUNK).unwrap();
+    let stored = storage.open(CLIENT, "m", CHUNK).unwrap();
     assert_eq!(stored.meta().size, 33);
     assert_eq!(
         stored.meta().digest_bytes(),
         FileDigest::of(&replacement, CHUNK)
     );
     // And it was written back.
-    let again = storage.open(FP, "m", CHUNK).unwrap();
+    let again = storage.open(CLIENT, "m", CHUNK).unwrap();
     assert_eq!(again.meta(), stored.meta());
 }
 
@@ -376,9 +404,9 @@ fn stale_metadata_is_recomputed() {
 fn metadata_lives_on_the_file_or_in_meta_where_attributes_are_missing() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(40, 21);
-    let committed = upload_all(&storage, FP, "x", &bytes);
-    let dirs = storage.dirs(FP).unwrap();
-    let file = File::open(storage.file_path(FP, "x").unwrap()).unwrap();
+    let committed = upload_all(&storage, CLIENT, "x", &bytes);
+    let dirs = storage.dirs(CLIENT).unwrap();
+    let file = File::open(storage.file_path(CLIENT, "x").unwrap()).unwrap();
     let meta_file = dirs.meta_path(&name_key("x"));
     let mut buf = [0u8; META_MAX];
     match rustix::fs::fgetxattr(&file, META_XATTR, &mut buf[..]) {
@@ -394,7 +422,7 @@ fn metadata_lives_on_the_file_or_in_meta_where_attributes_are_missing() {
         }
     }
     // Metadata in `meta/` (written where attributes were missing) is read too.
-    let plain = storage.file_path(FP, "y").unwrap();
+    let plain = storage.file_path(CLIENT, "y").unwrap();
     fs::write(&plain, &bytes).unwrap();
     let ino = fs::metadata(&plain).unwrap().ino();
     let recorded = FileMeta {
@@ -408,36 +436,39 @@ fn metadata_lives_on_the_file_or_in_meta_where_attributes_are_missing() {
         serde_json::to_vec(&recorded).unwrap(),
     )
     .unwrap();
-    assert_eq!(*storage.open(FP, "y", CHUNK).unwrap().meta(), recorded);
+    assert_eq!(*storage.open(CLIENT, "y", CHUNK).unwrap().meta(), recorded);
 }
 
 #[test]
 fn list_is_sorted_paged_and_isolated() {
     let (_tmp, storage) = storage(10_000);
     for name in ["b", "a", "d", "c"] {
-        upload_all(&storage, FP, name, &data(5, 13));
+        upload_all(&storage, CLIENT, name, &data(5, 13));
     }
-    upload_all(&storage, FP2, "other", &data(5, 14));
+    upload_all(&storage, CLIENT2, "other", &data(5, 14));
     // A stray file with a name no client could store is not listed.
     for stray in ["-stray", "cafe\u{301}", "tab\there"] {
-        let path = storage.file_path(FP, "a").unwrap().with_file_name(stray);
+        let path = storage
+            .file_path(CLIENT, "a")
+            .unwrap()
+            .with_file_name(stray);
         fs::write(path, b"x").unwrap();
     }
     let names = |list: Vec<FileMeta>| list.into_iter().map(|m| m.name).collect::<Vec<_>>();
     assert_eq!(
-        names(storage.list(FP, "", "", 100, CHUNK).unwrap()),
+        names(storage.list(CLIENT, "", "", 100, CHUNK).unwrap()),
         ["a", "b", "c", "d"]
     );
     assert_eq!(
-        names(storage.list(FP, "", "a", 2, CHUNK).unwrap()),
+        names(storage.list(CLIENT, "", "a", 2, CHUNK).unwrap()),
         ["b", "c"]
     );
     assert_eq!(
-        names(storage.list(FP, "", "d", 2, CHUNK).unwrap()),
+        names(storage.list(CLIENT, "", "d", 2, CHUNK).unwrap()),
         Vec::<String>::new()
     );
     assert_eq!(
-        names(storage.list(FP2, "", "", 100, CHUNK).unwrap()),
+        names(storage.list(CLIENT2, "", "", 100, CHUNK).unwrap()),
         ["other"]
     );
     let fresh = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -447,21 +478,21 @@ fn list_is_sorted_paged_and_isolated() {
 #[test]
 fn delete_removes_file_and_metadata() {
     let (_tmp, storage) = storage(10_000);
-    upload_all(&storage, FP, "gone", &data(5, 15));
+    upload_all(&storage, CLIENT, "gone", &data(5, 15));
     assert!(matches!(
-        storage.delete(FP2, "gone"),
+        storage.delete(CLIENT2, "gone"),
         Err(StorageError::NotFound)
     ));
-    storage.delete(FP, "gone").unwrap();
-    assert!(!storage.file_path(FP, "gone").unwrap().exists());
-    let dirs = storage.dirs(FP).unwrap();
+    storage.delete(CLIENT, "gone").unwrap();
+    assert!(!storage.file_path(CLIENT, "gone").unwrap().exists());
+    let dirs = storage.dirs(CLIENT).unwrap();
     assert!(!dirs.meta_path(&name_key("gone")).exists());
     assert!(matches!(
-        storage.delete(FP, "gone"),
+        storage.delete(CLIENT, "gone"),
         Err(StorageError::NotFound)
     ));
     assert!(matches!(
-        storage.open(FP, "gone", CHUNK),
+        storage.open(CLIENT, "gone", CHUNK),
         Err(StorageError::NotFound)
     ));
 }
@@ -469,11 +500,13 @@ fn delete_removes_file_and_metadata() {
 #[test]
 fn abandoned_partials_expire() {
     let (_tmp, storage) = storage(10_000);
-    let mut old = storage.begin_upload(FP, "old", 32, CHUNK, false).unwrap();
+    let mut old = storage
+        .begin_upload(CLIENT, "old", 32, CHUNK, false)
+        .unwrap();
     store(old.as_mut(), &data(32, 16), [0]);
     drop(old);
     let running = storage
-        .begin_upload(FP, "running", 32, CHUNK, false)
+        .begin_upload(CLIENT, "running", 32, CHUNK, false)
         .unwrap();
     let now = SystemTime::now();
     assert_eq!(
@@ -487,31 +520,35 @@ fn abandoned_partials_expire() {
         1,
         "the running one is kept"
     );
-    let dirs = storage.dirs(FP).unwrap();
+    let dirs = storage.dirs(CLIENT).unwrap();
     assert!(!dirs.part_path(&name_key("old")).exists());
     assert!(!dirs.held_path(&name_key("old")).exists());
     assert!(dirs.part_path(&name_key("running")).exists());
     drop(running);
     assert_eq!(storage.expire_partials(later).unwrap(), 1);
-    assert_eq!(storage.usage(FP).unwrap(), 0);
+    assert_eq!(storage.usage(CLIENT).unwrap(), 0);
 }
 
 #[test]
-fn identities_must_be_fingerprints() {
-    let (_tmp, storage) = storage(10_000);
-    for fp in ["", "..", "../etc", &FP.to_uppercase(), &FP[..63]] {
+fn identities_must_be_client_names() {
+    let (tmp, storage) = storage(10_000);
+    let too_long = "a".repeat(65);
+    for client in [
+        "", "..", "../etc", "a/b", ".hidden", "-x", "a..b", &too_long,
+    ] {
         assert!(
-            storage.begin_upload(fp, "a", 1, CHUNK, false).is_err(),
-            "{fp}"
+            storage.begin_upload(client, "a", 1, CHUNK, false).is_err(),
+            "{client}"
         );
     }
+    assert!(!tmp.path().join("etc").exists());
 }
 
 #[test]
 fn a_held_file_of_earlier_releases_resumes() {
     let (_tmp, storage) = storage(10_000);
     let bytes = data(64, 17); // 4 chunks of 16
-    let dirs = storage.dirs(FP).unwrap();
+    let dirs = storage.dirs(CLIENT).unwrap();
     dirs.create().unwrap();
     let key = name_key("old");
     let mut part = vec![0u8; 64];
@@ -530,7 +567,9 @@ fn a_held_file_of_earlier_releases_resumes() {
         held.extend_from_slice(chunk_digest(&bytes[at..at + 16]).as_bytes());
     }
     fs::write(dirs.held_path(&key), &held).unwrap();
-    let mut upload = storage.begin_upload(FP, "old", 64, CHUNK, false).unwrap();
+    let mut upload = storage
+        .begin_upload(CLIENT, "old", 64, CHUNK, false)
+        .unwrap();
     let held: Vec<u64> = upload.held_chunks().map(|(i, _)| i).collect();
     assert_eq!(held, [0, 1]);
     store(upload.as_mut(), &bytes, [2, 3]);
@@ -538,7 +577,7 @@ fn a_held_file_of_earlier_releases_resumes() {
         .commit(&FileDigest::of(&bytes, CHUNK), Precondition::None)
         .unwrap();
     assert_eq!(
-        fs::read(storage.file_path(FP, "old").unwrap()).unwrap(),
+        fs::read(storage.file_path(CLIENT, "old").unwrap()).unwrap(),
         bytes
     );
 }
@@ -549,7 +588,7 @@ fn conditional_commits_create_only_or_replace_a_known_digest() {
     let first = data(40, 18);
     let second = data(40, 19);
     let upload_with = |bytes: &[u8], condition| {
-        let mut upload = storage.begin_upload(FP, "c", 40, CHUNK, true).unwrap();
+        let mut upload = storage.begin_upload(CLIENT, "c", 40, CHUNK, true).unwrap();
         store(upload.as_mut(), bytes, 0..3);
         let result = upload.commit(&FileDigest::of(bytes, CHUNK), condition);
         (upload, result)
@@ -567,18 +606,18 @@ fn conditional_commits_create_only_or_replace_a_known_digest() {
     let (_, refused) = upload_with(&second, stale);
     assert!(matches!(refused, Err(StorageError::PreconditionFailed)));
     assert_eq!(
-        fs::read(storage.file_path(FP, "c").unwrap()).unwrap(),
+        fs::read(storage.file_path(CLIENT, "c").unwrap()).unwrap(),
         first
     );
     let current = Precondition::Digest(FileDigest::of(&first, CHUNK));
     let (_, replaced) = upload_with(&second, current);
     replaced.unwrap();
     assert_eq!(
-        fs::read(storage.file_path(FP, "c").unwrap()).unwrap(),
+        fs::read(storage.file_path(CLIENT, "c").unwrap()).unwrap(),
         second
     );
     // An identical file is committed under the same conditions.
-    let mut same = storage.begin_upload(FP, "c", 40, CHUNK, false).unwrap();
+    let mut same = storage.begin_upload(CLIENT, "c", 40, CHUNK, false).unwrap();
     assert!(same.is_already_stored());
     let digest = FileDigest::of(&second, CHUNK);
     assert!(matches!(
@@ -591,16 +630,20 @@ fn conditional_commits_create_only_or_replace_a_known_digest() {
 #[test]
 fn an_aborted_upload_leaves_nothing() {
     let (_tmp, storage) = storage(10_000);
-    let mut upload = storage.begin_upload(FP, "gone", 64, CHUNK, false).unwrap();
+    let mut upload = storage
+        .begin_upload(CLIENT, "gone", 64, CHUNK, false)
+        .unwrap();
     store(upload.as_mut(), &data(64, 20), [0, 1]);
-    assert_eq!(storage.usage(FP).unwrap(), 64);
+    assert_eq!(storage.usage(CLIENT).unwrap(), 64);
     upload.abort().unwrap();
-    let dirs = storage.dirs(FP).unwrap();
+    let dirs = storage.dirs(CLIENT).unwrap();
     assert!(!dirs.part_path(&name_key("gone")).exists());
     assert!(!dirs.held_path(&name_key("gone")).exists());
-    assert_eq!(storage.usage(FP).unwrap(), 0);
+    assert_eq!(storage.usage(CLIENT).unwrap(), 0);
     // The name is free again, and nothing is resumed.
-    let upload = storage.begin_upload(FP, "gone", 64, CHUNK, false).unwrap();
+    let upload = storage
+        .begin_upload(CLIENT, "gone", 64, CHUNK, false)
+        .unwrap();
     assert_eq!(upload.held_chunks().count(), 0);
 }
 
@@ -608,10 +651,10 @@ fn an_aborted_upload_leaves_nothing() {
 fn list_takes_a_prefix() {
     let (_tmp, storage) = storage(10_000);
     for name in ["logs-2", "a", "logs-1", "logz", "photo"] {
-        upload_all(&storage, FP, name, &data(5, 22));
+        upload_all(&storage, CLIENT, name, &data(5, 22));
     }
     let names = |prefix, after| {
-        let list = storage.list(FP, prefix, after, 100, CHUNK).unwrap();
+        let list = storage.list(CLIENT, prefix, after, 100, CHUNK).unwrap();
         list.into_iter().map(|m| m.name).collect::<Vec<_>>()
     };
     assert_eq!(names("logs-", ""), ["logs-1", "logs-2"]);

@@ -37,7 +37,7 @@ pub(super) struct LocalUpload {
     /// The identity's state: its lock serialises commits with quota checks and deletes.
     pub(super) identity: Arc<Mutex<IdentityState>>,
     pub(super) dirs: IdentityDirs,
-    pub(super) fingerprint: String,
+    pub(super) client: String,
     pub(super) name: String,
     pub(super) key: String,
     pub(super) layout: Layout,
@@ -97,8 +97,7 @@ impl Upload for LocalUpload {
         };
         part.write_all_at(data, offset).map_err(io_err(format!(
             "writing {:?} of {}",
-            self.name,
-            &self.fingerprint[..16]
+            self.name, self.client
         )))?;
         if let Some(flusher) = self.flusher.as_mut() {
             flusher.wrote(data.len() as u64);
@@ -108,8 +107,7 @@ impl Upload for LocalUpload {
             held.write_all(&journal::record(index, digest))
                 .map_err(io_err(format!(
                     "recording {:?} of {}",
-                    self.name,
-                    &self.fingerprint[..16]
+                    self.name, self.client
                 )))?;
         }
         self.chunks.insert(index, *digest);
