@@ -13,8 +13,9 @@ use ferry_client::{ClientOptions, DEFAULT_SERVER};
 use crate::cli::Cli;
 use crate::config::{ConfigFile, Located};
 
-/// The certificate directory of a source checkout, relative to the working directory.
-const LEGACY_CERTS: &str = ferry_certs::DEFAULT_DIR;
+/// Where the server kept its certificates before the data directory (relative to the
+/// working directory): still looked at last.
+const LEGACY_CERTS: &str = "certs";
 
 /// The files an identity is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
