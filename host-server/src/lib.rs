@@ -42,13 +42,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod names;
 mod server;
 mod session;
 pub mod storage;
 
+pub use admin::{AdminArgs, AdminServer, Health};
 pub use config::{Args, ConfigError, FileConfig, ServerOptions};
 pub use names::{validate_name, NameError};
+pub use metrics::Metrics;
 pub use server::{run, Bootstrap, Server, ServerError};
 pub use storage::{FileMeta, LocalStore, StorageConfig, StorageError, Store};
