@@ -18,7 +18,7 @@ CC_x86_64_unknown_linux_musl=musl-gcc \
     cargo build --locked --profile "$profile" --target "$target" \
     -p ferry-server -p ferry-client -p ferry-certs \
     --bin ferry-server --bin ferry --bin ferry-certs
-dir=target/$target/$([ "$profile" = dev ] && echo debug || echo "$profile")
+dir=${CARGO_TARGET_DIR:-target}/$target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 mkdir -p "$context/bin" "$context/data"

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROFILE=${PROFILE:-dev}
 target=x86_64-unknown-linux-musl
-dir=target/$target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+dir=${CARGO_TARGET_DIR:-target}/$target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 ONLY_BINARIES=1 bash dist/build-image.sh
 for binary in ferry-server ferry-certs ferry; do
     "$dir/$binary" --version

@@ -36,8 +36,11 @@ pub enum HandshakeFailure {
     /// The client certificate is on the CRL.
     revoked,
     expired,
-    /// The client certificate does not chain to the CA.
+    /// The client certificate does not chain to the CA: no CA of its issuer's name.
     unknown_issuer,
+    /// The client certificate names the CA as issuer but the CA did not sign it (a client
+    /// of another CA of the same name).
+    bad_signature,
     /// Another problem with the client certificate.
     bad_certificate,
     /// No client certificate.
@@ -62,6 +65,9 @@ impl HandshakeFailure {
             )) => HandshakeFailure::expired,
             Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
                 HandshakeFailure::unknown_issuer
+            }
+            Some(Error::InvalidCertificate(CertificateError::BadSignature)) => {
+                HandshakeFailure::bad_signature
             }
             Some(Error::InvalidCertificate(_)) => HandshakeFailure::bad_certificate,
             Some(Error::NoCertificatesPresented) => HandshakeFailure::no_certificate,

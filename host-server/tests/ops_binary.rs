@@ -42,7 +42,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     response
 }
 
-fn stop(mut child: Child) -> Output {
+fn stop(child: Child) -> Output {
     let pid = child.id().to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
