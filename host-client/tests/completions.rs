@@ -3,6 +3,8 @@
 
 use std::process::{Command, Output};
 
+use ferry_testkit::server::InProcess;
+
 fn ferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
@@ -38,26 +40,39 @@ fn man_page_generates() {
 
 #[test]
 fn log_format_json_writes_json_lines() {
-    // A refused connection logs nothing at the default level; ask for debug lines.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(InProcess::start_temp(|_| {}));
+    let pki = server.pki();
+    let paths = pki.client("local");
     let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["list", "--server", "127.0.0.1:1", "--retries", "0"])
-        .args(["--log-format", "json"])
-        .env("FERRY_LOG", "debug")
+        .args(["list", "--log-format", "json", "--server"])
+        .arg(server.addr.to_string())
+        .arg("--ca")
+        .arg(pki.ca())
+        .arg("--cert")
+        .arg(&paths.cert)
+        .arg("--key")
+        .arg(&paths.key)
+        .env("FERRY_LOG", "ferry_tokio=debug")
+        .env_remove("FERRY_LOG_FORMAT")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(output.status.success(), "{output:?}");
     let stderr = String::from_utf8(output.stderr).unwrap();
-    let json: Vec<serde_json::Value> = stderr
+    let lines: Vec<serde_json::Value> = stderr
         .lines()
-        .filter(|line| line.starts_with('{'))
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
-    assert!(
-        json.iter().all(|line| line["level"].is_string() && line["timestamp"].is_string()),
-        "{stderr}"
-    );
-    assert!(
-        matches!(ferry(&["list", "--log-format", "xml"]).status.code(), Some(2)),
+    let connected = lines
+        .iter()
+        .find(|line| line["message"] == "connected")
+        .unwrap_or_else(|| panic!("no `connected` line: {stderr}"));
+    assert_eq!(connected["level"], "DEBUG");
+    assert_eq!(connected["chunk_size"], 65536);
+    assert!(connected["timestamp"].is_string(), "{connected}");
+    assert_eq!(
+        ferry(&["list", "--log-format", "xml"]).status.code(),
+        Some(2),
         "an unknown format is a usage error"
     );
 }
