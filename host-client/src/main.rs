@@ -80,13 +80,15 @@ fn print_docs(command: &Command) -> Option<ExitCode> {
             clap_complete::generate(*shell, &mut Cli::command(), "ferry", &mut stdout);
             Some(ExitCode::SUCCESS)
         }
-        Command::Man => Some(match clap_mangen::Man::new(Cli::command()).render(&mut stdout) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ferry: {e}");
-                ExitCode::from(exit::OTHER as u8)
-            }
-        }),
+        Command::Man => Some(
+            match clap_mangen::Man::new(Cli::command()).render(&mut stdout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    ExitCode::from(exit::OTHER as u8)
+                }
+            },
+        ),
         _ => None,
     }
 }

@@ -125,7 +125,12 @@ impl Health {
             Check {
                 name: "listening",
                 ok: listening,
-                detail: if listening { "accepting" } else { "not accepting" }.into(),
+                detail: if listening {
+                    "accepting"
+                } else {
+                    "not accepting"
+                }
+                .into(),
             },
             Check {
                 name: "storage",

@@ -52,7 +52,7 @@ pub mod storage;
 
 pub use admin::{AdminArgs, AdminServer, Health};
 pub use config::{Args, ConfigError, FileConfig, ServerOptions};
-pub use names::{validate_name, NameError};
 pub use metrics::Metrics;
+pub use names::{validate_name, NameError};
 pub use server::{run, Bootstrap, Server, ServerError};
 pub use storage::{FileMeta, LocalStore, StorageConfig, StorageError, Store};

@@ -44,7 +44,12 @@ fn parse() -> Result<(Args, AdminArgs, BinaryArgs), clap::Error> {
 fn main() -> ExitCode {
     let (args, admin, binary) = parse().unwrap_or_else(|e| e.exit());
     if let Some(shell) = binary.completions {
-        clap_complete::generate(shell, &mut command(), "ferry-server", &mut std::io::stdout());
+        clap_complete::generate(
+            shell,
+            &mut command(),
+            "ferry-server",
+            &mut std::io::stdout(),
+        );
         return ExitCode::SUCCESS;
     }
     if binary.man {

@@ -399,7 +399,9 @@ impl Metrics {
     /// A CRL reload.
     pub fn crl_reloaded(&self, ok: bool) {
         let result = if ok { Success::ok } else { Success::failed };
-        self.crl_reloads.get_or_create(&ResultLabel { result }).inc();
+        self.crl_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// Updates the storage gauges from a walk of the storage directory.
@@ -467,14 +469,25 @@ mod tests {
         metrics.request_refused(Op::upload, ErrorCode::QUOTA_EXCEEDED);
         let open = metrics.connection_opened();
         let text = metrics.encode();
-        assert!(text.contains("ferry_transfers_started_total{kind=\"upload\"} 1"), "{text}");
+        assert!(
+            text.contains("ferry_transfers_started_total{kind=\"upload\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("ferry_transfers_finished_total{kind=\"upload\",result=\"verified\"} 1"),
             "{text}"
         );
-        assert!(text.contains("ferry_received_bytes_total 1000")
-                && text.contains("ferry_requests_refused_total{op=\"upload\",code=\"quota_exceeded\"} 1"), "{text}");
-        assert!(text.contains("ferry_revoked_certificates_refused_total 1"), "{text}");
+        assert!(
+            text.contains("ferry_received_bytes_total 1000")
+                && text.contains(
+                    "ferry_requests_refused_total{op=\"upload\",code=\"quota_exceeded\"} 1"
+                ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_revoked_certificates_refused_total 1"),
+            "{text}"
+        );
         assert!(
             text.contains("ferry_tls_handshakes_failed_total{reason=\"revoked\"} 1"),
             "{text}"

@@ -200,7 +200,10 @@ async fn metrics_count_exactly_the_transfers_made() {
             1.0,
         ),
         ("ferry_commit_duration_seconds_count", 2.0),
-        ("ferry_transfer_duration_seconds_count{kind=\"upload\"}", 2.0),
+        (
+            "ferry_transfer_duration_seconds_count{kind=\"upload\"}",
+            2.0,
+        ),
         ("ferry_chunks_refused_total", 0.0),
         ("ferry_chunks_resent_total", 0.0),
         ("ferry_revoked_certificates_refused_total", 0.0),

@@ -15,7 +15,10 @@ fn ferry_server() -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    ferry_server().args(args).output().expect("run ferry-server")
+    ferry_server()
+        .args(args)
+        .output()
+        .expect("run ferry-server")
 }
 
 fn server_args(root: &Path) -> Vec<String> {
@@ -44,10 +47,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 
 fn stop(child: Child) -> Output {
     let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
     child.wait_with_output().unwrap()
 }
@@ -74,7 +74,10 @@ fn admin_listener_and_json_logs() {
     let ready = http_get(admin, "/readyz");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     let metrics = http_get(admin, "/metrics");
-    assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
+    assert!(
+        metrics.contains("application/openmetrics-text"),
+        "{metrics}"
+    );
     assert!(metrics.contains("ferry_connections_open 0"), "{metrics}");
     let output = stop(child);
     let stderr = String::from_utf8(output.stderr).unwrap();
