@@ -11,6 +11,7 @@ export PROFILE=${PROFILE:-dev}
 target=x86_64-unknown-linux-musl
 dir=${CARGO_TARGET_DIR:-target}/$target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 ONLY_BINARIES=1 bash dist/build-image.sh
+dir=$(realpath "$dir")
 for binary in ferry-server ferry-certs ferry; do
     "$dir/$binary" --version
 done
@@ -43,7 +44,7 @@ head -c 3000000 /dev/urandom > "$work/payload.bin"
     > "$work/server.out" 2> "$work/server.err" &
 server_pid=$!
 addr=$(listening_addr "$work/server.out")
-(cd "$work" && "$OLDPWD/$dir/ferry" --server "$addr" --ca certs/ca.crt \
+(cd "$work" && "$dir/ferry" --server "$addr" --ca certs/ca.crt \
     --cert certs/clients/local.crt --key certs/clients/local.key roundtrip payload.bin)
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 cmp "$work/payload.bin" "$work/storage"/*/files/payload.bin
@@ -69,7 +70,7 @@ volume=ferry-test-$$
 container=ferry-test-$$
 podman volume create "$volume" >/dev/null
 if ! started=$(podman run -d --name "$container" -p 127.0.0.1::9000 -v "$volume:/data" \
-        -e FERRY_NO_WEB=true -e FERRY_WEB= "$tag" 2>&1); then
+        "$tag" --no-web 2>&1); then
     echo "container: SKIPPED: podman cannot run the container here: $started"
     exit 0
 fi
