@@ -35,6 +35,11 @@
 //! (65,854 B each for 64 KiB chunks), the link's 256 KiB read buffer, one chunk of read
 //! buffer for downloads and rustls' buffers: about 420 KiB with the default chunk size.
 //!
+//! ## Operations
+//! [`Server::metrics`] counts what happens (no per-client labels) and [`Server::health`]
+//! answers readiness checks; [`AdminServer`] serves both over HTTP (`--admin ADDR`:
+//! `/metrics`, `/healthz`, `/readyz`), see [`admin`] and [`metrics`].
+//!
 //! ## Shutdown
 //! On SIGTERM or SIGINT the binary stops accepting, lets running transfers finish for
 //! `shutdown_grace_secs`, then fsyncs the partial uploads still running and closes them;
