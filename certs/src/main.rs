@@ -1,7 +1,7 @@
 //! `ferry-certs`: command line for Ferry's certificate authority (see the library docs).
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ferry_certs::{
     init, CertDir, CertError, DataDir, InitOptions, NewClient, Renewal, DEFAULT_CA_DAYS,
     DEFAULT_CA_NAME, DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS,
@@ -121,6 +121,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script of ferry-certs for SHELL.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of ferry-certs (roff).
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -171,6 +178,13 @@ fn cert_dir(flag: Option<PathBuf>) -> CertDir {
 fn run(cli: Cli) -> Result<()> {
     let dir = cert_dir(cli.dir);
     match cli.command {
+        Command::Completions { shell } => {
+            let stdout = &mut std::io::stdout();
+            clap_complete::generate(shell, &mut Cli::command(), "ferry-certs", stdout);
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page")?,
         Command::Init {
             ca_name,
             ca_days,

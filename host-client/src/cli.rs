@@ -77,6 +77,10 @@ pub(crate) struct Cli {
     #[arg(long, short = 'j', global = true, env = "FERRY_PARALLEL", default_value_t = DEFAULT_PARALLEL,
           value_parser = clap::value_parser!(u32).range(1..=MAX_PARALLEL as i64))]
     pub(crate) parallel: u32,
+    /// Log line format on stderr
+    #[arg(long, global = true, env = ferry_tokio::logging::LOG_FORMAT_ENV, value_enum,
+          default_value_t = ferry_tokio::logging::LogFormat::Text)]
+    pub(crate) log_format: ferry_tokio::logging::LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -134,6 +138,13 @@ pub(crate) enum Command {
     },
     /// Print the effective server and identity and where each comes from
     Config,
+    /// Print the shell completion script of `ferry` for SHELL (no server contacted)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of `ferry` in roff (no server contacted)
+    Man,
 }
 
 pub(crate) fn parse_server(value: &str) -> Result<String, String> {

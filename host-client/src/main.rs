@@ -8,6 +8,8 @@
 //! ferry roundtrip FILE [--name NAME]      upload, download back, compare, report both digests
 //! ferry login BUNDLE [--server ADDR]      keep an identity bundle and write the config file
 //! ferry config                            show the server and identity used, and their origin
+//! ferry completions bash|zsh|fish|...     print a shell completion script
+//! ferry man                               print the man page (roff)
 //! ```
 //!
 //! Common options (before or after the subcommand): `--server HOST[:PORT]` (`FERRY_SERVER`,
@@ -19,7 +21,8 @@
 //! (one JSON object per operation on stdout; `list` prints an array), `--quiet`,
 //! `-j`/`--parallel N` (`FERRY_PARALLEL`, default 4: connections used at once for several
 //! files; results still print in command-line order).
-//! Logs go to stderr, filtered by `FERRY_LOG` or `RUST_LOG` (default `warn`).
+//! Logs go to stderr, filtered by `FERRY_LOG` or `RUST_LOG` (default `warn`), as text
+//! lines or, with `--log-format json` (`FERRY_LOG_FORMAT`), one JSON object per line.
 //!
 //! Exit codes: 0 success; 1 other error; 2 usage; 3 could not connect, TLS refused or
 //! connection lost for good; 4 refused by the server (not found, invalid name, quota,
@@ -52,7 +55,11 @@ use crate::plan::{plan, Dest, Failure, NoClobber, Source, Step};
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    ferry_tokio::logging::init(if cli.quiet { "error" } else { "warn" });
+    if let Some(code) = print_docs(&cli.command) {
+        return code;
+    }
+    let default_filter = if cli.quiet { "error" } else { "warn" };
+    ferry_tokio::logging::init_with(default_filter, cli.log_format);
     // Connections at once hash and encrypt on threads of their own. (A multi-thread
     // runtime with one worker moved a 1 GiB download 40% slower than a current-thread one.)
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -73,6 +80,27 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(cli, matches));
     ExitCode::from(code as u8)
+}
+
+/// `ferry completions SHELL` and `ferry man`: printed without a runtime or a server.
+fn print_docs(command: &Command) -> Option<ExitCode> {
+    let mut stdout = std::io::stdout();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "ferry", &mut stdout);
+            Some(ExitCode::SUCCESS)
+        }
+        Command::Man => Some(
+            match clap_mangen::Man::new(Cli::command()).render(&mut stdout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    ExitCode::from(exit::OTHER as u8)
+                }
+            },
+        ),
+        _ => None,
+    }
 }
 
 async fn run(cli: Cli, matches: ArgMatches) -> i32 {

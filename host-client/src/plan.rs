@@ -285,6 +285,8 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
             .iter()
             .map(|name| Step::Delete { name: name.clone() })
             .collect(),
+        // Answered by `main` before any plan or connection.
+        Command::Completions { .. } | Command::Man => Vec::new(),
         Command::Roundtrip { file, name } => vec![Step::RoundTrip {
             path: file.clone(),
             name: match name {

@@ -44,6 +44,11 @@
 //! (65,854 B each for 64 KiB chunks), the link's 256 KiB read buffer, one chunk of read
 //! buffer for downloads and rustls' buffers: about 420 KiB with the default chunk size.
 //!
+//! ## Operations
+//! [`Server::metrics`] counts what happens (no per-client labels) and [`Server::health`]
+//! answers readiness checks; [`AdminServer`] serves both over HTTP (`--admin ADDR`:
+//! `/metrics`, `/healthz`, `/readyz`), see [`admin`] and [`metrics`].
+//!
 //! ## Shutdown
 //! On SIGTERM or SIGINT the binary stops accepting, lets running transfers finish for
 //! `shutdown_grace_secs`, then fsyncs the partial uploads still running and closes them;
@@ -51,13 +56,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod names;
 mod server;
 mod session;
 pub mod storage;
 
+pub use admin::{AdminArgs, AdminServer, Health};
 pub use config::{Args, ConfigError, FileConfig, ServerOptions};
+pub use metrics::Metrics;
 pub use names::{validate_name, NameError};
 pub use server::{run, Bootstrap, Server, ServerError};
 pub use storage::{FileMeta, LocalStore, Migration, StorageConfig, StorageError, Store};

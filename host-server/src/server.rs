@@ -22,7 +22,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::Health;
 use crate::config::{ConfigError, ServerOptions};
+use crate::metrics::{HandshakeFailure, Metrics, RefusedReason};
 use crate::session::{self, Phase, Shared};
 use crate::storage::{LocalStore, StorageConfig, StorageError, Store};
 
@@ -124,6 +126,8 @@ pub struct Server {
     storage: Arc<dyn Store>,
     bootstrap: Option<Bootstrap>,
     hangup: Signal,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 impl fmt::Debug for Server {
@@ -204,6 +208,7 @@ impl Server {
             signal: "SIGHUP",
             source,
         })?;
+        let health = Arc::new(Health::new(options.storage.clone(), verifier.clone()));
         Ok(Server {
             options,
             listener,
@@ -213,6 +218,8 @@ impl Server {
             storage,
             bootstrap,
             hangup,
+            metrics: Arc::new(Metrics::new()),
+            health,
         })
     }
 
@@ -236,6 +243,16 @@ impl Server {
         &self.storage
     }
 
+    /// The server's metrics (what the admin listener's `/metrics` serves).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What the admin listener's `/readyz` checks.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
     /// Accepts connections until `shutdown` completes, then stops accepting, gives running
     /// transfers `shutdown_grace_secs` to finish, checkpoints the rest and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
@@ -248,6 +265,8 @@ impl Server {
             storage,
             bootstrap: _,
             hangup,
+            metrics,
+            health,
         } = self;
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let core = ferry_core::Config {
@@ -262,9 +281,10 @@ impl Server {
             max_per_identity: options.max_connections_per_identity,
             identities: Mutex::new(Default::default()),
             phase: phase_rx,
+            metrics: metrics.clone(),
         });
-        let crl_task = tokio::spawn(watch_crl(verifier, hangup));
-        let expiry_task = tokio::spawn(expire_partials(storage.clone()));
+        let crl_task = tokio::spawn(watch_crl(verifier, hangup, metrics.clone(), health.clone()));
+        let expiry_task = tokio::spawn(expire_partials(storage.clone(), metrics.clone()));
         let handshake_timeout = Duration::from_secs(options.handshake_timeout_secs);
         let open = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
@@ -276,6 +296,7 @@ impl Server {
             ByteSize(u64::from(options.chunk_size)),
         );
         tokio::pin!(shutdown);
+        health.set_listening(true);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -286,6 +307,7 @@ impl Server {
                                 "{peer}: refused, {} connections open (--max-connections)",
                                 options.max_connections
                             );
+                            metrics.connection_refused(RefusedReason::max_connections);
                             drop(tcp);
                             continue;
                         }
@@ -313,6 +335,7 @@ impl Server {
             }
         }
         drop(listener);
+        health.set_listening(false);
         tracing::info!(
             "shutting down: no new connections, {} open; running transfers get {} s",
             open.load(Ordering::Relaxed),
@@ -381,14 +404,18 @@ async fn connection(
     shared: Arc<Shared>,
     _counted: Counted,
 ) {
+    let _open = shared.metrics.connection_opened();
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
         Err(_) => {
-            tracing::info!("{peer}: TLS handshake timed out");
+            shared.metrics.handshake_failed(HandshakeFailure::timeout);
+            tracing::info!(peer = %peer, reason = "timeout", "{peer}: TLS handshake timed out");
             return;
         }
         Ok(Err(e)) => {
-            tracing::info!("{peer}: TLS handshake refused: {e}");
+            let reason = HandshakeFailure::of(&e);
+            shared.metrics.handshake_failed(reason);
+            tracing::info!(peer = %peer, reason = ?reason, "{peer}: TLS handshake refused: {e}");
             return;
         }
         Ok(Ok(tls)) => tls,
@@ -412,7 +439,12 @@ fn crl_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
 }
 
 /// Reloads the CRL on SIGHUP and when the file changes.
-async fn watch_crl(verifier: Arc<ReloadableClientVerifier>, mut hangup: Signal) {
+async fn watch_crl(
+    verifier: Arc<ReloadableClientVerifier>,
+    mut hangup: Signal,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) {
     let path = verifier.crl_path().map(Path::to_path_buf);
     let mut last = path.as_deref().and_then(crl_stamp);
     let mut tick = tokio::time::interval(CRL_POLL);
@@ -434,21 +466,29 @@ async fn watch_crl(verifier: Arc<ReloadableClientVerifier>, mut hangup: Signal) 
             continue;
         };
         let reloading = verifier.clone();
-        match tokio::task::spawn_blocking(move || reloading.reload_crl()).await {
-            Ok(Ok(revoked)) => tracing::info!(
-                "CRL {} reloaded after {trigger}: {revoked} revoked certificates",
-                path.display()
-            ),
-            Ok(Err(e)) => tracing::warn!(
-                "CRL reload after {trigger} failed, the previous CRL stays in force: {e}"
-            ),
+        let reloaded = tokio::task::spawn_blocking(move || reloading.reload_crl()).await;
+        metrics.crl_reloaded(matches!(reloaded, Ok(Ok(_))));
+        match reloaded {
+            Ok(Ok(revoked)) => {
+                health.set_crl_error(None);
+                tracing::info!(
+                    "CRL {} reloaded after {trigger}: {revoked} revoked certificates",
+                    path.display()
+                )
+            }
+            Ok(Err(e)) => {
+                health.set_crl_error(Some(e.to_string()));
+                tracing::warn!(
+                    "CRL reload after {trigger} failed, the previous CRL stays in force: {e}"
+                )
+            }
             Err(e) => tracing::error!("CRL reload: {e}"),
         }
     }
 }
 
 /// Removes abandoned partial uploads now and then.
-async fn expire_partials(storage: Arc<dyn Store>) {
+async fn expire_partials(storage: Arc<dyn Store>, metrics: Arc<Metrics>) {
     let expiry = storage.partial_expiry();
     let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
     let mut tick = tokio::time::interval(every);
@@ -459,7 +499,10 @@ async fn expire_partials(storage: Arc<dyn Store>) {
         match tokio::task::spawn_blocking(move || storage.expire_partials(SystemTime::now())).await
         {
             Ok(Ok(0)) => {}
-            Ok(Ok(removed)) => tracing::info!("removed {removed} abandoned partial uploads"),
+            Ok(Ok(removed)) => {
+                metrics.partials_expired(removed);
+                tracing::info!("removed {removed} abandoned partial uploads")
+            }
             Ok(Err(e)) => tracing::warn!("expiring partial uploads: {e}"),
             Err(e) => tracing::error!("expiring partial uploads: {e}"),
         }

@@ -17,6 +17,7 @@ use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::metrics::{Kind, Metrics, Op, Outcome, RefusedReason};
 use crate::names::validate_name;
 use crate::storage::{Precondition, StorageError, Store, StoredFile, Upload};
 
@@ -40,6 +41,7 @@ pub(crate) struct Shared {
     pub max_per_identity: usize,
     pub identities: Mutex<HashMap<String, usize>>,
     pub phase: watch::Receiver<Phase>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Counts a connection of an identity (a client name) while it lives.
@@ -207,6 +209,7 @@ pub(crate) async fn serve<S>(
     );
     let end = session.run(&mut link, &mut conn).await;
     session.finish(&end).await;
+    session.shared.metrics.connection_stats(conn.stats());
     let _ = tokio::time::timeout(Duration::from_secs(1), link.stream_mut().shutdown()).await;
     tracing::debug!("{}: {}", session.peer, end);
     drop(slot);
@@ -267,7 +270,10 @@ impl Session {
             return match self.active.as_mut() {
                 Some(Active::Upload { upload, .. }) => {
                     match upload.store(index, offset, &digest, data) {
-                        Ok(()) => Action::Stored(index),
+                        Ok(()) => {
+                            self.shared.metrics.received(data.len());
+                            Action::Stored(index)
+                        }
                         Err(e) => Action::StoreFailed(e),
                     }
                 }
@@ -299,7 +305,9 @@ impl Session {
 
     /// Refuses the pending request; logs the refusal.
     fn refuse(&self, conn: &mut Conn, op: &str, name: &str, code: ErrorCode, text: &str) {
+        self.shared.metrics.request_refused(Op::from_name(op), code);
         tracing::info!(
+            peer = %self.peer,
             client = %self.identity.name,
             fp = %self.identity.short_fingerprint(),
             op,
@@ -333,6 +341,9 @@ impl Session {
                 self.identity.name,
                 self.identity.short_fingerprint()
             );
+            self.shared
+                .metrics
+                .connection_refused(RefusedReason::max_connections_per_identity);
             let text = format!("too many connections of this identity (limit {limit})");
             if let Err(e) = conn.reject(ErrorCode::BUSY, &text) {
                 tracing::warn!("{}: cannot refuse a request: {e}", self.peer);
@@ -381,12 +392,13 @@ impl Session {
                 self.read_buf.resize(len, 0);
                 let buf = &mut self.read_buf[..len];
                 match file.read_exact_at(buf, offset) {
-                    Ok(()) => {
-                        if let Err(e) = conn.provide_chunk(index, buf, link.now()) {
+                    Ok(()) => match conn.provide_chunk(index, buf, link.now()) {
+                        Ok(()) => self.shared.metrics.sent(len),
+                        Err(e) => {
                             tracing::warn!("{}: provide_chunk: {e}", self.peer);
                             let _ = conn.fail_transfer(ErrorCode::INTERNAL, "internal error");
                         }
-                    }
+                    },
                     Err(e) => {
                         tracing::error!(
                             "reading {:?} of {} at {offset}: {e}",
@@ -471,6 +483,7 @@ impl Session {
             tracing::warn!("{}: accept_upload: {e}", self.peer);
             return;
         }
+        self.shared.metrics.transfer_started(Kind::upload);
         let log = TransferLog {
             op: "upload",
             name,
@@ -541,6 +554,7 @@ impl Session {
             );
             return;
         }
+        self.shared.metrics.transfer_started(Kind::download);
         let log = TransferLog {
             op: "download",
             name,
@@ -610,13 +624,14 @@ impl Session {
         match deleted {
             Ok(Ok(())) => {
                 tracing::info!(
-                    client = %self.identity.name,
-                    fp = %self.identity.short_fingerprint(),
-                    op = "delete",
-                    name = %name,
-                    result = "deleted",
-                    "request"
-                );
+                peer = %self.peer,
+                        client = %self.identity.name,
+                        fp = %self.identity.short_fingerprint(),
+                        op = "delete",
+                        name = %name,
+                        result = "deleted",
+                        "request"
+                    );
                 if let Err(e) = conn.respond_delete() {
                     tracing::warn!("{}: respond_delete: {e}", self.peer);
                 }
@@ -641,6 +656,7 @@ impl Session {
             let _ = conn.fail_transfer(ErrorCode::INTERNAL, "nothing to commit");
             return;
         };
+        let started = Instant::now();
         let committed = tokio::task::spawn_blocking(move || {
             let result = upload.commit(&digest, Precondition::None);
             (upload, result)
@@ -648,6 +664,7 @@ impl Session {
         .await;
         match committed {
             Ok((upload, Ok(_meta))) => {
+                self.shared.metrics.committed(started.elapsed());
                 self.active = Some(Active::Upload { upload, log });
                 if let Err(e) = conn.commit_done() {
                     tracing::warn!("{}: commit_done: {e}", self.peer);
@@ -681,6 +698,19 @@ impl Session {
             Active::Download { log, .. } => log,
         };
         let elapsed = log.started.elapsed();
+        let kind = if log.op == "upload" {
+            Kind::upload
+        } else {
+            Kind::download
+        };
+        let outcome = if result == "verified" {
+            Outcome::verified
+        } else {
+            Outcome::failed
+        };
+        self.shared
+            .metrics
+            .transfer_finished(kind, outcome, elapsed);
         let resumed = log
             .held_chunks
             .saturating_mul(u64::from(log.chunk_size))
@@ -688,6 +718,7 @@ impl Session {
         let moved = log.size - resumed;
         let mb_s = moved as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6);
         tracing::info!(
+            peer = %self.peer,
             client = %self.identity.name,
             fp = %self.identity.short_fingerprint(),
             op = log.op,

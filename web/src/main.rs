@@ -71,11 +71,14 @@ struct Args {
     /// Where downloads are staged while they are verified [default: the temporary directory].
     #[arg(long, env = "FERRY_WEB_SCRATCH", value_name = "DIR")]
     scratch: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, env = ferry_tokio::logging::LOG_FORMAT_ENV, value_enum, default_value_t = ferry_tokio::logging::LogFormat::Text)]
+    log_format: ferry_tokio::logging::LogFormat,
 }
 
 fn main() -> ExitCode {
-    ferry_tokio::logging::init("info");
     let args = Args::parse();
+    ferry_tokio::logging::init_with("info", args.log_format);
     let options = WebOptions {
         listen: args.listen,
         server: args.server,
