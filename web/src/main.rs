@@ -70,6 +70,9 @@ struct Args {
     /// Where downloads are staged while they are verified [default: the temporary directory].
     #[arg(long, env = "FERRY_WEB_SCRATCH", value_name = "DIR")]
     scratch: Option<PathBuf>,
+    /// Where sessions and their keys are kept across restarts [default: web/ beside --certs].
+    #[arg(long, env = "FERRY_WEB_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,8 @@ fn main() -> ExitCode {
         session_idle: Duration::from_secs(args.session_idle_secs),
         cert_days: args.cert_days,
         scratch_dir: args.scratch,
+        state_dir: args.state_dir,
+        ..WebOptions::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
