@@ -444,7 +444,7 @@ impl WebServer {
                         let mut http = hyper::server::conn::http1::Builder::new();
                         http.timer(TokioTimer::new())
                             .header_read_timeout(HEADER_TIMEOUT)
-                            .max_buf_size(MAX_HEAD)
+                            .max_header_size(MAX_HEAD)
                             .keep_alive(true);
                         let result = match tls {
                             None => watcher.watch(http.serve_connection(TokioIo::new(tcp), service)).await,

@@ -526,6 +526,20 @@ pub(crate) async fn patch(
         }
         return response;
     }
+    if offset == 0 {
+        // A piece from the start drops what the server holds: only when the upload stands
+        // at 0 (what the server holds is not this upload's, or nothing).
+        match offset_of(&state, &session, &id, &record).await {
+            Ok(0) => {}
+            Ok(now) => {
+                return tus_error(
+                    StatusCode::CONFLICT,
+                    format!("Upload-Offset 0 is not where the upload stands ({now})"),
+                )
+            }
+            Err(e) => return with_tus(client_error(&e, StatusCode::INTERNAL_SERVER_ERROR)),
+        }
+    }
     let mut ledger = match FileLedger::open(&state.uploads, &id) {
         Ok(ledger) => ledger,
         Err(e) => return tus_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
