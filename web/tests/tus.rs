@@ -111,11 +111,21 @@ async fn a_tus_upload_in_pieces_resumes_across_restarts() {
     let response = head(&browser, tus_headers(&browser), &url).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(offset_of(&response), 0);
-    assert_eq!(response.headers()["upload-length"], size.to_string().as_str());
+    assert_eq!(
+        response.headers()["upload-length"],
+        size.to_string().as_str()
+    );
 
     // A first piece that ends mid-chunk: the offset is what the server holds (whole chunks).
     let first = 2 * 1024 * 1024 + 100;
-    let response = patch(&browser, tus_headers(&browser), &url, 0, data[..first].to_vec()).await;
+    let response = patch(
+        &browser,
+        tus_headers(&browser),
+        &url,
+        0,
+        data[..first].to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let held = offset_of(&response);
     assert!(held > 0 && held <= first as u64, "held {held}");
@@ -150,10 +160,17 @@ async fn a_tus_upload_in_pieces_resumes_across_restarts() {
     .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(offset_of(&response), size);
-    let digest = response.headers()["x-ferry-digest"].to_str().unwrap().to_string();
+    let digest = response.headers()["x-ferry-digest"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(digest.len(), 64);
     let rest = bytes_received(&browser).await - before;
-    assert_eq!(rest, size - held, "only what the server lacked was received");
+    assert_eq!(
+        rest,
+        size - held,
+        "only what the server lacked was received"
+    );
     println!(
         "tus resume: {size} bytes; first piece {first} bytes, server held {held}; resumed with {rest} bytes; \
          {wasted} bytes of refused pieces read while refusing"
@@ -172,7 +189,10 @@ async fn a_tus_upload_in_pieces_resumes_across_restarts() {
     // An empty file is stored at creation (tus clients send no PATCH for it).
     let response = create(&browser, tus_headers(&browser), 0, "empty").await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(std::fs::read(env.stored(&browser.fingerprint, "empty")).unwrap(), b"");
+    assert_eq!(
+        std::fs::read(env.stored(&browser.fingerprint, "empty")).unwrap(),
+        b""
+    );
     env.stop().await;
 }
 
@@ -195,7 +215,9 @@ async fn bad_tus_requests_are_refused_and_store_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "create, {what} token");
         let status = head(&alice, headers.clone(), &url).await.status();
         assert_eq!(status, StatusCode::FORBIDDEN, "head, {what} token");
-        let status = patch(&alice, headers.clone(), &url, 0, vec![1; 1000]).await.status();
+        let status = patch(&alice, headers.clone(), &url, 0, vec![1; 1000])
+            .await
+            .status();
         assert_eq!(status, StatusCode::FORBIDDEN, "patch, {what} token");
         let status = alice
             .http
@@ -229,7 +251,9 @@ async fn bad_tus_requests_are_refused_and_store_nothing() {
 
     // Lengths: over the limit at creation, a body past the declared length (announced, or
     // only found out while streaming), no length at all.
-    let status = create(&alice, tus_headers(&alice), 1024 * 1024 + 1, "big").await.status();
+    let status = create(&alice, tus_headers(&alice), 1024 * 1024 + 1, "big")
+        .await
+        .status();
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let response = patch(&alice, tus_headers(&alice), &url, 0, vec![3; 1001]).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -240,7 +264,9 @@ async fn bad_tus_requests_are_refused_and_store_nothing() {
         .headers(tus_headers(&alice))
         .header("content-type", "application/offset+octet-stream")
         .header("upload-offset", "0")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -308,15 +334,24 @@ async fn bad_tus_requests_are_refused_and_store_nothing() {
         .post(format!("{}/api/tus/", alice.base))
         .headers(tus_headers(&alice))
         .header("upload-length", "10")
-        .header("upload-metadata", format!("filename {}", "QUFB".repeat(2000)))
+        .header(
+            "upload-metadata",
+            format!("filename {}", "QUFB".repeat(2000)),
+        )
         .send()
         .await
         .unwrap()
         .status();
     assert_eq!(status, StatusCode::BAD_REQUEST, "oversized metadata");
 
-    assert!(env.stored_names(&alice.fingerprint).is_empty(), "something was stored");
-    assert!(env.stored_names(&bob.fingerprint).is_empty(), "something was stored");
+    assert!(
+        env.stored_names(&alice.fingerprint).is_empty(),
+        "something was stored"
+    );
+    assert!(
+        env.stored_names(&bob.fingerprint).is_empty(),
+        "something was stored"
+    );
 
     // Termination: the upload is gone.
     let response = alice

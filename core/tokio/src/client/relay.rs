@@ -234,8 +234,9 @@ impl<R: AsyncRead + Unpin> Operation for RelayOp<'_, R> {
         self.sent_this_attempt = 0;
         self.layout = None;
         self.window = conn.negotiated().map(|(_, w)| u64::from(w)).unwrap_or(1);
-        // A piece from the start drops whatever the server held of the name.
-        let fresh = self.offset == 0;
+        // A piece from the start drops whatever the server held of the name; a reconnection
+        // after data moved builds on what the server holds.
+        let fresh = self.offset == 0 && !self.consumed;
         begin_request(conn.upload(&self.name, self.size, fresh), &self.name)
     }
 
