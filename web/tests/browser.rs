@@ -489,13 +489,16 @@ async fn chromium_resumes_a_large_upload_across_restarts() {
         }
     }
     // Throttled to about 8 s for the whole file, so that both restarts land mid-way.
-    let devtools = thirtyfour::extensions::cdp::ChromeDevTools::new(browser.handle().clone());
-    let conditions = thirtyfour::extensions::cdp::NetworkConditions {
+    let conditions = thirtyfour::cdp::domains::network::NetworkConditions {
         upload_throughput: i32::try_from(size / 8).unwrap(),
-        download_throughput: -1,
-        ..thirtyfour::extensions::cdp::NetworkConditions::new()
+        ..Default::default()
     };
-    devtools.set_network_conditions(&conditions).await.unwrap();
+    let cdp = browser.cdp();
+    cdp.network().enable().await.unwrap();
+    cdp.network()
+        .emulate_network_conditions(conditions)
+        .await
+        .unwrap();
     let started = Instant::now();
     browser.goto(format!("{base}/")).await.unwrap();
     wait_status(&browser, "No files yet").await;
