@@ -162,6 +162,9 @@ async fn start_web(options: WebOptions) -> WebTask {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        // A new connection per request: tests restart the page, and a kept connection to the
+        // stopped one would fail the next request.
+        .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()
