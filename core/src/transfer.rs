@@ -249,8 +249,30 @@ impl<const W: usize> Sender<W> {
         if data.len() != request.len {
             return Err(ProvideError::WrongLength);
         }
+        self.accept(request, chunk_digest(data), now)
+    }
+
+    /// Takes the digest of a requested chunk the receiver already holds, in place of its
+    /// data: for a sender that no longer has the data but kept the digest of what it sent
+    /// (a relay that resumes a stream). Only held chunks can be provided this way.
+    pub fn provide_held_digest(&mut self, index: u64, digest: Digest) -> Result<(), ProvideError> {
+        let request = match self.waiting {
+            Some(request) if request.index == index && request.held => request,
+            _ => return Err(ProvideError::NotRequested),
+        };
+        self.accept(request, digest, 0).map(drop)
+    }
+
+    /// Accounts for the requested chunk with `digest`: hashed only when held, otherwise
+    /// put in flight (its digest returned, to be sent with the data).
+    fn accept(
+        &mut self,
+        request: ChunkRequest,
+        digest: Digest,
+        now: u64,
+    ) -> Result<Option<Digest>, ProvideError> {
+        let index = request.index;
         self.waiting = None;
-        let digest = chunk_digest(data);
         let slot = &mut self.slots[(index % W as u64) as usize];
         if index < self.next {
             // A re-send: the data must not have changed since it was first hashed.
@@ -713,6 +735,54 @@ mod tests {
         assert_eq!(
             receiver.on_chunk(2, &digest, &data),
             Err(TransferError::Protocol)
+        );
+    }
+
+    #[test]
+    fn held_chunks_can_be_provided_by_digest() {
+        let data: [[u8; 4]; 4] = [[1; 4], [2; 4], [3; 4], [4; 4]];
+        let digests = data.map(|d| chunk_digest(&d));
+        // The receiver holds chunks 0 and 1.
+        let receiver =
+            Receiver::<4>::new(layout(16), 4, TIMING, [(0, digests[0]), (1, digests[1])]);
+        let held = receiver.held();
+        let run = |by_digest: bool| {
+            let mut sender = Sender::<4>::new(layout(16), 4, TIMING, held, None).unwrap();
+            for index in 0..4u64 {
+                let request = sender.next_request().unwrap();
+                assert_eq!(request.index, index);
+                let i = index as usize;
+                if request.held && by_digest {
+                    sender.provide_held_digest(index, digests[i]).unwrap();
+                } else {
+                    let sent = sender.provide(index, &data[i], 0).unwrap();
+                    assert_eq!(sent.is_some(), !request.held);
+                }
+            }
+            sender.on_ack(4, 0);
+            sender.finish_due(0).unwrap().unwrap()
+        };
+        assert_eq!(run(true), run(false), "the same file digest");
+
+        // Only a held chunk, and only the one requested, is taken by digest.
+        let mut sender = Sender::<4>::new(layout(16), 4, TIMING, held, None).unwrap();
+        sender.next_request().unwrap();
+        assert_eq!(
+            sender.provide_held_digest(1, digests[1]),
+            Err(ProvideError::NotRequested)
+        );
+        sender.provide_held_digest(0, digests[0]).unwrap();
+        // A wrong digest for the held prefix: the source changed.
+        sender.next_request().unwrap();
+        assert_eq!(
+            sender.provide_held_digest(1, digests[2]),
+            Err(ProvideError::Failed(TransferError::SourceChanged))
+        );
+        let mut sender = Sender::<4>::new(layout(16), 4, TIMING, Held::default(), None).unwrap();
+        sender.next_request().unwrap();
+        assert_eq!(
+            sender.provide_held_digest(0, digests[0]),
+            Err(ProvideError::NotRequested)
         );
     }
 }

@@ -1,20 +1,29 @@
-// Ferry web page: uploads with per-file progress, the file list, downloads and deletes.
-// Names are only ever put into the page with textContent, never as markup.
+// Ferry web page: resumable uploads (tus, through the vendored tus-js-client) with rate,
+// ETA, pause, resume, retry and cancel per file and a total bar; the file list, downloads
+// and deletes. Names are only ever put into the page as text, never as markup.
 "use strict";
 
 (function () {
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const maxUpload = Number(document.querySelector('meta[name="max-upload"]').content);
+  // Empty until the first action that needs an identity makes the session.
+  let csrf = document.querySelector('meta[name="csrf-token"]').content;
+  let maxUpload = Number(document.querySelector('meta[name="max-upload"]').content);
   const PARALLEL = 2;
+  const RATE_WINDOW_MS = 5000;
 
-  const form = document.getElementById("upload-form");
   const input = document.getElementById("file-input");
   const dropZone = document.getElementById("drop-zone");
   const uploads = document.getElementById("uploads");
+  const finished = document.getElementById("finished");
+  const finishedList = document.getElementById("finished-list");
+  const finishedCount = document.getElementById("finished-count");
+  const total = document.getElementById("total");
+  const totalProgress = document.getElementById("total-progress");
+  const totalStatus = document.getElementById("total-status");
   const tbody = document.querySelector("#files tbody");
   const filesStatus = document.getElementById("files-status");
 
   const queue = [];
+  const jobs = [];
   let running = 0;
 
   function el(tag, props, children) {
@@ -30,6 +39,28 @@
     return node;
   }
 
+  // A file name as text with break opportunities after separators, so that long names
+  // wrap at sensible points rather than mid-word.
+  function nameNode(name, tag, cls) {
+    const node = el(tag, { class: cls });
+    const parts = name.split(/(?<=[._\-\s/])/);
+    parts.forEach((part, i) => {
+      node.appendChild(document.createTextNode(part));
+      if (i < parts.length - 1) node.appendChild(document.createElement("wbr"));
+    });
+    return node;
+  }
+
+  // A digest shortened to 12 digits; the whole value on demand.
+  function digestNode(digest) {
+    const details = el("details", { class: "digest" }, [
+      el("summary", { text: digest.slice(0, 12) + "…", title: digest }),
+      el("code", { text: digest }),
+    ]);
+    details.querySelector("summary").setAttribute("aria-label", "Digest " + digest.slice(0, 12) + ", show all");
+    return details;
+  }
+
   function humanSize(bytes) {
     const units = ["KiB", "MiB", "GiB", "TiB"];
     if (bytes < 1024) return bytes + " B";
@@ -42,119 +73,267 @@
     return value.toFixed(value < 10 ? 2 : 1) + " " + units[unit];
   }
 
-  function errorText(xhrOrResponseText, status) {
+  function humanTime(seconds) {
+    if (!isFinite(seconds)) return "";
+    if (seconds < 60) return Math.ceil(seconds) + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min " + Math.ceil(seconds % 60) + " s";
+    return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
+  }
+
+  function errorText(text, status) {
     try {
-      const body = JSON.parse(xhrOrResponseText);
+      const body = JSON.parse(text);
       if (body && body.error) return body.error;
     } catch (_) { /* not JSON */ }
     return "HTTP " + status;
   }
 
+  // ----- the session -----
+
+  function showIdentity(info) {
+    csrf = info.csrf;
+    if (info.max_upload) {
+      maxUpload = info.max_upload;
+      document.getElementById("max-upload").textContent = humanSize(maxUpload);
+    }
+    document.getElementById("identity").textContent = info.identity;
+    for (const node of document.querySelectorAll(".identity-name")) node.textContent = info.identity;
+    document.getElementById("fingerprint").textContent = info.fingerprint;
+    document.body.dataset.session = "yes";
+  }
+
+  // Makes this browser's session (and its certificate) if it has none yet.
+  let making = null;
+  function ensureSession() {
+    if (csrf) return Promise.resolve();
+    if (!making) {
+      making = fetch("/api/session", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": "new" },
+      }).then(async (response) => {
+        const text = await response.text();
+        if (!response.ok) throw new Error(errorText(text, response.status));
+        showIdentity(JSON.parse(text));
+      }).finally(() => { making = null; });
+    }
+    return making;
+  }
+
+  // The limit the Ferry server really applies (asked from it with this session's identity).
+  async function refreshLimit() {
+    if (!csrf) return;
+    try {
+      const response = await fetch("/api/session", { credentials: "same-origin" });
+      if (response.ok) showIdentity(Object.assign(await response.json(), { csrf }));
+    } catch (_) { /* keep the page's limit */ }
+  }
+
+  const bundleInput = document.getElementById("bundle-input");
+  const bundleStatus = document.getElementById("bundle-status");
+  bundleInput.addEventListener("change", async () => {
+    const file = bundleInput.files[0];
+    if (!file) return;
+    bundleInput.value = "";
+    const response = await fetch("/api/identity", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": "new", "Content-Type": "application/x-pem-file" },
+      body: await file.text(),
+    });
+    const text = await response.text();
+    if (!response.ok) {
+      bundleStatus.textContent = "Cannot use that bundle: " + errorText(text, response.status);
+      return;
+    }
+    const info = JSON.parse(text);
+    showIdentity(info);
+    bundleStatus.textContent = "This browser is now " + info.identity + ".";
+    refreshFiles();
+  });
+
   // ----- uploads -----
+
+  function updateTotal() {
+    const active = jobs.filter((job) => job.state !== "cancelled");
+    if (active.length === 0) {
+      total.hidden = true;
+      return;
+    }
+    total.hidden = false;
+    const size = active.reduce((sum, job) => sum + job.file.size, 0);
+    const done = active.reduce((sum, job) => sum + job.sent, 0);
+    const left = active.filter((job) => job.state !== "verified").length;
+    totalProgress.value = size === 0 ? 100 : Math.floor((done / size) * 100);
+    totalStatus.textContent = humanSize(done) + " of " + humanSize(size) +
+      (left > 0 ? " · " + left + (left === 1 ? " file" : " files") + " to go" : " · all verified");
+  }
+
+  function setButtons(job) {
+    const { state } = job;
+    job.pause.hidden = state !== "uploading" && state !== "waiting";
+    job.resume.hidden = state !== "paused";
+    job.retry.hidden = state !== "failed";
+    job.cancel.hidden = state === "verified" || state === "cancelled";
+  }
+
+  function setState(job, state, text) {
+    job.state = state;
+    job.item.dataset.state = state;
+    if (text !== undefined) job.status.textContent = text;
+    setButtons(job);
+    updateTotal();
+  }
+
+  function rateOf(job, now) {
+    job.samples.push([now, job.sent]);
+    while (job.samples.length > 2 && now - job.samples[0][0] > RATE_WINDOW_MS) job.samples.shift();
+    const [t0, b0] = job.samples[0];
+    return now > t0 ? ((job.sent - b0) * 1000) / (now - t0) : 0;
+  }
 
   function enqueue(files) {
     for (const file of files) {
       const name = file.name;
       const progress = el("progress", { max: "100", value: "0", "aria-label": "Progress of " + name });
       const status = el("span", { class: "status", text: "Waiting…" });
-      const cancel = el("button", { type: "button", class: "cancel", text: "Cancel" });
-      cancel.setAttribute("aria-label", "Cancel the upload of " + name);
+      const button = (label, cls) => {
+        const b = el("button", { type: "button", class: cls, text: label });
+        b.setAttribute("aria-label", label + " the upload of " + name);
+        return b;
+      };
+      const pause = button("Pause", "pause");
+      const resume = button("Resume", "resume");
+      const retry = button("Retry", "retry");
+      const cancel = button("Cancel", "cancel");
       const item = el("li", { "data-state": "waiting" }, [
-        el("span", { class: "name", text: name }),
-        cancel,
+        nameNode(name, "span", "name"),
+        el("span", { class: "actions" }, [pause, resume, retry, cancel]),
         progress,
         status,
       ]);
-      uploads.prepend(item);
+      uploads.append(item);
+      const job = { file, item, progress, status, pause, resume, retry, cancel, upload: null,
+        state: "waiting", sent: 0, samples: [] };
+      jobs.push(job);
       if (file.size > maxUpload) {
-        finish(item, "failed", "Refused: " + humanSize(file.size) + " is over the limit of " + humanSize(maxUpload) + ".");
+        setState(job, "failed", "Refused: " + humanSize(file.size) + " is over the limit of " + humanSize(maxUpload) + ".");
+        job.retry.hidden = true;
         continue;
       }
-      const job = { file, item, progress, status, cancel, xhr: null, cancelled: false };
-      cancel.addEventListener("click", () => {
-        job.cancelled = true;
-        if (job.xhr) job.xhr.abort();
-        else finish(item, "failed", "Cancelled.");
+      pause.addEventListener("click", () => {
+        if (job.upload) job.upload.abort();
+        const at = queue.indexOf(job);
+        if (at >= 0) queue.splice(at, 1);
+        done(job);
+        setState(job, "paused", "Paused at " + humanSize(job.sent) + " of " + humanSize(file.size) + ".");
       });
+      resume.addEventListener("click", () => { setState(job, "waiting", "Waiting…"); queue.push(job); pump(); });
+      retry.addEventListener("click", () => { setState(job, "waiting", "Waiting…"); queue.push(job); pump(); });
+      cancel.addEventListener("click", () => {
+        const wasRunning = job.state === "uploading";
+        const at = queue.indexOf(job);
+        if (at >= 0) queue.splice(at, 1);
+        // abort(true) terminates the upload on the page (DELETE) and forgets its URL.
+        if (job.upload) job.upload.abort(true).catch(() => {});
+        setState(job, "cancelled", "Cancelled.");
+        if (wasRunning) done(job);
+        job.item.remove();
+      });
+      setButtons(job);
       queue.push(job);
     }
+    updateTotal();
     pump();
   }
 
-  function finish(item, state, text) {
-    item.dataset.state = state;
-    item.querySelector(".status").textContent = text;
-    const cancel = item.querySelector(".cancel");
-    if (cancel) cancel.remove();
+  function done(job) {
+    if (!job.running) return;
+    job.running = false;
+    running -= 1;
+    pump();
   }
 
   function pump() {
     while (running < PARALLEL && queue.length > 0) {
       const job = queue.shift();
-      if (job.cancelled) continue;
+      if (job.state !== "waiting") continue;
       running += 1;
-      send(job, () => {
-        running -= 1;
-        pump();
-        refreshFiles();
+      job.running = true;
+      ensureSession().then(() => start(job), (error) => {
+        setState(job, "failed", "Failed: " + error.message);
+        done(job);
       });
     }
   }
 
-  function send(job, done) {
-    const { file, item, progress, status } = job;
-    const data = new FormData();
-    data.append("size", String(file.size));
-    data.append("file", file, file.name);
-    const xhr = new XMLHttpRequest();
-    job.xhr = xhr;
-    const started = performance.now();
-    item.dataset.state = "uploading";
-    status.textContent = "Uploading…";
-    xhr.upload.addEventListener("progress", (event) => {
-      if (!event.lengthComputable) return;
-      const pct = Math.min(100, Math.floor((event.loaded / event.total) * 100));
-      progress.value = pct;
-      status.textContent = "Uploading… " + pct + "% of " + humanSize(file.size);
-    });
-    xhr.upload.addEventListener("load", () => {
-      progress.value = 100;
-      status.textContent = "Verifying with the server…";
-    });
-    xhr.addEventListener("load", () => {
-      if (xhr.status === 200) {
-        const report = JSON.parse(xhr.responseText);
-        const seconds = (performance.now() - started) / 1000;
-        progress.value = 100;
-        finish(item, report.verified ? "verified" : "failed",
-          (report.verified ? "Verified" : "Not verified") + ": " + humanSize(report.size) +
-          " in " + seconds.toFixed(1) + " s, digest " + report.digest);
-        item.dataset.digest = report.digest;
-      } else {
-        finish(item, "failed", "Failed: " + errorText(xhr.responseText, xhr.status));
-      }
-      done();
-    });
-    xhr.addEventListener("error", () => {
-      finish(item, "failed", "Failed: the connection to the page broke.");
-      done();
-    });
-    xhr.addEventListener("abort", () => {
-      finish(item, "failed", "Cancelled.");
-      done();
-    });
-    xhr.open("POST", "/api/upload");
-    xhr.setRequestHeader("X-CSRF-Token", csrf);
-    xhr.send(data);
+  function collapse(job, text) {
+    job.item.remove();
+    const item = el("li", { "data-state": "verified" }, [
+      nameNode(job.file.name, "span", "name"),
+      el("span", { class: "status", text }),
+    ]);
+    if (job.digest) item.appendChild(digestNode(job.digest));
+    finishedList.prepend(item);
+    finished.hidden = false;
+    finishedCount.textContent = String(finishedList.children.length);
   }
 
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    if (input.files.length === 0) {
-      input.focus();
-      return;
-    }
-    enqueue(Array.from(input.files));
+  function start(job) {
+    const { file } = job;
+    const started = performance.now();
+    setState(job, "uploading", "Starting…");
+    job.samples = [];
+    const upload = new tus.Upload(file, {
+      endpoint: "/api/tus/",
+      headers: { "X-CSRF-Token": csrf },
+      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+      // A cut connection or a restarting server: ask again for the offset and go on.
+      retryDelays: [0, 1000, 2000, 3000, 5000, 5000, 10000, 10000, 20000],
+      removeFingerprintOnSuccess: true,
+      onProgress(sent, size) {
+        if (job.state !== "uploading") return;
+        job.sent = sent;
+        const now = performance.now();
+        const rate = rateOf(job, now);
+        job.progress.value = size === 0 ? 100 : Math.floor((sent / size) * 100);
+        const eta = rate > 0 ? humanTime((size - sent) / rate) + " left" : "";
+        job.status.textContent = humanSize(sent) + " of " + humanSize(size) +
+          (rate > 0 ? " · " + humanSize(rate) + "/s" : "") + (eta ? " · " + eta : "");
+        updateTotal();
+      },
+      onSuccess(payload) {
+        const response = payload && payload.lastResponse;
+        job.digest = response ? response.getHeader("X-Ferry-Digest") : null;
+        job.sent = file.size;
+        const seconds = (performance.now() - started) / 1000;
+        setState(job, "verified");
+        done(job);
+        collapse(job, "Verified: " + humanSize(file.size) + " in " + seconds.toFixed(1) + " s");
+        updateTotal();
+        refreshFiles();
+      },
+      onError(error) {
+        const response = error.originalResponse;
+        const why = response ? errorText(response.getBody(), response.getStatus()) : String(error.message || error);
+        setState(job, "failed", "Failed: " + why);
+        done(job);
+      },
+    });
+    job.upload = upload;
+    // A file picked again after a reload resumes the upload the page holds for it.
+    upload.findPreviousUploads().then((previous) => {
+      if (job.state !== "uploading") return;
+      if (previous.length > 0) {
+        upload.resumeFromPreviousUpload(previous[0]);
+        job.status.textContent = "Resuming…";
+      }
+      upload.start();
+    });
+  }
+
+  input.addEventListener("change", () => {
+    if (input.files.length > 0) enqueue(Array.from(input.files));
     input.value = "";
   });
 
@@ -187,6 +366,10 @@
   // ----- the file list -----
 
   async function refreshFiles() {
+    if (!csrf) {
+      filesStatus.textContent = "No files yet. Your identity is made with your first upload.";
+      return;
+    }
     let response;
     try {
       response = await fetch("/api/files", { credentials: "same-origin" });
@@ -209,10 +392,10 @@
       remove.addEventListener("click", () => removeFile(file.name));
       const when = new Date(file.modified * 1000);
       tbody.appendChild(el("tr", null, [
-        el("td", { class: "name", text: file.name }),
+        el("td", { class: "name" }, [nameNode(file.name, "span", "file-name")]),
         el("td", { class: "num", text: humanSize(file.size), title: file.size + " bytes" }),
-        el("td", null, [el("code", { class: "digest", text: file.digest })]),
-        el("td", null, [el("time", { datetime: when.toISOString(), text: when.toLocaleString() })]),
+        el("td", { class: "digest-cell" }, [digestNode(file.digest)]),
+        el("td", { class: "when" }, [el("time", { datetime: when.toISOString(), text: when.toLocaleString() })]),
         el("td", { class: "actions" }, [link, remove]),
       ]));
     }
@@ -238,4 +421,5 @@
 
   document.getElementById("refresh").addEventListener("click", refreshFiles);
   refreshFiles();
+  refreshLimit();
 })();

@@ -8,6 +8,10 @@ pub(crate) const INDEX_HTML: &str = include_str!("../assets/index.html");
 pub(crate) const APP_JS: &str = include_str!("../assets/app.js");
 /// The page's style sheet.
 pub(crate) const STYLE_CSS: &str = include_str!("../assets/style.css");
+/// tus-js-client 4.3.1 (MIT), the browser build from npm, unmodified: the page's tus client.
+pub(crate) const TUS_JS: &str = include_str!("../assets/vendor/tus.min.js");
+/// tus-js-client's licence, served beside it.
+pub(crate) const TUS_LICENSE: &str = include_str!("../assets/vendor/tus-js-client.LICENSE");
 /// The icon.
 pub(crate) const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
 

@@ -11,11 +11,13 @@
 //! ## Data flow
 //!
 //! ```text
-//!  browser ──GET /──▶ session: random 256-bit secret in cookie `ferry_session`
-//!                     (HttpOnly, SameSite=Strict, Secure over HTTPS) ──▶ Ca::issue_client
-//!                     ("web-<12 hex>") + CertDir::record_client ──▶ ClientOptions::from_pem,
-//!                     kept in memory (bounded, idle sessions expire); the page carries the
-//!                     session's CSRF token in a <meta> tag
+//!  browser ──GET /──▶ the page, nothing issued (GET /healthz: {"status":"ok"})
+//!  first action: POST /api/session (X-CSRF-Token: new) ──▶ session: random 256-bit secret
+//!                     in cookie `ferry_session` (HttpOnly, SameSite=Strict, Secure over
+//!                     HTTPS) ──▶ Ca::issue_client ("web-<12 hex>") + CertDir::record_client
+//!                     ──▶ record in STATE/sessions/<sha256(secret)>.json (0600, atomic)
+//!                     ──▶ ClientOptions::from_pem; the answer carries the CSRF token
+//!  or:       POST /api/identity, a kept bundle (PEM): checked against the CA and its index
 //!  upload:   XHR POST /api/upload, multipart [size, file] + X-CSRF-Token
 //!            ──▶ warp multipart stream (never buffered whole, never written to disk)
 //!            ──▶ byte-count guard (declared size, --max-upload) ──▶ StreamReader
@@ -30,9 +32,16 @@
 //!            `ferry` command line (`--ca ferry-ca.pem --cert NAME.crt.pem --key NAME.key.pem`)
 //! ```
 //!
-//! Sessions live in memory: when the process restarts (or a session stays idle past
-//! [`WebOptions::session_idle`]) the browser gets a new identity, and the files of the old
-//! one stay reachable through its downloaded credentials.
+//! Sessions are kept on disk in the state directory ([`WebOptions::state_dir`], default
+//! `web/` beside the certificate directory; directories 0700, records 0600, written
+//! atomically) and cached in memory, so a browser keeps its identity across restarts of
+//! `ferry-web` and of the Ferry server until its cookie expires
+//! ([`WebOptions::session_idle`], counted from the session's creation). The keys are kept
+//! rather than derived from a server-held secret: a derived key would still need the list of
+//! issued names and their certificates, and the CA's index already is such a file. A person
+//! can bring an identity back on another browser by loading the bundle the page offers.
+//! Identities this page issued that never stored a file are revoked and forgotten after
+//! [`WebOptions::prune_unused`] (one day).
 //!
 //! ## Security
 //!
@@ -74,10 +83,13 @@
 //! ```
 
 mod assets;
+mod files;
 mod http;
 mod routes;
 mod session;
+mod store;
 mod tls;
+mod tus;
 
 use std::future::Future;
 use std::io;
@@ -105,6 +117,14 @@ pub const DEFAULT_MAX_UPLOAD: u64 = 16 << 30;
 pub const DEFAULT_MAX_SESSIONS: usize = 1000;
 /// Default idle time after which a session is forgotten: 7 days.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default age after which an identity this page issued and that never stored a file is
+/// revoked and forgotten: one day.
+pub const DEFAULT_PRUNE_UNUSED: Duration = Duration::from_secs(24 * 3600);
+/// Default age after which a resumable upload that never finished is forgotten: 7 days, the
+/// Ferry server's default partial-upload expiry.
+pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest request head (request line and headers) read; a larger one is answered 431.
+const MAX_HEAD: usize = 64 * 1024;
 /// Default validity of a session's certificate, in days.
 pub const DEFAULT_CERT_DAYS: u32 = 30;
 /// Open HTTP connections at most; more are closed at once.
@@ -147,6 +167,30 @@ pub struct WebOptions {
     /// directory). Each download gets a private directory there, removed as soon as the
     /// verified file is opened for sending.
     pub scratch_dir: Option<PathBuf>,
+    /// Where sessions (their identities' keys included) are kept so that they outlive
+    /// restarts (default: `web/` next to the certificate directory, see
+    /// [`WebOptions::state_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// Age after which an identity this page issued and that never stored a file is revoked
+    /// and its session forgotten.
+    pub prune_unused: Duration,
+    /// Age after which a resumable (tus) upload that never finished is forgotten; set it to
+    /// the Ferry server's partial-upload expiry.
+    pub upload_expiry: Duration,
+}
+
+impl WebOptions {
+    /// The state directory: [`WebOptions::state_dir`], or `web` beside the certificate
+    /// directory (`DATA/certs` gives `DATA/web`).
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        match self.certs_dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.join("web"),
+            _ => PathBuf::from("web"),
+        }
+    }
 }
 
 impl Default for WebOptions {
@@ -166,6 +210,9 @@ impl Default for WebOptions {
             session_idle: DEFAULT_SESSION_IDLE,
             cert_days: DEFAULT_CERT_DAYS,
             scratch_dir: None,
+            state_dir: None,
+            prune_unused: DEFAULT_PRUNE_UNUSED,
+            upload_expiry: DEFAULT_UPLOAD_EXPIRY,
         }
     }
 }
@@ -201,6 +248,14 @@ pub enum WebError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// The state directory cannot be used.
+    #[error("state directory {}: {error}", dir.display())]
+    State {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        error: io::Error,
     },
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {error}")]
@@ -312,7 +367,13 @@ impl WebServer {
             addr: options.listen,
             error,
         })?;
-        let state = Arc::new(routes::State::new(options, ca, tls.is_some()));
+        let state_dir = options.state_dir();
+        let state = Arc::new(
+            routes::State::new(options, ca, tls.is_some()).map_err(|error| WebError::State {
+                dir: state_dir,
+                error,
+            })?,
+        );
         Ok(WebServer {
             listener,
             local_addr,
@@ -384,6 +445,7 @@ impl WebServer {
                         let mut http = hyper::server::conn::http1::Builder::new();
                         http.timer(TokioTimer::new())
                             .header_read_timeout(HEADER_TIMEOUT)
+                            .max_header_size(MAX_HEAD)
                             .keep_alive(true);
                         let result = match tls {
                             None => watcher.watch(http.serve_connection(TokioIo::new(tcp), service)).await,

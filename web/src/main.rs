@@ -74,6 +74,9 @@ struct Args {
     /// Log line format on stderr.
     #[arg(long, env = ferry_tokio::logging::LOG_FORMAT_ENV, value_enum, default_value_t = ferry_tokio::logging::LogFormat::Text)]
     log_format: ferry_tokio::logging::LogFormat,
+    /// Where sessions and their keys are kept across restarts [default: web/ beside --certs].
+    #[arg(long, env = "FERRY_WEB_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,8 @@ fn main() -> ExitCode {
         session_idle: Duration::from_secs(args.session_idle_secs),
         cert_days: args.cert_days,
         scratch_dir: args.scratch,
+        state_dir: args.state_dir,
+        ..WebOptions::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

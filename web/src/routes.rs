@@ -1,39 +1,41 @@
-//! The page's routes: access gate, sessions, CSRF checks and the handlers that move files
-//! through the ferry-tokio client.
+//! The page's routes: access gate, sessions, CSRF checks and the page's own handlers (the
+//! file routes are in [`crate::files`]).
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /` | the page (creates the session and its certificate on a first visit) |
-//! | `GET /app.js`, `/style.css`, `/favicon.svg` | the page's files |
+//! | `GET /healthz` | `{"status":"ok"}`, without side effects and without the access token |
+//! | `GET /` | the page (no session or certificate is made here) |
+//! | `GET /app.js`, `/style.css`, `/favicon.svg`, `/tus.min.js` | the page's files (tus-js-client's licence: `/tus-js-client.LICENSE.txt`) |
+//! | `POST /api/session` | makes the session and its certificate (`X-CSRF-Token: new`), or returns the current one |
 //! | `GET /api/session` | `{identity, fingerprint, server, max_upload}` |
+//! | `POST /api/identity` | body: a certificate bundle (PEM) this CA issued; becomes this browser's session (`X-CSRF-Token: new`) |
 //! | `GET /api/files` | the session's files: `[{name, size, modified, digest, chunk_size}]` |
 //! | `POST /api/upload` | multipart `size` then `file` (optional `name` before `file`); CSRF |
 //! | `GET /api/file?name=N` | downloads a file (verified before the first byte is sent) |
 //! | `DELETE /api/file?name=N` | deletes a file; CSRF |
 //! | `GET /identity/{bundle,cert,key,ca}.pem` | the session's credentials |
+//! | `OPTIONS, POST /api/tus/`, `HEAD, PATCH, DELETE /api/tus/ID` | resumable uploads ([`crate::tus`]); CSRF |
+//! | `GET /metrics` | the page's counters (Prometheus text) |
 
 use std::convert::Infallible;
 use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use ferry_tokio::client::{Client, ClientError, ErrorCode};
-use futures_util::{Stream, StreamExt};
-use serde::Deserialize;
+use bytes::Bytes;
+use ferry_tokio::client::{ClientError, ErrorCode};
 use subtle::ConstantTimeEq;
-use tokio_util::io::{ReaderStream, StreamReader};
 use warp::http::header::{self, HeaderMap, HeaderValue};
 use warp::http::StatusCode;
-use warp::multipart::{FormData, Part};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::assets;
+use crate::files;
 use crate::http::{attachment, cookie, json_error, json_ok, secure_headers, set_cookie};
-use crate::session::{sha256, Session, SessionError, Sessions};
+use crate::session::{sha256, Session, SessionConfig, SessionError, Sessions};
+use crate::tus::{self, Uploads};
 use crate::{human_size, WebOptions, SESSION_COOKIE};
 
 /// Name of the cookie that proves the access token was given.
@@ -42,35 +44,46 @@ pub(crate) const ACCESS_COOKIE: &str = "ferry_access";
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// Room for the multipart framing around the file (boundaries, part headers, small fields).
 const FORM_OVERHEAD: u64 = 64 * 1024;
-/// Buffer of a download's stream to the browser.
-const DOWNLOAD_BUFFER: usize = 256 * 1024;
-/// Most of a refused upload's body read (and discarded) before answering.
-const DRAIN_LIMIT: u64 = 1024 * 1024;
-/// Longest time spent reading a refused upload's body before answering.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// The `X-CSRF-Token` value of a request that makes a session (there is no token yet).
+pub(crate) const NEW_SESSION_TOKEN: &str = "new";
+/// The name an upload too large for any server is declared under, to learn the server's
+/// limit from its refusal.
+const LIMIT_PROBE: &str = ".ferry-web-limit-probe";
+/// How long the server's limit is trusted before it is asked again.
+const LIMIT_TTL: Duration = Duration::from_secs(600);
+/// Largest certificate bundle accepted.
+const MAX_BUNDLE: u64 = 64 * 1024;
 /// How often idle sessions are swept.
 const SWEEP: Duration = Duration::from_secs(60);
 
 /// Everything the handlers share.
 pub(crate) struct State {
-    options: WebOptions,
-    sessions: Sessions,
+    pub(crate) options: WebOptions,
+    pub(crate) sessions: Sessions,
+    pub(crate) uploads: Uploads,
+    /// The Ferry server's largest file, as it last said, and when.
+    server_max: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
     https: bool,
     /// SHA-256 of the access token, if one is required.
     token_hash: Option<[u8; 32]>,
-    scratch: PathBuf,
+    pub(crate) scratch: PathBuf,
 }
 
 impl State {
-    pub(crate) fn new(options: WebOptions, ca: ferry_certs::Ca, https: bool) -> State {
+    pub(crate) fn new(options: WebOptions, ca: ferry_certs::Ca, https: bool) -> io::Result<State> {
         let sessions = Sessions::new(
             ca,
-            options.certs_dir.clone(),
-            options.server.clone(),
-            options.cert_days,
-            options.max_sessions,
-            options.session_idle,
-        );
+            SessionConfig {
+                certs_dir: options.certs_dir.clone(),
+                state_dir: options.state_dir(),
+                server: options.server.clone(),
+                cert_days: options.cert_days,
+                max: options.max_sessions,
+                idle: options.session_idle,
+                prune_unused: options.prune_unused,
+            },
+        )?;
+        let uploads = Uploads::open(&options.state_dir(), options.upload_expiry)?;
         let token_hash = options
             .access_token
             .as_deref()
@@ -79,12 +92,57 @@ impl State {
             .scratch_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir);
-        State {
+        Ok(State {
             options,
             sessions,
+            uploads,
+            server_max: std::sync::Mutex::new(None),
             https,
             token_hash,
             scratch,
+        })
+    }
+
+    /// The largest upload accepted: this page's limit, or the Ferry server's if lower. The
+    /// server is asked (as `session`) by declaring an upload too large for any server, which
+    /// it refuses before anything is created, its refusal naming its limit; the answer is
+    /// kept for [`LIMIT_TTL`].
+    pub(crate) async fn max_upload(&self, session: &Session) -> u64 {
+        let own = self.options.max_upload_bytes;
+        let cached = *self.server_max.lock().expect("limit lock");
+        if let Some((max, at)) = cached {
+            if at.elapsed() < LIMIT_TTL {
+                return own.min(max);
+            }
+        }
+        let mut client = ferry_tokio::client::Client::new(session.client.clone());
+        let result = client.upload_held(LIMIT_PROBE, u64::MAX).await;
+        let server = match result {
+            Err(ClientError::Refused { code, text }) if code == ErrorCode::TOO_LARGE => {
+                server_limit(&text)
+            }
+            Ok(_) => Some(u64::MAX),
+            Err(e) => {
+                tracing::debug!("cannot ask the server for its limit: {e}");
+                None
+            }
+        };
+        match server {
+            Some(max) => {
+                *self.server_max.lock().expect("limit lock") =
+                    Some((max, std::time::Instant::now()));
+                own.min(max)
+            }
+            None => own,
+        }
+    }
+
+    /// [`State::max_upload`] without asking: the server's limit as last heard, if ever.
+    pub(crate) fn known_max_upload(&self) -> u64 {
+        let own = self.options.max_upload_bytes;
+        match *self.server_max.lock().expect("limit lock") {
+            Some((max, _)) => own.min(max),
+            None => own,
         }
     }
 
@@ -97,6 +155,18 @@ impl State {
     }
 }
 
+/// The limit a Ferry server states when it refuses a file as too large
+/// ("... the server accepts at most 4.0 GiB (4294967296 bytes)").
+fn server_limit(text: &str) -> Option<u64> {
+    let rest = &text[text.find("accepts at most")?..];
+    let open = rest.find('(')?;
+    let digits: String = rest[open + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// The value stored in the access cookie: a hash of the token, never the token itself.
 fn access_hash(token: &[u8]) -> [u8; 32] {
     let mut input = b"ferry-web access token\0".to_vec();
@@ -104,13 +174,19 @@ fn access_hash(token: &[u8]) -> [u8; 32] {
     sha256(&input)
 }
 
-/// Sweeps idle sessions until aborted.
+/// Sweeps expired sessions and prunes unused identities until aborted.
 pub(crate) async fn expire_sessions(state: Arc<State>) {
+    // Often enough that a short pruning age (tests) is honoured.
+    let period = SWEEP.min((state.options.prune_unused / 2).max(Duration::from_millis(200)));
     loop {
-        tokio::time::sleep(SWEEP).await;
-        let gone = state.sessions.expire();
+        tokio::time::sleep(period).await;
+        let gone = state.sessions.sweep().await;
         if gone > 0 {
-            tracing::info!("forgot {gone} idle session(s)");
+            tracing::info!("forgot {gone} session(s)");
+        }
+        let gone = state.uploads.expire();
+        if gone > 0 {
+            tracing::info!("forgot {gone} unfinished upload(s)");
         }
     }
 }
@@ -276,6 +352,8 @@ pub(crate) fn routes(
                 "app.js" => (assets::APP_JS, "text/javascript; charset=utf-8"),
                 "style.css" => (assets::STYLE_CSS, "text/css; charset=utf-8"),
                 "favicon.svg" => (assets::FAVICON_SVG, "image/svg+xml"),
+                "tus.min.js" => (assets::TUS_JS, "text/javascript; charset=utf-8"),
+                "tus-js-client.LICENSE.txt" => (assets::TUS_LICENSE, "text/plain; charset=utf-8"),
                 _ => return Err(warp::reject::not_found()),
             };
             let mut response = Response::new(body.into());
@@ -289,41 +367,105 @@ pub(crate) fn routes(
         .and(st.clone())
         .and(headers)
         .then(session_info);
+    let new_session = warp::path!("api" / "session")
+        .and(warp::post())
+        .and(st.clone())
+        .and(headers)
+        .then(new_session);
+    let import = warp::path!("api" / "identity")
+        .and(warp::post())
+        .and(st.clone())
+        .and(headers)
+        .and(warp::body::content_length_limit(MAX_BUNDLE))
+        .and(warp::body::bytes())
+        .then(import_identity);
     let files = warp::path!("api" / "files")
         .and(warp::get())
         .and(st.clone())
         .and(headers)
-        .then(list);
+        .then(files::list);
     let upload = warp::path!("api" / "upload")
         .and(warp::post())
         .and(st.clone())
         .and(headers)
         .and(warp::multipart::form().max_length(form_limit))
-        .then(upload);
+        .then(files::upload);
     let download = warp::path!("api" / "file")
         .and(warp::get())
         .and(st.clone())
         .and(headers)
-        .and(warp::query::<NameQuery>())
-        .then(download);
+        .and(warp::query::<files::NameQuery>())
+        .then(files::download);
     let delete = warp::path!("api" / "file")
         .and(warp::delete())
         .and(st.clone())
         .and(headers)
-        .and(warp::query::<NameQuery>())
-        .then(delete);
+        .and(warp::query::<files::NameQuery>())
+        .then(files::delete);
+    let tus_routes = {
+        let base = warp::path!("api" / "tus" / ..).and(warp::path::end());
+        let one = warp::path!("api" / "tus" / String);
+        let options = warp::path!("api" / "tus" / ..)
+            .and(warp::options())
+            .and(st.clone())
+            .then(tus::options);
+        let create = base
+            .and(warp::post())
+            .and(st.clone())
+            .and(headers)
+            .then(tus::create);
+        let head = one
+            .and(warp::head())
+            .and(st.clone())
+            .and(headers)
+            .then(tus::head);
+        let patch = one
+            .and(warp::patch())
+            .and(st.clone())
+            .and(headers)
+            .and(warp::body::stream())
+            .then(tus::patch);
+        let delete = one
+            .and(warp::delete())
+            .and(st.clone())
+            .and(headers)
+            .then(tus::delete);
+        options
+            .or(create)
+            .unify()
+            .or(head)
+            .unify()
+            .or(patch)
+            .unify()
+            .or(delete)
+            .unify()
+            .boxed()
+    };
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(st.clone())
+        .map(|state: Arc<State>| metrics(&state));
     let identity = warp::path!("identity" / String)
         .and(warp::get())
         .and(st)
         .and(headers)
         .then(identity_file);
 
-    gate(state)
-        .and(
+    // Health checks need neither the access token nor a session, and change nothing.
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| json_ok(&serde_json::json!({ "status": "ok" })));
+
+    healthz
+        .or(gate(state).and(
             index
                 .or(statics)
                 .unify()
                 .or(session_info)
+                .unify()
+                .or(new_session)
+                .unify()
+                .or(import)
                 .unify()
                 .or(files)
                 .unify()
@@ -334,11 +476,53 @@ pub(crate) fn routes(
                 .or(delete)
                 .unify()
                 .or(identity)
+                .unify()
+                .or(tus_routes)
+                .unify()
+                .or(metrics)
                 .unify(),
-        )
+        ))
+        .unify()
         .recover(recover)
         .unify()
         .map(secure_headers)
+}
+
+/// `GET /metrics`: the page's counters, in the Prometheus text format.
+fn metrics(state: &State) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = [
+        (
+            "ferry_web_tus_bytes_received_total",
+            "counter",
+            "Bytes of resumable-upload bodies received.",
+            state.uploads.bytes_received.load(Relaxed),
+        ),
+        (
+            "ferry_web_tus_uploads_completed_total",
+            "counter",
+            "Resumable uploads verified by the Ferry server.",
+            state.uploads.completed.load(Relaxed),
+        ),
+        (
+            "ferry_web_sessions_cached",
+            "gauge",
+            "Sessions held in memory.",
+            state.sessions.len() as u64,
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, value) in counters {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    let mut response = Response::new(text.into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// Turns a rejection into a response.
@@ -413,26 +597,29 @@ fn session_of(state: &State, headers: &HeaderMap) -> Option<Arc<Session>> {
 
 /// An error answered as JSON `{"error": message}`.
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
         }
     }
 
-    fn response(self) -> Response {
+    pub(crate) fn response(self) -> Response {
         json_error(self.status, self.message)
     }
 }
 
 /// The request's session, or a 401 telling the browser to reload the page.
-fn require_session(state: &State, headers: &HeaderMap) -> Result<Arc<Session>, ApiError> {
+pub(crate) fn require_session(
+    state: &State,
+    headers: &HeaderMap,
+) -> Result<Arc<Session>, ApiError> {
     session_of(state, headers).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -441,9 +628,8 @@ fn require_session(state: &State, headers: &HeaderMap) -> Result<Arc<Session>, A
     })
 }
 
-/// The CSRF checks of a state-changing request: the session's token in `X-CSRF-Token`, and
-/// no sign of another site (`Sec-Fetch-Site`, `Origin`).
-fn check_csrf(state: &State, session: &Session, headers: &HeaderMap) -> Result<(), ApiError> {
+/// No sign that the request comes from another site (`Sec-Fetch-Site`, `Origin`).
+fn check_same_origin(state: &State, headers: &HeaderMap) -> Result<(), ApiError> {
     let forbidden = |why: &str| Err(ApiError::new(StatusCode::FORBIDDEN, why));
     if let Some(site) = headers.get("sec-fetch-site") {
         if site.as_bytes() != b"same-origin" {
@@ -460,16 +646,42 @@ fn check_csrf(state: &State, session: &Session, headers: &HeaderMap) -> Result<(
             return forbidden("refused: the request came from another origin");
         }
     }
+    Ok(())
+}
+
+/// The CSRF checks of a state-changing request: the session's token in `X-CSRF-Token`, and
+/// no sign of another site.
+pub(crate) fn check_csrf(
+    state: &State,
+    session: &Session,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    check_same_origin(state, headers)?;
+    let forbidden = |why: &str| Err(ApiError::new(StatusCode::FORBIDDEN, why));
     match headers.get(CSRF_HEADER) {
-        Some(token) if bool::from(token.as_bytes().ct_eq(session.csrf.as_bytes())) => Ok(()),
+        Some(token) if bool::from(token.as_bytes().ct_eq(session.csrf().as_bytes())) => Ok(()),
         Some(_) => forbidden("refused: wrong CSRF token (reload the page)"),
         None => forbidden("refused: missing CSRF token (X-CSRF-Token)"),
     }
 }
 
+/// The checks of a request that makes a session (no token exists yet): same origin, and
+/// `X-CSRF-Token: new`, a header no cross-site form can send and no cross-site script may
+/// send without a CORS preflight this page never grants.
+fn check_new_session(state: &State, headers: &HeaderMap) -> Result<(), ApiError> {
+    check_same_origin(state, headers)?;
+    match headers.get(CSRF_HEADER) {
+        Some(token) if token.as_bytes() == NEW_SESSION_TOKEN.as_bytes() => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("refused: a new session needs X-CSRF-Token: {NEW_SESSION_TOKEN}"),
+        )),
+    }
+}
+
 /// The status and message for a failed the ferry-tokio client operation. `local` is the status of a
 /// local I/O error (the browser's stream for an upload, the staging area for a download).
-fn client_error(error: &ClientError, local: StatusCode) -> Response {
+pub(crate) fn client_error(error: &ClientError, local: StatusCode) -> Response {
     let status = match error {
         ClientError::Refused { code, .. } => match *code {
             ErrorCode::NOT_FOUND => StatusCode::NOT_FOUND,
@@ -507,56 +719,100 @@ fn client_error(error: &ClientError, local: StatusCode) -> Response {
 // ----- the page -----
 
 async fn index(state: Arc<State>, headers: HeaderMap) -> Response {
-    let (session, new_cookie) = match session_of(&state, &headers) {
-        Some(session) => (session, None),
-        None if is_cross_site(&headers) => return bounce(),
-        None => match state.sessions.create().await {
-            Ok((secret, session)) => {
-                let cookie = state.cookie(SESSION_COOKIE, &secret);
-                (session, Some(cookie))
-            }
-            Err(e @ SessionError::Full(_)) => {
-                return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-            Err(e) => {
-                tracing::error!("{e}");
-                return json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-            }
-        },
-    };
+    // No session is made here: a certificate is issued at the first action that needs one
+    // (POST /api/session), so visits and health checks leave nothing in the CA's index.
+    let session = session_of(&state, &headers);
+    if session.is_none() && is_cross_site(&headers) {
+        return bounce();
+    }
     let max_upload = state.options.max_upload_bytes.to_string();
+    let (csrf, identity, fingerprint) = session
+        .as_ref()
+        .map_or(("", "", ""), |s| (s.csrf(), s.name(), s.fingerprint()));
     let page = assets::render(
         assets::INDEX_HTML,
         &[
-            ("csrf", &session.csrf),
+            ("csrf", csrf),
             ("max_upload", &max_upload),
             (
                 "max_upload_human",
                 &human_size(state.options.max_upload_bytes),
             ),
             ("server", &state.options.server),
-            ("identity", &session.name),
-            ("fingerprint", session.fingerprint()),
+            ("identity", identity),
+            ("fingerprint", fingerprint),
         ],
     );
-    let mut response = warp::reply::html(page).into_response();
-    if let Some(cookie) = new_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    warp::reply::html(page).into_response()
+}
+
+/// What the page learns about its session (`max_upload`: the limit that applies, the Ferry
+/// server's if it is lower than this page's).
+async fn session_json(state: &State, session: &Session) -> serde_json::Value {
+    serde_json::json!({
+        "identity": session.name(),
+        "fingerprint": session.fingerprint(),
+        "server": state.options.server,
+        "max_upload": state.max_upload(session).await,
+    })
+}
+
+async fn session_info(state: Arc<State>, headers: HeaderMap) -> Response {
+    match require_session(&state, &headers) {
+        Ok(session) => json_ok(&session_json(&state, &session).await),
+        Err(e) => e.response(),
+    }
+}
+
+/// The answer to a request that made a session: its details and CSRF token, and the cookie.
+async fn session_made(
+    state: &State,
+    made: Result<(String, Arc<Session>), SessionError>,
+) -> Response {
+    let (secret, session) = match made {
+        Ok(made) => made,
+        Err(e @ SessionError::Full(_)) => {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(e @ SessionError::Bundle(_)) => {
+            return json_error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+    };
+    let mut body = session_json(state, &session).await;
+    body["csrf"] = session.csrf().into();
+    let mut response = json_ok(&body);
+    if let Ok(cookie) = HeaderValue::from_str(&state.cookie(SESSION_COOKIE, &secret)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
 }
 
-async fn session_info(state: Arc<State>, headers: HeaderMap) -> Response {
-    let session = match require_session(&state, &headers) {
-        Ok(session) => session,
-        Err(e) => return e.response(),
+/// `POST /api/session`: the current session, or a new one with its certificate.
+async fn new_session(state: Arc<State>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_new_session(&state, &headers) {
+        return e.response();
+    }
+    if let Some(session) = session_of(&state, &headers) {
+        let mut body = session_json(&state, &session).await;
+        body["csrf"] = session.csrf().into();
+        return json_ok(&body);
+    }
+    session_made(&state, state.sessions.create().await).await
+}
+
+/// `POST /api/identity`: a certificate bundle the user kept becomes this browser's session.
+async fn import_identity(state: Arc<State>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = check_new_session(&state, &headers) {
+        return e.response();
+    }
+    let Ok(bundle) = std::str::from_utf8(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "the bundle is not PEM text");
     };
-    json_ok(&serde_json::json!({
-        "identity": session.name,
-        "fingerprint": session.fingerprint(),
-        "server": state.options.server,
-        "max_upload": state.options.max_upload_bytes,
-    }))
+    session_made(&state, state.sessions.import(bundle).await).await
 }
 
 async fn identity_file(file: String, state: Arc<State>, headers: HeaderMap) -> Response {
@@ -564,12 +820,12 @@ async fn identity_file(file: String, state: Arc<State>, headers: HeaderMap) -> R
         Ok(session) => session,
         Err(e) => return e.response(),
     };
-    let issued = &session.issued;
+    let name = session.name();
     let (body, name) = match file.as_str() {
-        "bundle.pem" => (issued.bundle_pem(), format!("{}.bundle.pem", session.name)),
-        "cert.pem" => (issued.cert_pem.clone(), format!("{}.crt.pem", session.name)),
-        "key.pem" => (issued.key_pem.clone(), format!("{}.key.pem", session.name)),
-        "ca.pem" => (issued.ca_pem.clone(), "ferry-ca.pem".to_string()),
+        "bundle.pem" => (session.bundle_pem(), format!("{name}.bundle.pem")),
+        "cert.pem" => (session.cert_pem().to_string(), format!("{name}.crt.pem")),
+        "key.pem" => (session.key_pem().to_string(), format!("{name}.key.pem")),
+        "ca.pem" => (session.ca_pem().to_string(), "ferry-ca.pem".to_string()),
         _ => return json_error(StatusCode::NOT_FOUND, "not found"),
     };
     let mut response = Response::new(body.into());
@@ -582,289 +838,6 @@ async fn identity_file(file: String, state: Arc<State>, headers: HeaderMap) -> R
         h.insert(header::CONTENT_DISPOSITION, value);
     }
     response
-}
-
-// ----- files -----
-
-async fn list(state: Arc<State>, headers: HeaderMap) -> Response {
-    let session = match require_session(&state, &headers) {
-        Ok(session) => session,
-        Err(e) => return e.response(),
-    };
-    let mut client = Client::new(session.client.clone());
-    let result = client.list().await;
-    client.close().await;
-    match result {
-        Ok(entries) => json_ok(&entries),
-        Err(e) => {
-            tracing::warn!("{}: list failed: {e}", session.name);
-            client_error(&e, StatusCode::INTERNAL_SERVER_ERROR)
-        }
-    }
-}
-
-/// `?name=` of the file routes.
-#[derive(Debug, Deserialize)]
-struct NameQuery {
-    name: String,
-}
-
-async fn delete(state: Arc<State>, headers: HeaderMap, NameQuery { name }: NameQuery) -> Response {
-    let session = match require_session(&state, &headers) {
-        Ok(session) => session,
-        Err(e) => return e.response(),
-    };
-    if let Err(e) = check_csrf(&state, &session, &headers) {
-        return e.response();
-    }
-    let mut client = Client::new(session.client.clone());
-    let result = client.delete(&name).await;
-    client.close().await;
-    match result {
-        Ok(()) => {
-            tracing::info!("{}: deleted {name:?}", session.name);
-            json_ok(&serde_json::json!({ "deleted": name }))
-        }
-        Err(e) => client_error(&e, StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-async fn download(
-    state: Arc<State>,
-    headers: HeaderMap,
-    NameQuery { name }: NameQuery,
-) -> Response {
-    let session = match require_session(&state, &headers) {
-        Ok(session) => session,
-        Err(e) => return e.response(),
-    };
-    let internal = |what: &str, e: io::Error| {
-        tracing::error!("{}: download of {name:?}: {what}: {e}", session.name);
-        json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot stage the download: {what}: {e}"),
-        )
-    };
-    // A private directory: the verified file is renamed into it, opened, and the directory
-    // removed before the first byte goes out, so nothing stays behind on disk.
-    let dir = match tempfile::Builder::new()
-        .prefix(".ferry-web-")
-        .tempdir_in(&state.scratch)
-    {
-        Ok(dir) => dir,
-        Err(e) => return internal("temporary directory", e),
-    };
-    let dest = dir.path().join("file");
-    let mut client = Client::new(session.client.clone());
-    let result = client.download_file(&name, &dest, &mut |_| {}).await;
-    client.close().await;
-    let report = match result {
-        Ok(report) => report,
-        Err(e) => return client_error(&e, StatusCode::INTERNAL_SERVER_ERROR),
-    };
-    let file = match tokio::fs::File::open(&dest).await {
-        Ok(file) => file,
-        Err(e) => return internal("open", e),
-    };
-    drop(dir);
-    tracing::info!(
-        "{}: download of {name:?} ({} bytes) verified, sending",
-        session.name,
-        report.size
-    );
-    let body = ReaderStream::with_capacity(file, DOWNLOAD_BUFFER);
-    let mut response = warp::reply::stream(body).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(report.size));
-    if let Ok(value) = HeaderValue::from_str(&attachment(&name)) {
-        h.insert(header::CONTENT_DISPOSITION, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&report.digest) {
-        h.insert("x-ferry-digest", value);
-    }
-    response
-}
-
-// ----- uploads -----
-
-/// Reads a small text field, at most `limit` bytes.
-async fn small_field(part: Part, limit: usize) -> Result<String, ApiError> {
-    let field = part.name().to_string();
-    let mut data = Vec::new();
-    let mut stream = part.stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed form: {e}")))?;
-        if data.len() + chunk.remaining() > limit {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("the form field {field:?} is longer than {limit} bytes"),
-            ));
-        }
-        data.extend_from_slice(chunk.chunk());
-    }
-    String::from_utf8(data).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the form field {field:?} is not UTF-8"),
-        )
-    })
-}
-
-/// The last component of a file name a browser sent (some send a whole path).
-fn base_name(file_name: &str) -> &str {
-    file_name.rsplit(['/', '\\']).next().unwrap_or(file_name)
-}
-
-/// The part's bytes, refused as soon as they exceed `size`.
-fn bounded(part: Part, size: u64) -> Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> {
-    let mut seen = 0u64;
-    Box::pin(part.stream().map(move |chunk| {
-        let mut chunk = chunk.map_err(io::Error::other)?;
-        let bytes = chunk.copy_to_bytes(chunk.remaining());
-        seen += bytes.len() as u64;
-        if seen > size {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the file is longer than its declared size of {size} bytes"),
-            ));
-        }
-        Ok(bytes)
-    }))
-}
-
-/// Reads and discards what is left of a refused form, up to [`DRAIN_LIMIT`] bytes or
-/// [`DRAIN_TIME`], so that a client still sending a small body reads the answer instead of
-/// a reset connection. Larger bodies are cut off (the connection closes).
-async fn drain(mut form: FormData) {
-    let mut left = DRAIN_LIMIT;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(part)) = form.next().await {
-            let mut stream = part.stream();
-            while let Some(Ok(chunk)) = stream.next().await {
-                left = left.saturating_sub(chunk.remaining() as u64);
-                if left == 0 {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-}
-
-async fn upload(state: Arc<State>, headers: HeaderMap, mut form: FormData) -> Response {
-    let session = match require_session(&state, &headers) {
-        Ok(session) => session,
-        Err(e) => {
-            drain(form).await;
-            return e.response();
-        }
-    };
-    if let Err(e) = check_csrf(&state, &session, &headers) {
-        drain(form).await;
-        return e.response();
-    }
-    let response = receive(&state, &session, &mut form).await;
-    if response.status() != StatusCode::OK {
-        drain(form).await;
-    }
-    response
-}
-
-/// Reads the form's fields and streams its file.
-async fn receive(state: &State, session: &Session, form: &mut FormData) -> Response {
-    let max = state.options.max_upload_bytes;
-    let mut size: Option<u64> = None;
-    let mut name: Option<String> = None;
-    while let Some(part) = form.next().await {
-        let part = match part {
-            Ok(part) => part,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("malformed form: {e}")),
-        };
-        match part.name() {
-            "size" => {
-                let text = match small_field(part, 32).await {
-                    Ok(text) => text,
-                    Err(e) => return e.response(),
-                };
-                let Ok(value) = text.trim().parse::<u64>() else {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        format!("the size field is not a number of bytes: {text:?}"),
-                    );
-                };
-                if value > max {
-                    return json_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "{value} bytes is over the upload limit of {max} bytes ({})",
-                            human_size(max)
-                        ),
-                    );
-                }
-                size = Some(value);
-            }
-            "name" => match small_field(part, 1024).await {
-                Ok(text) => name = Some(text),
-                Err(e) => return e.response(),
-            },
-            "file" => {
-                let Some(size) = size else {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        "the form's size field must come before the file",
-                    );
-                };
-                let Some(name) = name.or_else(|| part.filename().map(|f| base_name(f).to_string()))
-                else {
-                    return json_error(StatusCode::BAD_REQUEST, "the file has no name");
-                };
-                return upload_part(session, name, size, part).await;
-            }
-            other => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("unexpected form field {other:?} (expected size, then file)"),
-                )
-            }
-        }
-    }
-    json_error(StatusCode::BAD_REQUEST, "the form has no file")
-}
-
-/// Streams one file part through the ferry-tokio client to the server.
-async fn upload_part(session: &Session, name: String, size: u64, part: Part) -> Response {
-    let reader = StreamReader::new(bounded(part, size));
-    let mut client = Client::new(session.client.clone());
-    let result = client.upload_stream(&name, size, reader, &mut |_| {}).await;
-    client.close().await;
-    match result {
-        Ok(report) => {
-            tracing::info!(
-                "{}: uploaded {name:?}, {} bytes, verified, digest {}",
-                session.name,
-                report.size,
-                report.digest
-            );
-            json_ok(&serde_json::json!({
-                "name": report.name,
-                "size": report.size,
-                "digest": report.digest,
-                "verified": true,
-                "chunk_size": report.chunk_size,
-                "chunks": report.chunks,
-                "duration_ms": report.duration.as_secs_f64() * 1e3,
-            }))
-        }
-        Err(e) => {
-            tracing::warn!("{}: upload of {name:?} failed: {e}", session.name);
-            client_error(&e, StatusCode::BAD_REQUEST)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -889,9 +862,15 @@ mod tests {
     }
 
     #[test]
-    fn base_names_drop_directories() {
-        assert_eq!(base_name("a.txt"), "a.txt");
-        assert_eq!(base_name("C:\\Users\\me\\a.txt"), "a.txt");
-        assert_eq!(base_name("/tmp/x/a.txt"), "a.txt");
+    fn the_server_limit_is_read_from_its_refusal() {
+        assert_eq!(
+            server_limit("file too large: 16.0 EiB (18446744073709551615 bytes), the server accepts at most 4.0 GiB (4294967296 bytes)"),
+            Some(4 << 30)
+        );
+        assert_eq!(
+            server_limit("file too large: 1 B, the server accepts at most 1 B"),
+            None
+        );
+        assert_eq!(server_limit("no such file"), None);
     }
 }

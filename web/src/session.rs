@@ -1,15 +1,21 @@
-//! Browser sessions: each one a random secret (the cookie) bound to a client certificate
-//! issued on the fly, kept in memory, bounded in number and forgotten when idle.
+//! Browser sessions: each one a random secret (the cookie) bound to a client certificate,
+//! issued when the browser first needs one (or loaded from a bundle the user kept). Sessions
+//! are kept on disk ([`crate::store`]) so that they outlive restarts of the page and of the
+//! Ferry server, with the most recently used ones cached in memory.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_certs::{Ca, CertDir, IssuedClient};
-use ferry_tokio::client::ClientOptions;
+use ferry_certs::{Ca, CertDir, ClientIdentity};
+use ferry_tokio::client::{Client, ClientOptions};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
+
+use crate::store::{Record, Store};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "ferry_session";
@@ -34,24 +40,92 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// Milliseconds since the epoch, now.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// One browser session and its identity.
 pub(crate) struct Session {
-    /// The client certificate's name (`web-<12 hex>`).
-    pub name: String,
-    /// The token every state-changing request must carry (64 hex digits).
-    pub csrf: String,
-    /// The certificate, key and CA.
-    pub issued: IssuedClient,
+    /// SHA-256 of the cookie secret: the key of the session's record.
+    key: [u8; 32],
+    /// What is kept on disk (the `stored` field is tracked by [`Session::stored`]).
+    record: Record,
+    /// Whether a file was stored under this identity from the page.
+    stored: AtomicBool,
     /// How the ferry-tokio client connects as this identity.
     pub client: ClientOptions,
-    /// Milliseconds since the store started, at the last request.
+    /// Milliseconds since the epoch, at the last request.
     last_used: AtomicU64,
 }
 
 impl Session {
-    /// The identity's fingerprint (the server's namespace for it).
+    fn from_record(key: [u8; 32], record: Record, server: &str) -> Result<Session, SessionError> {
+        let client =
+            ClientOptions::from_pem(server, &record.ca_pem, &record.cert_pem, &record.key_pem)
+                .map_err(|e| SessionError::Issue(e.to_string()))?;
+        Ok(Session {
+            key,
+            stored: AtomicBool::new(record.stored),
+            record,
+            client,
+            last_used: AtomicU64::new(now_ms()),
+        })
+    }
+
+    /// The certificate's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The token every state-changing request must carry (64 hex digits).
+    pub fn csrf(&self) -> &str {
+        &self.record.csrf
+    }
+
+    /// The identity's fingerprint.
     pub fn fingerprint(&self) -> &str {
-        &self.issued.fingerprint
+        &self.record.fingerprint
+    }
+
+    /// The certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.record.cert_pem
+    }
+
+    /// The private key, PEM.
+    pub fn key_pem(&self) -> &str {
+        &self.record.key_pem
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.record.ca_pem
+    }
+
+    /// Certificate, key and CA in one PEM file (what [`Sessions::import`] takes back).
+    pub fn bundle_pem(&self) -> String {
+        let mut s = String::new();
+        for part in [self.cert_pem(), self.key_pem(), self.ca_pem()] {
+            s.push_str(part);
+            if !part.ends_with('\n') {
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    fn current_record(&self) -> Record {
+        Record {
+            stored: self.stored.load(Ordering::Relaxed),
+            ..self.record.clone()
+        }
     }
 }
 
@@ -64,100 +138,248 @@ pub(crate) enum SessionError {
     /// The certificate could not be issued or recorded.
     #[error("cannot issue a certificate: {0}")]
     Issue(String),
+    /// A bundle the user loaded is not a usable identity of this CA.
+    #[error("{0}")]
+    Bundle(String),
+    /// The session could not be kept on disk.
+    #[error("cannot keep the session: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+/// How sessions are kept.
+pub(crate) struct SessionConfig {
+    pub certs_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub server: String,
+    pub cert_days: u32,
+    /// Sessions cached in memory at once.
+    pub max: usize,
+    /// Lifetime of a session (the cookie's Max-Age).
+    pub idle: Duration,
+    /// Age after which an identity this page issued and that never stored a file is revoked.
+    pub prune_unused: Duration,
 }
 
 /// The sessions, keyed by the SHA-256 of their secret.
 pub(crate) struct Sessions {
     map: Mutex<HashMap<[u8; 32], Arc<Session>>>,
-    /// Issuing and recording one certificate at a time (the index file is rewritten).
+    /// Issuing, recording and revoking one certificate at a time (the index is rewritten).
     ca: Arc<Mutex<Ca>>,
-    certs_dir: PathBuf,
-    server: String,
-    cert_days: u32,
-    max: usize,
-    idle: Duration,
-    started: Instant,
+    store: Store,
+    config: SessionConfig,
 }
 
 impl Sessions {
-    pub fn new(
-        ca: Ca,
-        certs_dir: PathBuf,
-        server: String,
-        cert_days: u32,
-        max: usize,
-        idle: Duration,
-    ) -> Sessions {
-        Sessions {
+    pub fn new(ca: Ca, config: SessionConfig) -> std::io::Result<Sessions> {
+        Ok(Sessions {
             map: Mutex::new(HashMap::new()),
             ca: Arc::new(Mutex::new(ca)),
-            certs_dir,
-            server,
-            cert_days,
-            max,
-            idle,
-            started: Instant::now(),
-        }
+            store: Store::open(&config.state_dir, "sessions")?,
+            config,
+        })
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn expired(&self, record: &Record, now: u64) -> bool {
+        now.saturating_sub(record.created) > millis(self.config.idle)
     }
 
-    fn idle_ms(&self) -> u64 {
-        u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// The session whose cookie value is `secret`, marked as used now.
+    /// The session whose cookie value is `secret`, from memory or from disk.
     pub fn get(&self, secret: &str) -> Option<Arc<Session>> {
         if secret.len() != 64 {
             return None;
         }
         let key = sha256(secret.as_bytes());
-        let now = self.now_ms();
-        let mut map = self.map.lock().expect("sessions lock");
-        let session = map.get(&key)?.clone();
-        if now.saturating_sub(session.last_used.load(Ordering::Relaxed)) > self.idle_ms() {
-            map.remove(&key);
+        let now = now_ms();
+        let cached = self.map.lock().expect("sessions lock").get(&key).cloned();
+        let session = match cached {
+            Some(session) => session,
+            None => {
+                let record = match self.store.load(&hex::encode(key)) {
+                    Ok(record) => record?,
+                    Err(e) => {
+                        tracing::warn!("cannot read a session record: {e}");
+                        return None;
+                    }
+                };
+                let session = match Session::from_record(key, record, &self.config.server) {
+                    Ok(session) => Arc::new(session),
+                    Err(e) => {
+                        tracing::warn!("unusable session record: {e}");
+                        return None;
+                    }
+                };
+                self.cache(session.clone());
+                session
+            }
+        };
+        if self.expired(&session.record, now) {
+            self.forget(&key);
             return None;
         }
         session.last_used.store(now, Ordering::Relaxed);
         Some(session)
     }
 
-    /// Sessions held now.
+    /// Puts `session` in the memory cache, evicting the least recently used one when full
+    /// (it stays on disk).
+    fn cache(&self, session: Arc<Session>) {
+        let mut map = self.map.lock().expect("sessions lock");
+        if map.len() >= self.config.max {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(session.key, session);
+    }
+
+    fn forget(&self, key: &[u8; 32]) {
+        self.map.lock().expect("sessions lock").remove(key);
+        if let Err(e) = self.store.remove(&hex::encode(key), &[]) {
+            tracing::warn!("cannot remove a session record: {e}");
+        }
+    }
+
+    /// Sessions cached in memory now.
     pub fn len(&self) -> usize {
         self.map.lock().expect("sessions lock").len()
     }
 
-    /// Forgets the sessions idle for longer than the limit; returns how many.
+    /// Drops expired sessions from memory; returns how many.
     pub fn expire(&self) -> usize {
-        let now = self.now_ms();
-        let idle = self.idle_ms();
+        let now = now_ms();
         let mut map = self.map.lock().expect("sessions lock");
         let before = map.len();
-        map.retain(|_, s| now.saturating_sub(s.last_used.load(Ordering::Relaxed)) <= idle);
+        map.retain(|_, s| !self.expired(&s.record, now));
         before - map.len()
+    }
+
+    /// Notes that `session` stored a file (so its identity is never pruned).
+    pub fn mark_stored(&self, session: &Session) {
+        if !session.stored.swap(true, Ordering::Relaxed) {
+            if let Err(e) = self
+                .store
+                .save(&hex::encode(session.key), &session.current_record())
+            {
+                tracing::warn!("{}: cannot update the session record: {e}", session.name());
+            }
+        }
+    }
+
+    /// Removes expired records, and revokes (and removes) the identities this page issued
+    /// that are older than the pruning age and hold no file on the server. Returns how many
+    /// sessions went.
+    pub async fn sweep(&self) -> usize {
+        self.expire();
+        let records = match self.store.all::<Record>() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!("cannot list session records: {e}");
+                return 0;
+            }
+        };
+        let now = now_ms();
+        let mut gone = 0;
+        for (key, record) in records {
+            let mut raw = [0u8; 32];
+            if hex::decode_to_slice(&key, &mut raw).is_err() {
+                continue;
+            }
+            let key = raw;
+            let unused = record.issued_here
+                && !record.stored
+                && now.saturating_sub(record.created) > millis(self.config.prune_unused);
+            if unused {
+                match self.holds_files(&key, &record).await {
+                    Some(false) => {
+                        self.revoke(&record.name).await;
+                        self.forget(&key);
+                        gone += 1;
+                        continue;
+                    }
+                    Some(true) => {
+                        if let Ok(session) = Session::from_record(key, record.clone(), "") {
+                            self.mark_stored(&session);
+                        }
+                    }
+                    None => {} // server unreachable: try again at the next sweep
+                }
+            }
+            if self.expired(&record, now) {
+                self.forget(&key);
+                gone += 1;
+            }
+        }
+        gone
+    }
+
+    /// Whether the identity of `record` holds files on the server (`None`: cannot tell).
+    async fn holds_files(&self, key: &[u8; 32], record: &Record) -> Option<bool> {
+        let session = Session::from_record(*key, record.clone(), &self.config.server).ok()?;
+        let mut client = Client::new(session.client.clone());
+        let listed = client.list().await;
+        client.close().await;
+        match listed {
+            Ok(files) => Some(!files.is_empty()),
+            Err(e) => {
+                tracing::debug!("{}: cannot list files before pruning: {e}", record.name);
+                None
+            }
+        }
+    }
+
+    async fn revoke(&self, name: &str) {
+        let ca = self.ca.clone();
+        let certs_dir = self.config.certs_dir.clone();
+        let name = name.to_string();
+        let result = tokio::task::spawn_blocking(move || {
+            let _ca = ca.lock().expect("CA lock");
+            CertDir::new(&certs_dir).revoke(&name).map(|_| name)
+        })
+        .await;
+        match result {
+            Ok(Ok(name)) => tracing::info!("pruned identity {name}: never used to store a file"),
+            Ok(Err(e)) => tracing::warn!("cannot revoke an unused identity: {e}"),
+            Err(e) => tracing::warn!("the revoking task failed: {e}"),
+        }
+    }
+
+    fn room(&self) -> Result<(), SessionError> {
+        if self.len() >= self.config.max {
+            self.expire();
+            if self.len() >= self.config.max {
+                return Err(SessionError::Full(self.config.max));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a new session for `record`: on disk, then in memory. Returns the cookie secret.
+    fn keep(&self, record: Record) -> Result<(String, Arc<Session>), SessionError> {
+        let secret = random_hex32();
+        let key = sha256(secret.as_bytes());
+        let session = Arc::new(Session::from_record(key, record, &self.config.server)?);
+        self.store
+            .save(&hex::encode(key), &session.current_record())?;
+        self.cache(session.clone());
+        Ok((secret, session))
     }
 
     /// Makes a session: issues and records its certificate. Returns the cookie secret and
     /// the session.
     pub async fn create(&self) -> Result<(String, Arc<Session>), SessionError> {
-        if self.len() >= self.max {
-            self.expire();
-            if self.len() >= self.max {
-                return Err(SessionError::Full(self.max));
-            }
-        }
+        self.room()?;
         let mut id = [0u8; 6];
         random_bytes(&mut id);
         let name = format!("web-{}", hex::encode(id));
         let ca = self.ca.clone();
-        let certs_dir = self.certs_dir.clone();
-        let days = self.cert_days;
-        let server = self.server.clone();
+        let certs_dir = self.config.certs_dir.clone();
+        let days = self.config.cert_days;
         let issue_name = name.clone();
-        let (issued, client) = tokio::task::spawn_blocking(move || {
+        let issued = tokio::task::spawn_blocking(move || {
             let ca = ca.lock().expect("CA lock");
             let issued = ca
                 .issue_client(&issue_name, days)
@@ -165,34 +387,94 @@ impl Sessions {
             CertDir::new(&certs_dir)
                 .record_client(&issued)
                 .map_err(|e| SessionError::Issue(e.to_string()))?;
-            let client =
-                ClientOptions::from_pem(&server, &issued.ca_pem, &issued.cert_pem, &issued.key_pem)
-                    .map_err(|e| SessionError::Issue(e.to_string()))?;
-            Ok::<_, SessionError>((issued, client))
+            Ok::<_, SessionError>(issued)
         })
         .await
         .map_err(|e| SessionError::Issue(format!("the issuing task failed: {e}")))??;
-        let secret = random_hex32();
-        let session = Arc::new(Session {
+        let (secret, session) = self.keep(Record {
             name,
+            fingerprint: issued.fingerprint.clone(),
             csrf: random_hex32(),
-            issued,
-            client,
-            last_used: AtomicU64::new(self.now_ms()),
-        });
-        let mut map = self.map.lock().expect("sessions lock");
-        if map.len() >= self.max {
-            return Err(SessionError::Full(self.max));
-        }
-        map.insert(sha256(secret.as_bytes()), session.clone());
-        drop(map);
+            cert_pem: issued.cert_pem.clone(),
+            key_pem: issued.key_pem.clone(),
+            ca_pem: issued.ca_pem.clone(),
+            created: now_ms(),
+            issued_here: true,
+            stored: false,
+        })?;
         tracing::info!(
             "new session: identity {} (fingerprint {})",
-            session.name,
+            session.name(),
             session.fingerprint()
         );
         Ok((secret, session))
     }
+
+    /// Makes a session from a certificate bundle the user kept (certificate, private key,
+    /// CA, PEM): the certificate must be issued by this page's CA, recorded in its index and
+    /// not revoked, and the key must be the certificate's.
+    pub async fn import(&self, bundle: &str) -> Result<(String, Arc<Session>), SessionError> {
+        self.room()?;
+        let bad = |why: &str| SessionError::Bundle(format!("the bundle is not usable: {why}"));
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bundle.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(&e.to_string()))?;
+        let cert = certs
+            .first()
+            .ok_or_else(|| bad("it holds no certificate"))?;
+        let key = PrivateKeyDer::from_pem_slice(bundle.as_bytes())
+            .map_err(|_| bad("it holds no private key"))?;
+        let (ca_pem, issued_by_ca) = {
+            let ca = self.ca.lock().expect("CA lock");
+            (ca.cert_pem().to_string(), ca.issued(cert))
+        };
+        if !issued_by_ca {
+            return Err(bad("its certificate was not issued by this server's CA"));
+        }
+        let identity = ClientIdentity::from_certificate(cert).map_err(|e| bad(&e.to_string()))?;
+        let certs_dir = self.config.certs_dir.clone();
+        let entries = tokio::task::spawn_blocking(move || CertDir::new(&certs_dir).list())
+            .await
+            .map_err(|e| SessionError::Issue(e.to_string()))?
+            .map_err(|e| SessionError::Issue(e.to_string()))?;
+        let entry = entries
+            .iter()
+            .find(|e| e.fingerprint == identity.fingerprint)
+            .ok_or_else(|| bad("its certificate is not in this CA's index"))?;
+        if entry.is_revoked() {
+            return Err(bad("its certificate has been revoked"));
+        }
+        let cert_pem = pem_block("CERTIFICATE", cert);
+        let key_label = match &key {
+            PrivateKeyDer::Pkcs8(_) => "PRIVATE KEY",
+            PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            _ => return Err(bad("its private key is of an unknown kind")),
+        };
+        let key_pem = pem_block(key_label, key.secret_der());
+        // The key must sign for the certificate: rustls checks that they match.
+        ClientOptions::from_pem(&self.config.server, &ca_pem, &cert_pem, &key_pem)
+            .map_err(|e| bad(&e.to_string()))?;
+        let (secret, session) = self.keep(Record {
+            name: identity.label.clone(),
+            fingerprint: identity.fingerprint,
+            csrf: random_hex32(),
+            cert_pem,
+            key_pem,
+            ca_pem,
+            created: now_ms(),
+            issued_here: false,
+            stored: true,
+        })?;
+        tracing::info!("session from a loaded bundle: identity {}", session.name());
+        Ok((secret, session))
+    }
+}
+
+/// `der` as a PEM block with `label` (LF line endings).
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
 #[cfg(test)]
@@ -208,17 +490,25 @@ mod tests {
         assert_ne!(a, b);
     }
 
-    fn store(dir: &std::path::Path, max: usize, idle: Duration) -> Sessions {
-        let certs = CertDir::new(dir);
-        ferry_certs::init(&certs, &ferry_certs::InitOptions::default()).unwrap();
-        Sessions::new(
-            certs.load_ca().unwrap(),
-            dir.to_path_buf(),
-            "127.0.0.1:9".into(),
-            1,
+    fn config(dir: &std::path::Path, max: usize, idle: Duration) -> SessionConfig {
+        SessionConfig {
+            certs_dir: dir.join("certs"),
+            state_dir: dir.join("web"),
+            // Nothing listens here: pruning cannot ask the server.
+            server: "127.0.0.1:9".into(),
+            cert_days: 1,
             max,
             idle,
-        )
+            prune_unused: Duration::from_secs(3600),
+        }
+    }
+
+    fn store(dir: &std::path::Path, max: usize, idle: Duration) -> Sessions {
+        let certs = CertDir::new(dir.join("certs"));
+        if !certs.ca_cert().exists() {
+            ferry_certs::init(&certs, &ferry_certs::InitOptions::default()).unwrap();
+        }
+        Sessions::new(certs.load_ca().unwrap(), config(dir, max, idle)).unwrap()
     }
 
     #[tokio::test]
@@ -226,7 +516,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sessions = store(dir.path(), 2, Duration::from_secs(60));
         let (secret, session) = sessions.create().await.unwrap();
-        assert!(session.name.starts_with("web-"));
+        assert!(session.name().starts_with("web-"));
         assert_eq!(
             sessions.get(&secret).unwrap().fingerprint(),
             session.fingerprint()
@@ -235,28 +525,80 @@ mod tests {
         assert!(sessions.get("short").is_none());
         let (_, other) = sessions.create().await.unwrap();
         assert_ne!(other.fingerprint(), session.fingerprint());
-        assert_ne!(other.csrf, session.csrf);
+        assert_ne!(other.csrf(), session.csrf());
         assert!(matches!(
             sessions.create().await,
             Err(SessionError::Full(2))
         ));
-        let listed = CertDir::new(dir.path()).list().unwrap();
-        assert!(listed.iter().any(|e| e.name == session.name));
-        assert!(listed.iter().any(|e| e.name == other.name));
+        let listed = CertDir::new(dir.path().join("certs")).list().unwrap();
+        assert!(listed.iter().any(|e| e.name == session.name()));
+        assert!(listed.iter().any(|e| e.name == other.name()));
     }
 
     #[tokio::test]
-    async fn idle_sessions_expire_and_free_their_slot() {
+    async fn sessions_outlive_the_process_and_expire_with_their_cookie() {
         let dir = tempfile::tempdir().unwrap();
-        let sessions = store(dir.path(), 1, Duration::from_millis(50));
-        let (secret, _) = sessions.create().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(120)).await;
-        // The slot is free again: the idle session is dropped to make room.
-        let (fresh, _) = sessions.create().await.unwrap();
-        assert!(sessions.get(&secret).is_none());
-        assert!(sessions.get(&fresh).is_some());
-        tokio::time::sleep(Duration::from_millis(120)).await;
-        assert_eq!(sessions.expire(), 1);
-        assert_eq!(sessions.len(), 0);
+        let (secret, fingerprint, csrf) = {
+            let sessions = store(dir.path(), 10, Duration::from_millis(400));
+            let (secret, session) = sessions.create().await.unwrap();
+            (
+                secret,
+                session.fingerprint().to_string(),
+                session.csrf().to_string(),
+            )
+        };
+        // A new store (a restarted page) finds the session on disk.
+        let sessions = store(dir.path(), 10, Duration::from_millis(400));
+        let again = sessions
+            .get(&secret)
+            .expect("the session outlived the store");
+        assert_eq!(again.fingerprint(), fingerprint);
+        assert_eq!(again.csrf(), csrf);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(sessions.get(&secret).is_none(), "expired with its cookie");
+        assert!(
+            sessions.store.all::<Record>().unwrap().is_empty(),
+            "record removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kept_bundle_comes_back_unless_revoked_or_foreign() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = store(dir.path(), 10, Duration::from_secs(60));
+        let (_, session) = sessions.create().await.unwrap();
+        let (secret, back) = sessions.import(&session.bundle_pem()).await.unwrap();
+        assert_eq!(back.fingerprint(), session.fingerprint());
+        assert_eq!(back.name(), session.name());
+        assert_ne!(back.csrf(), session.csrf(), "a new session, a new token");
+        assert!(sessions.get(&secret).is_some());
+
+        // Garbage, a certificate without its key, another CA's certificate.
+        assert!(matches!(
+            sessions.import("nothing").await,
+            Err(SessionError::Bundle(_))
+        ));
+        assert!(matches!(
+            sessions.import(session.cert_pem()).await,
+            Err(SessionError::Bundle(_))
+        ));
+        let other = tempfile::tempdir().unwrap();
+        let foreign = store(other.path(), 10, Duration::from_secs(60));
+        let (_, stranger) = foreign.create().await.unwrap();
+        let refused = sessions.import(&stranger.bundle_pem()).await;
+        assert!(matches!(refused, Err(SessionError::Bundle(ref m)) if m.contains("CA")));
+
+        // A key that is not the certificate's.
+        let mixed = format!("{}{}", session.cert_pem(), stranger.key_pem());
+        assert!(matches!(
+            sessions.import(&mixed).await,
+            Err(SessionError::Bundle(_))
+        ));
+
+        CertDir::new(dir.path().join("certs"))
+            .revoke(session.name())
+            .unwrap();
+        let refused = sessions.import(&session.bundle_pem()).await;
+        assert!(matches!(refused, Err(SessionError::Bundle(ref m)) if m.contains("revoked")));
     }
 }

@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
-use support::{http_client, pseudo_random, set_cookie_value, Browser, Env};
+use support::{http_client, new_session, pseudo_random, set_cookie_value, Browser, Env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_list_download_delete() {
@@ -294,12 +294,15 @@ async fn the_page_is_locked_down() {
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    let (_, cookie) = set_cookie_value(&response, "ferry_session").unwrap();
+    assert!(set_cookie_value(&response, "ferry_session").is_none());
+    let page = response.text().await.unwrap();
+    let made = new_session(&client, &env.base(), &HeaderMap::new()).await;
+    assert_eq!(made.status(), StatusCode::OK);
+    let (_, cookie) = set_cookie_value(&made, "ferry_session").unwrap();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
-    let page = response.text().await.unwrap();
     assert!(page.contains("id=\"file-input\""));
     assert!(page.contains("aria-live=\"polite\""));
     assert!(!page.contains("{{"), "unfilled placeholder");
@@ -578,7 +581,7 @@ async fn the_page_is_served_over_https_when_given_a_certificate() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let response = client.get(format!("{}/", env.base())).send().await.unwrap();
+    let response = new_session(&client, &env.base(), &HeaderMap::new()).await;
     assert_eq!(response.status(), StatusCode::OK);
     let (_, cookie) = set_cookie_value(&response, "ferry_session").unwrap();
     assert!(cookie.contains("Secure"), "{cookie}");

@@ -3,9 +3,10 @@
 
 use heapless::String;
 
+use crate::digest::Digest;
 use crate::framing::encode_frame;
 use crate::transfer::ProvideError;
-use crate::wire::{BufferTooSmall, ErrorCode, Frame};
+use crate::wire::{BufferTooSmall, ErrorCode, Frame, Held};
 
 use super::events::Notice;
 use super::frames::Reply;
@@ -68,6 +69,41 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             Err(ProvideError::NotRequested | ProvideError::WrongLength) => {
                 Err(UsageError::WrongChunk)
             }
+        }
+    }
+
+    /// Sender: the digest of a chunk asked for by [`Event::NeedChunk`](super::Event::NeedChunk)
+    /// that the receiver already holds (see [`Connection::send_held`]), in place of its
+    /// data (see [`Sender::provide_held_digest`](crate::transfer::Sender::provide_held_digest)).
+    pub fn provide_held_digest(&mut self, index: u64, digest: Digest) -> Result<(), UsageError> {
+        if self.tx_len > 0 {
+            return Err(UsageError::TransmitPending);
+        }
+        let Some(Transfer {
+            active: Active::Send(sender),
+            ..
+        }) = self.transfer.as_mut()
+        else {
+            return Err(UsageError::Unexpected);
+        };
+        match sender.provide_held_digest(index, digest) {
+            Ok(()) => Ok(()),
+            Err(ProvideError::Failed(error)) => {
+                self.end_transfer(Failure::Transfer(error), true);
+                Ok(())
+            }
+            Err(_) => Err(UsageError::WrongChunk),
+        }
+    }
+
+    /// Sender: the chunks the receiver held when the running transfer started.
+    pub fn send_held(&self) -> Option<Held> {
+        match self.transfer.as_ref() {
+            Some(Transfer {
+                active: Active::Send(sender),
+                ..
+            }) => Some(sender.held()),
+            _ => None,
         }
     }
 

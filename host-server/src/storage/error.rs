@@ -19,7 +19,7 @@ pub enum StorageError {
         quota: u64,
     },
     /// The file is larger than the server accepts.
-    #[error("file too large: {} ({size} bytes), the server accepts at most {}", ByteSize(*size), ByteSize(*max))]
+    #[error("file too large: {} ({size} bytes), the server accepts at most {} ({max} bytes)", ByteSize(*size), ByteSize(*max))]
     TooLarge {
         /// The declared or reached size.
         size: u64,

@@ -32,6 +32,8 @@ pub struct Env {
     pub server_addr: SocketAddr,
     pub web_addr: SocketAddr,
     pub https: bool,
+    /// The page's options (its real address once bound), for restarts.
+    pub options: WebOptions,
     web_stop: Option<oneshot::Sender<()>>,
     web_task: Option<JoinHandle<()>>,
 }
@@ -55,17 +57,8 @@ impl Env {
         };
         std::fs::create_dir_all(dir.path().join("scratch")).unwrap();
         tweak(&mut options);
-        let web = WebServer::bind(options).await.expect("ferry-web binds");
-        let web_addr = web.local_addr();
-        let https = web.is_https();
-        let (web_stop, web_stopped) = oneshot::channel::<()>();
-        let web_task = tokio::spawn(async move {
-            web.serve(async {
-                let _ = web_stopped.await;
-            })
-            .await
-            .unwrap();
-        });
+        let (web_addr, https, web_stop, web_task) = start_web(options.clone()).await;
+        options.listen = web_addr;
         Env {
             dir,
             storage: server.storage.clone(),
@@ -74,9 +67,39 @@ impl Env {
             web_addr,
             https,
             server,
+            options,
             web_stop: Some(web_stop),
             web_task: Some(web_task),
         }
+    }
+
+    async fn stop_web(&mut self) {
+        if let Some(stop) = self.web_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.web_task.take() {
+            tokio::time::timeout(STOP_WAIT, task)
+                .await
+                .expect("the page stops in time")
+                .unwrap();
+        }
+    }
+
+    /// Stops the page and starts a new one on the same address and directories.
+    pub async fn restart_web(&mut self) {
+        self.stop_web().await;
+        let (_, _, stop, task) = start_web(self.options.clone()).await;
+        self.web_stop = Some(stop);
+        self.web_task = Some(task);
+    }
+
+    /// Stops the Ferry server and starts it again on the same address and directories.
+    pub async fn restart_server(&mut self) {
+        tokio::time::timeout(STOP_WAIT, self.server.stop())
+            .await
+            .expect("the server stops in time");
+        let listen = self.server_addr.to_string();
+        self.server = InProcess::start(self.dir.path(), |o| o.listen = listen).await;
     }
 
     /// `http://ADDR` (or https).
@@ -110,25 +133,38 @@ impl Env {
 
     /// Stops the page, then the server.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.web_stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.web_task.take() {
-            tokio::time::timeout(STOP_WAIT, task)
-                .await
-                .expect("the page stops in time")
-                .unwrap();
-        }
+        self.stop_web().await;
         tokio::time::timeout(STOP_WAIT, self.server.stop())
             .await
             .expect("the server stops in time");
     }
 }
 
+type WebTask = (SocketAddr, bool, oneshot::Sender<()>, JoinHandle<()>);
+
+/// Binds and serves a page: its address, whether it is HTTPS, its stop switch and task.
+async fn start_web(options: WebOptions) -> WebTask {
+    let web = WebServer::bind(options).await.expect("ferry-web binds");
+    let web_addr = web.local_addr();
+    let https = web.is_https();
+    let (web_stop, web_stopped) = oneshot::channel::<()>();
+    let web_task = tokio::spawn(async move {
+        web.serve(async {
+            let _ = web_stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (web_addr, https, web_stop, web_task)
+}
+
 /// A reqwest client that talks to the page (no proxies, short timeouts).
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        // A new connection per request: tests restart the page, and a kept connection to the
+        // stopped one would fail the next request.
+        .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()
@@ -165,6 +201,22 @@ pub fn element_text(page: &str, id: &str) -> Option<String> {
     Some(page[open_end..close].to_string())
 }
 
+/// `POST /api/session` as the page's script sends it (same origin, `X-CSRF-Token: new`).
+pub async fn new_session(http: &reqwest::Client, base: &str, extra: &HeaderMap) -> Response {
+    let mut headers = extra.clone();
+    headers.insert("x-csrf-token", HeaderValue::from_static("new"));
+    headers.insert(
+        reqwest::header::ORIGIN,
+        HeaderValue::from_str(base).unwrap(),
+    );
+    headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+    http.post(format!("{base}/api/session"))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// One browser: its session cookie and CSRF token.
 pub struct Browser {
     pub http: reqwest::Client,
@@ -191,15 +243,25 @@ impl Browser {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            set_cookie_value(&response, "ferry_session").is_none(),
+            "the page made a session on GET /"
+        );
+        // The first action that needs an identity makes the session, as the page's script does.
+        let response = new_session(&http, &base, &extra).await;
+        assert_eq!(response.status(), StatusCode::OK);
         let (cookie, _) = set_cookie_value(&response, "ferry_session").expect("session cookie");
-        let page = response.text().await.unwrap();
+        let info: serde_json::Value = response.json().await.unwrap();
         Browser {
             http,
             base,
             cookie: format!("ferry_session={cookie}"),
-            csrf: meta(&page, "csrf-token").expect("csrf meta"),
-            identity: element_text(&page, "identity").expect("identity"),
-            fingerprint: element_text(&page, "fingerprint").expect("fingerprint"),
+            csrf: info["csrf"].as_str().expect("csrf").to_string(),
+            identity: info["identity"].as_str().expect("identity").to_string(),
+            fingerprint: info["fingerprint"]
+                .as_str()
+                .expect("fingerprint")
+                .to_string(),
             extra,
         }
     }

@@ -38,6 +38,7 @@ mod error;
 mod op;
 mod options;
 pub mod partial;
+mod relay;
 mod report;
 mod session;
 mod upload;
@@ -48,6 +49,7 @@ pub use options::{
     split_server, ClientOptions, DEFAULT_PORT, DEFAULT_RETRIES, DEFAULT_SERVER, FIRST_BACKOFF,
     MAX_BACKOFF,
 };
+pub use relay::{ChunkLedger, RelayOutcome};
 pub use report::{FileEntry, Phase, Progress, RoundTripReport, TransferReport};
 pub use session::{Client, LIST_PAGE};
 

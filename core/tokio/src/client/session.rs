@@ -19,6 +19,7 @@ use crate::client::op::{
     begin_request, check_name, own, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn,
 };
 use crate::client::options::{ClientOptions, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::client::relay::{ChunkLedger, ProbeOp, RelayOp, RelayOutcome};
 use crate::client::report::{FileEntry, RoundTripReport, TransferReport};
 use crate::client::upload::{Source, UploadOp};
 use crate::link::Link;
@@ -513,6 +514,49 @@ impl Client {
         let source = Source::stream(reader, size);
         let mut op = UploadOp::new(name, source, progress);
         self.run(&mut op).await
+    }
+
+    /// The bytes the server holds, from the start of the file, of an unfinished upload of
+    /// `name` with `size` bytes (what a relayed upload can resume from), and the chunk size.
+    /// Sends no data; the connection is closed afterwards (the server keeps what it held).
+    /// An empty file holds nothing: `(0, 0)` without asking.
+    pub async fn upload_held(&mut self, name: &str, size: u64) -> Result<(u64, u32), ClientError> {
+        check_name(name)?;
+        if size == 0 {
+            return Ok((0, 0));
+        }
+        let mut op = ProbeOp {
+            name: name.to_string(),
+            size,
+        };
+        let result = self.run(&mut op).await;
+        self.close().await;
+        result
+    }
+
+    /// Carries one piece of a relayed upload of `name` (`size` bytes) to the server: `reader`
+    /// holds the file's bytes from `offset` on, which must be where the server's held data
+    /// ends (else [`RelayOutcome::OffsetMismatch`], nothing read). Chunks before `offset`
+    /// are provided by the digests in `ledger`; each chunk read is recorded there. `offset`
+    /// 0 drops whatever the server held. A reader that ends before the file does fails with
+    /// [`ClientError::Io`] (an unexpected end of file); the server keeps what it received.
+    pub async fn upload_relay<R: AsyncRead + Unpin>(
+        &mut self,
+        name: &str,
+        size: u64,
+        offset: u64,
+        reader: R,
+        ledger: &mut dyn ChunkLedger,
+        progress: ProgressFn<'_>,
+    ) -> Result<RelayOutcome, ClientError> {
+        check_name(name)?;
+        let mut op = RelayOp::new(name, size, offset, reader, ledger, progress);
+        let result = self.run(&mut op).await;
+        if matches!(result, Ok(RelayOutcome::OffsetMismatch { .. })) {
+            // The transfer the server started is left to it: end this connection.
+            self.close().await;
+        }
+        result
     }
 
     /// Downloads `name` to the file `dest` through a partial file beside it

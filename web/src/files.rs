@@ -1,0 +1,336 @@
+//! The file routes: listing, downloads, deletes and multipart uploads, each moved through
+//! the ferry-tokio client under the session's identity.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use ferry_tokio::client::Client;
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use tokio_util::io::{ReaderStream, StreamReader};
+use warp::http::header::{self, HeaderMap, HeaderValue};
+use warp::http::StatusCode;
+use warp::multipart::{FormData, Part};
+use warp::reply::Response;
+use warp::Reply;
+
+use crate::http::{attachment, json_error, json_ok};
+use crate::human_size;
+use crate::routes::{check_csrf, client_error, require_session, ApiError, State};
+use crate::session::Session;
+
+/// Buffer of a download's stream to the browser.
+const DOWNLOAD_BUFFER: usize = 256 * 1024;
+/// Most of a refused upload's body read (and discarded) before answering.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+/// Longest time spent reading a refused upload's body before answering.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+// ----- files -----
+
+pub(crate) async fn list(state: Arc<State>, headers: HeaderMap) -> Response {
+    let session = match require_session(&state, &headers) {
+        Ok(session) => session,
+        Err(e) => return e.response(),
+    };
+    let mut client = Client::new(session.client.clone());
+    let result = client.list().await;
+    client.close().await;
+    match result {
+        Ok(entries) => json_ok(&entries),
+        Err(e) => {
+            tracing::warn!("{}: list failed: {e}", session.name());
+            client_error(&e, StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+/// `?name=` of the file routes.
+#[derive(Debug, Deserialize)]
+pub(crate) struct NameQuery {
+    pub(crate) name: String,
+}
+
+pub(crate) async fn delete(
+    state: Arc<State>,
+    headers: HeaderMap,
+    NameQuery { name }: NameQuery,
+) -> Response {
+    let session = match require_session(&state, &headers) {
+        Ok(session) => session,
+        Err(e) => return e.response(),
+    };
+    if let Err(e) = check_csrf(&state, &session, &headers) {
+        return e.response();
+    }
+    let mut client = Client::new(session.client.clone());
+    let result = client.delete(&name).await;
+    client.close().await;
+    match result {
+        Ok(()) => {
+            tracing::info!("{}: deleted {name:?}", session.name());
+            json_ok(&serde_json::json!({ "deleted": name }))
+        }
+        Err(e) => client_error(&e, StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+pub(crate) async fn download(
+    state: Arc<State>,
+    headers: HeaderMap,
+    NameQuery { name }: NameQuery,
+) -> Response {
+    let session = match require_session(&state, &headers) {
+        Ok(session) => session,
+        Err(e) => return e.response(),
+    };
+    let internal = |what: &str, e: io::Error| {
+        tracing::error!("{}: download of {name:?}: {what}: {e}", session.name());
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot stage the download: {what}: {e}"),
+        )
+    };
+    // A private directory: the verified file is renamed into it, opened, and the directory
+    // removed before the first byte goes out, so nothing stays behind on disk.
+    let dir = match tempfile::Builder::new()
+        .prefix(".ferry-web-")
+        .tempdir_in(&state.scratch)
+    {
+        Ok(dir) => dir,
+        Err(e) => return internal("temporary directory", e),
+    };
+    let dest = dir.path().join("file");
+    let mut client = Client::new(session.client.clone());
+    let result = client.download_file(&name, &dest, &mut |_| {}).await;
+    client.close().await;
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return client_error(&e, StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let file = match tokio::fs::File::open(&dest).await {
+        Ok(file) => file,
+        Err(e) => return internal("open", e),
+    };
+    drop(dir);
+    tracing::info!(
+        "{}: download of {name:?} ({} bytes) verified, sending",
+        session.name(),
+        report.size
+    );
+    let body = ReaderStream::with_capacity(file, DOWNLOAD_BUFFER);
+    let mut response = warp::reply::stream(body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(report.size));
+    if let Ok(value) = HeaderValue::from_str(&attachment(&name)) {
+        h.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&report.digest) {
+        h.insert("x-ferry-digest", value);
+    }
+    response
+}
+
+// ----- uploads -----
+
+/// Reads a small text field, at most `limit` bytes.
+async fn small_field(part: Part, limit: usize) -> Result<String, ApiError> {
+    let field = part.name().to_string();
+    let mut data = Vec::new();
+    let mut stream = part.stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed form: {e}")))?;
+        if data.len() + chunk.remaining() > limit {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the form field {field:?} is longer than {limit} bytes"),
+            ));
+        }
+        data.extend_from_slice(chunk.chunk());
+    }
+    String::from_utf8(data).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the form field {field:?} is not UTF-8"),
+        )
+    })
+}
+
+/// The last component of a file name a browser sent (some send a whole path).
+fn base_name(file_name: &str) -> &str {
+    file_name.rsplit(['/', '\\']).next().unwrap_or(file_name)
+}
+
+/// The part's bytes, refused as soon as they exceed `size`.
+fn bounded(part: Part, size: u64) -> Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> {
+    let mut seen = 0u64;
+    Box::pin(part.stream().map(move |chunk| {
+        let mut chunk = chunk.map_err(io::Error::other)?;
+        let bytes = chunk.copy_to_bytes(chunk.remaining());
+        seen += bytes.len() as u64;
+        if seen > size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the file is longer than its declared size of {size} bytes"),
+            ));
+        }
+        Ok(bytes)
+    }))
+}
+
+/// Reads and discards what is left of a refused form, up to [`DRAIN_LIMIT`] bytes or
+/// [`DRAIN_TIME`], so that a client still sending a small body reads the answer instead of
+/// a reset connection. Larger bodies are cut off (the connection closes).
+async fn drain(mut form: FormData) {
+    let mut left = DRAIN_LIMIT;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(part)) = form.next().await {
+            let mut stream = part.stream();
+            while let Some(Ok(chunk)) = stream.next().await {
+                left = left.saturating_sub(chunk.remaining() as u64);
+                if left == 0 {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+pub(crate) async fn upload(state: Arc<State>, headers: HeaderMap, mut form: FormData) -> Response {
+    let session = match require_session(&state, &headers) {
+        Ok(session) => session,
+        Err(e) => {
+            drain(form).await;
+            return e.response();
+        }
+    };
+    if let Err(e) = check_csrf(&state, &session, &headers) {
+        drain(form).await;
+        return e.response();
+    }
+    let response = receive(&state, &session, &mut form).await;
+    if response.status() != StatusCode::OK {
+        drain(form).await;
+    }
+    response
+}
+
+/// Reads the form's fields and streams its file.
+async fn receive(state: &State, session: &Session, form: &mut FormData) -> Response {
+    let max = state.options.max_upload_bytes;
+    let mut size: Option<u64> = None;
+    let mut name: Option<String> = None;
+    while let Some(part) = form.next().await {
+        let part = match part {
+            Ok(part) => part,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("malformed form: {e}")),
+        };
+        match part.name() {
+            "size" => {
+                let text = match small_field(part, 32).await {
+                    Ok(text) => text,
+                    Err(e) => return e.response(),
+                };
+                let Ok(value) = text.trim().parse::<u64>() else {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the size field is not a number of bytes: {text:?}"),
+                    );
+                };
+                if value > max {
+                    return json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "{value} bytes is over the upload limit of {max} bytes ({})",
+                            human_size(max)
+                        ),
+                    );
+                }
+                size = Some(value);
+            }
+            "name" => match small_field(part, 1024).await {
+                Ok(text) => name = Some(text),
+                Err(e) => return e.response(),
+            },
+            "file" => {
+                let Some(size) = size else {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "the form's size field must come before the file",
+                    );
+                };
+                let Some(name) = name.or_else(|| part.filename().map(|f| base_name(f).to_string()))
+                else {
+                    return json_error(StatusCode::BAD_REQUEST, "the file has no name");
+                };
+                return upload_part(state, session, name, size, part).await;
+            }
+            other => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unexpected form field {other:?} (expected size, then file)"),
+                )
+            }
+        }
+    }
+    json_error(StatusCode::BAD_REQUEST, "the form has no file")
+}
+
+/// Streams one file part through the ferry-tokio client to the server.
+async fn upload_part(
+    state: &State,
+    session: &Session,
+    name: String,
+    size: u64,
+    part: Part,
+) -> Response {
+    let reader = StreamReader::new(bounded(part, size));
+    let mut client = Client::new(session.client.clone());
+    let result = client.upload_stream(&name, size, reader, &mut |_| {}).await;
+    client.close().await;
+    match result {
+        Ok(report) => {
+            state.sessions.mark_stored(session);
+            tracing::info!(
+                "{}: uploaded {name:?}, {} bytes, verified, digest {}",
+                session.name(),
+                report.size,
+                report.digest
+            );
+            json_ok(&serde_json::json!({
+                "name": report.name,
+                "size": report.size,
+                "digest": report.digest,
+                "verified": true,
+                "chunk_size": report.chunk_size,
+                "chunks": report.chunks,
+                "duration_ms": report.duration.as_secs_f64() * 1e3,
+            }))
+        }
+        Err(e) => {
+            tracing::warn!("{}: upload of {name:?} failed: {e}", session.name());
+            client_error(&e, StatusCode::BAD_REQUEST)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_drop_directories() {
+        assert_eq!(base_name("a.txt"), "a.txt");
+        assert_eq!(base_name("C:\\Users\\me\\a.txt"), "a.txt");
+        assert_eq!(base_name("/tmp/x/a.txt"), "a.txt");
+    }
+}
