@@ -184,12 +184,32 @@ impl AdminServer {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Result<AdminServer, AdminError> {
+        let listener = AdminServer::listen(addr, public).await?;
+        AdminServer::on_listener(listener, metrics, health)
+    }
+
+    /// Binds the admin socket alone (refusing a non-loopback address unless `public`), so a
+    /// caller can bind every listener before it creates certificates.
+    pub async fn listen(addr: SocketAddr, public: bool) -> Result<TcpListener, AdminError> {
         if !addr.ip().is_loopback() && !public {
             return Err(AdminError::NotLoopback(addr));
         }
-        let listen_error = |source| AdminError::Listen { addr, source };
-        let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
-        let local_addr = listener.local_addr().map_err(listen_error)?;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| AdminError::Listen { addr, source })
+    }
+
+    /// Serves the metrics and health of a server on a socket [`listen`](AdminServer::listen)
+    /// bound.
+    pub fn on_listener(
+        listener: TcpListener,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Result<AdminServer, AdminError> {
+        let local_addr = listener.local_addr().map_err(|source| AdminError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
         Ok(AdminServer {
             listener,
             local_addr,

@@ -100,22 +100,27 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let server = Server::bind(options).await?;
-    let admin = match admin.admin {
-        Some(addr) => Some(
-            AdminServer::bind(
-                addr,
-                admin.admin_public,
-                server.metrics().clone(),
-                server.health().clone(),
-            )
-            .await?,
-        ),
+    // Every listener is bound before the server creates certificates on first run: a port
+    // that is taken leaves nothing behind.
+    let web = match web {
+        Some(web) => web.reserve().await?,
         None => None,
     };
-    // Bound after the server, which creates the CA on first run.
+    let admin_listener = match admin.admin {
+        Some(addr) => Some(AdminServer::listen(addr, admin.admin_public).await?),
+        None => None,
+    };
+    let server = Server::bind(options).await?;
+    let admin = match admin_listener {
+        Some(listener) => Some(AdminServer::on_listener(
+            listener,
+            server.metrics().clone(),
+            server.health().clone(),
+        )?),
+        None => None,
+    };
     let web = match web {
-        Some(web) => web.bind(server.local_addr()).await?,
+        Some(web) => Some(web.start(server.local_addr())?),
         None => None,
     };
     let mut stdout = std::io::stdout().lock();

@@ -42,20 +42,43 @@ mod with_web {
             })
         }
 
-        /// Binds the page; it reaches the server on its own address (0.0.0.0 becomes
-        /// 127.0.0.1, which the server certificate carries). A busy default port only warns.
-        pub async fn bind(mut self, server: SocketAddr) -> anyhow::Result<Option<RunningPage>> {
-            self.options.server = ferry_web::server_address_for(server);
-            match ferry_web::WebServer::bind(self.options).await {
-                Ok(web) => Ok(Some(RunningPage(web))),
-                Err(ferry_web::WebError::Listen { addr, error }) if !self.explicit => {
+        /// Binds the page's socket, before the server creates any certificate. A busy default
+        /// port only warns (the page is then not served).
+        pub async fn reserve(self) -> anyhow::Result<Option<ReservedPage>> {
+            let addr = self.options.listen;
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => Ok(Some(ReservedPage {
+                    page: self,
+                    listener,
+                })),
+                Err(error) if !self.explicit => {
                     tracing::warn!(
                         "web page not served: cannot listen on {addr}: {error} (choose another with --web ADDR, or --no-web)"
                     );
                     Ok(None)
                 }
-                Err(e) => Err(e).context("web page"),
+                Err(error) => {
+                    Err(error).with_context(|| format!("web page: cannot listen on {addr}"))
+                }
             }
+        }
+    }
+
+    /// A page whose socket is bound.
+    pub struct ReservedPage {
+        page: WebPage,
+        listener: tokio::net::TcpListener,
+    }
+
+    impl ReservedPage {
+        /// Starts the page; it reaches the server on its own address (0.0.0.0 becomes
+        /// 127.0.0.1, which the server certificate carries).
+        pub fn start(self, server: SocketAddr) -> anyhow::Result<RunningPage> {
+            let mut options = self.page.options;
+            options.server = ferry_web::server_address_for(server);
+            ferry_web::WebServer::on_listener(options, self.listener)
+                .map(RunningPage)
+                .context("web page")
         }
     }
 
@@ -101,7 +124,16 @@ mod without_web {
             None
         }
 
-        pub async fn bind(self, _server: SocketAddr) -> anyhow::Result<Option<RunningPage>> {
+        pub async fn reserve(self) -> anyhow::Result<Option<ReservedPage>> {
+            match self {}
+        }
+    }
+
+    /// Never built: this binary has no web page.
+    pub enum ReservedPage {}
+
+    impl ReservedPage {
+        pub fn start(self, _server: SocketAddr) -> anyhow::Result<RunningPage> {
             match self {}
         }
     }

@@ -193,6 +193,23 @@ fn the_default_data_directory_is_created_only_by_a_listening_server() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
     assert!(!data.root().exists(), "{stderr}");
+    // So is a taken port of the web page (asked for with --web) or of the admin listener.
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    for extra in [["--web", busy_addr.as_str()], ["--admin", busy_addr.as_str()]] {
+        let mut taken = command(data.root(), "127.0.0.1:0");
+        if extra[0] == "--web" {
+            taken = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-server"));
+            taken
+                .args(["--listen", "127.0.0.1:0"])
+                .env("FERRY_DATA_DIR", data.root())
+                .env_remove("FERRY_NO_WEB");
+        }
+        let output = taken.args(extra).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{extra:?}: {stderr}");
+        assert!(stderr.contains("cannot listen on"), "{extra:?}: {stderr}");
+        assert!(!data.root().exists(), "{extra:?}: {stderr}");
+    }
 
     // No flags: certificates and storage land in FERRY_DATA_DIR, and the first run prints
     // the command that sets up the client.

@@ -301,6 +301,19 @@ impl WebServer {
     /// socket. Fails with [`WebError::TokenRequired`] for a non-loopback address without an
     /// access token. Must run inside a tokio runtime.
     pub async fn bind(options: WebOptions) -> Result<WebServer, WebError> {
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|error| WebError::Listen {
+                    addr: options.listen,
+                    error,
+                })?;
+        WebServer::on_listener(options, listener)
+    }
+
+    /// As [`bind`](WebServer::bind), on a socket bound already (`options.listen` is then only
+    /// checked: a caller binds every listener before it creates certificates).
+    pub fn on_listener(options: WebOptions, listener: TcpListener) -> Result<WebServer, WebError> {
         if options.access_token.is_none() && !options.listen.ip().is_loopback() {
             return Err(WebError::TokenRequired {
                 listen: options.listen,
@@ -356,13 +369,6 @@ impl WebServer {
             dir: options.certs_dir.clone(),
             error,
         })?;
-        let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|error| WebError::Listen {
-                    addr: options.listen,
-                    error,
-                })?;
         let local_addr = listener.local_addr().map_err(|error| WebError::Listen {
             addr: options.listen,
             error,

@@ -456,7 +456,7 @@ impl Sessions {
         ClientOptions::from_pem(&self.config.server, &ca_pem, &cert_pem, &key_pem)
             .map_err(|e| bad(&e.to_string()))?;
         let (secret, session) = self.keep(Record {
-            name: identity.label.clone(),
+            name: identity.name.clone(),
             fingerprint: identity.fingerprint,
             csrf: random_hex32(),
             cert_pem,
