@@ -195,7 +195,10 @@ fn the_default_data_directory_is_created_only_by_a_listening_server() {
     assert!(!data.root().exists(), "{stderr}");
     // So is a taken port of the web page (asked for with --web) or of the admin listener.
     let busy_addr = busy.local_addr().unwrap().to_string();
-    for extra in [["--web", busy_addr.as_str()], ["--admin", busy_addr.as_str()]] {
+    for extra in [
+        ["--web", busy_addr.as_str()],
+        ["--admin", busy_addr.as_str()],
+    ] {
         let mut taken = command(data.root(), "127.0.0.1:0");
         if extra[0] == "--web" {
             taken = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-server"));

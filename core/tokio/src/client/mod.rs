@@ -41,6 +41,7 @@ pub mod partial;
 mod relay;
 mod report;
 mod session;
+mod tally;
 mod upload;
 
 pub use error::{exit, ClientError};

@@ -6,10 +6,8 @@
 //! chunks to the connection by digest (`Connection::provide_held_digest`), so the whole-file
 //! digest is computed as if the relay had read every byte.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use ferry_core::{chunk_digest, Digest, Layout};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -17,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::client::error::ClientError;
 use crate::client::op::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
 use crate::client::report::{Phase, Progress, TransferReport};
+use crate::client::tally::{Retained, SendTally};
 
 const STREAM: &str = "<relayed stream>";
 
@@ -99,18 +98,11 @@ pub(crate) struct RelayOp<'p, R> {
     /// The next index to read from the stream.
     next: u64,
     consumed: bool,
-    pending: Option<(u64, Vec<u8>)>,
-    retained: BTreeMap<u64, Vec<u8>>,
+    retained: Retained,
     window: u64,
     buf: Vec<u8>,
-    started: Instant,
-    held_at_start: u64,
     done_bytes: u64,
-    next_first: u64,
-    chunks_sent: u64,
-    sent_this_attempt: u64,
-    chunks_resent: u64,
-    attempts: u32,
+    tally: SendTally,
 }
 
 impl<'p, R: AsyncRead + Unpin> RelayOp<'p, R> {
@@ -132,18 +124,11 @@ impl<'p, R: AsyncRead + Unpin> RelayOp<'p, R> {
             layout: None,
             next: 0,
             consumed: false,
-            pending: None,
-            retained: BTreeMap::new(),
+            retained: Retained::default(),
             window: 1,
             buf: Vec::new(),
-            started: Instant::now(),
-            held_at_start: 0,
             done_bytes: 0,
-            next_first: 0,
-            chunks_sent: 0,
-            sent_this_attempt: 0,
-            chunks_resent: 0,
-            attempts: 0,
+            tally: SendTally::new(),
         }
     }
 
@@ -163,7 +148,7 @@ impl<'p, R: AsyncRead + Unpin> RelayOp<'p, R> {
     /// Reads chunk `index` into `buf`: from the stream, or (a re-send) from memory.
     async fn read_chunk(&mut self, index: u64, len: usize, chunks: u64) -> Result<(), Interrupt> {
         if index < self.next {
-            let data = self.retained.get(&index).ok_or_else(|| {
+            let data = self.retained.chunks.get(&index).ok_or_else(|| {
                 ClientError::Protocol(format!(
                     "the server asked again for chunk {index}, which is no longer in flight"
                 ))
@@ -213,7 +198,7 @@ impl<'p, R: AsyncRead + Unpin> RelayOp<'p, R> {
                 Err(e) => return Err(ClientError::io(Self::path(), e).into()),
             }
         }
-        self.pending = Some((index, self.buf.clone()));
+        self.retained.pending = Some((index, self.buf.clone()));
         Ok(())
     }
 }
@@ -230,8 +215,7 @@ impl<R: AsyncRead + Unpin> Operation for RelayOp<'_, R> {
     }
 
     fn begin(&mut self, conn: &mut Conn) -> Result<(), Interrupt> {
-        self.attempts += 1;
-        self.sent_this_attempt = 0;
+        self.tally.attempt_started();
         self.layout = None;
         self.window = conn.negotiated().map(|(_, w)| u64::from(w)).unwrap_or(1);
         // A piece from the start drops whatever the server held of the name; a reconnection
@@ -279,8 +263,7 @@ impl<R: AsyncRead + Unpin> Operation for RelayOp<'_, R> {
                     self.next = start_chunk;
                 }
                 self.layout = Some(layout);
-                self.held_at_start = held_chunks;
-                self.next_first = 0;
+                self.tally.transfer_started(held_chunks);
                 self.done_bytes = 0;
                 self.report_progress();
             }
@@ -318,19 +301,12 @@ impl<R: AsyncRead + Unpin> Operation for RelayOp<'_, R> {
                 let layout = self.layout.ok_or_else(|| {
                     ClientError::Protocol("verified before the transfer started".into())
                 })?;
-                return Ok(Some(RelayOutcome::Verified(TransferReport {
-                    name: self.name.clone(),
+                return Ok(Some(RelayOutcome::Verified(self.tally.report(
+                    &self.name,
                     size,
-                    digest: digest.to_string(),
-                    chunk_size: layout.chunk_size,
-                    chunks: layout.chunks(),
-                    held_at_start: self.held_at_start,
-                    chunks_sent: self.chunks_sent,
-                    last_attempt_sent: self.sent_this_attempt,
-                    chunks_resent: self.chunks_resent,
-                    attempts: self.attempts,
-                    duration: self.started.elapsed(),
-                })));
+                    digest.to_string(),
+                    layout,
+                ))));
             }
             _ => {}
         }
@@ -338,24 +314,13 @@ impl<R: AsyncRead + Unpin> Operation for RelayOp<'_, R> {
     }
 
     fn chunk_sent(&mut self, index: u64) {
-        if index >= self.next_first {
-            self.next_first = index + 1;
-            self.chunks_sent += 1;
-            self.sent_this_attempt += 1;
-            if let Some((pending_index, data)) = self.pending.take() {
-                if pending_index == index {
-                    self.retained.insert(index, data);
-                }
-            }
-            let window = self.window;
-            self.retained.retain(|&kept, _| kept + window > index);
-        } else {
-            self.chunks_resent += 1;
+        if self.tally.chunk_sent(index) {
+            self.retained.first_sent(index, self.window);
         }
     }
 
     fn progress_marker(&self) -> u64 {
-        self.chunks_sent + self.done_bytes
+        self.tally.chunks_sent() + self.done_bytes
     }
 
     fn can_retry(&self) -> bool {

@@ -1,12 +1,11 @@
 //! Uploads: from a file (positioned reads of exactly the chunks asked for) or from a
 //! stream (read once, in order, keeping only the chunks in flight for re-sends).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use ferry_core::Layout;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -14,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::client::error::ClientError;
 use crate::client::op::{begin_request, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn};
 use crate::client::report::{Phase, Progress, TransferReport};
+use crate::client::tally::{Retained, SendTally};
 
 /// Where an upload's bytes come from.
 pub(crate) enum Source<R> {
@@ -30,10 +30,9 @@ pub(crate) enum Source<R> {
         next: u64,
         /// Whether any byte was consumed (a broken link cannot be resumed then).
         consumed: bool,
-        /// The chunk just read, until it is known whether it was sent.
-        pending: Option<(u64, Vec<u8>)>,
-        /// Chunks sent and possibly not yet acknowledged: the last `window`.
-        retained: BTreeMap<u64, Vec<u8>>,
+        /// The chunk just read and the chunks possibly not yet acknowledged (the last
+        /// `window`), for a re-send.
+        retained: Retained,
     },
 }
 
@@ -68,8 +67,7 @@ impl<R: AsyncRead + Unpin> Source<R> {
             size,
             next: 0,
             consumed: false,
-            pending: None,
-            retained: BTreeMap::new(),
+            retained: Retained::default(),
         }
     }
 
@@ -94,17 +92,10 @@ pub(crate) struct UploadOp<'p, R> {
     progress: ProgressFn<'p>,
     fresh: bool,
     buf: Vec<u8>,
-    started: Instant,
     layout: Option<Layout>,
     window: u64,
-    held_at_start: u64,
     done_bytes: u64,
-    /// The next index whose chunk frame is a first send (first sends go in index order).
-    next_first: u64,
-    chunks_sent: u64,
-    sent_this_attempt: u64,
-    chunks_resent: u64,
-    attempts: u32,
+    tally: SendTally,
 }
 
 impl<'p, R: AsyncRead + Unpin> UploadOp<'p, R> {
@@ -118,16 +109,10 @@ impl<'p, R: AsyncRead + Unpin> UploadOp<'p, R> {
             progress,
             fresh,
             buf: Vec::new(),
-            started: Instant::now(),
             layout: None,
             window: 1,
-            held_at_start: 0,
             done_bytes: 0,
-            next_first: 0,
-            chunks_sent: 0,
-            sent_this_attempt: 0,
-            chunks_resent: 0,
-            attempts: 0,
+            tally: SendTally::new(),
         }
     }
 
@@ -167,12 +152,11 @@ impl<'p, R: AsyncRead + Unpin> UploadOp<'p, R> {
                 reader,
                 next,
                 consumed,
-                pending,
                 retained,
                 ..
             } => {
                 if index < *next {
-                    let data = retained.get(&index).ok_or_else(|| {
+                    let data = retained.chunks.get(&index).ok_or_else(|| {
                         ClientError::Protocol(format!(
                             "the server asked again for chunk {index}, which is no longer in flight"
                         ))
@@ -199,7 +183,7 @@ impl<'p, R: AsyncRead + Unpin> UploadOp<'p, R> {
                     if *next == chunks {
                         ensure_ended(reader, &path).await?;
                     }
-                    *pending = Some((index, self.buf.clone()));
+                    retained.pending = Some((index, self.buf.clone()));
                 } else {
                     return Err(ClientError::Protocol(format!(
                         "the server asked for chunk {index} of a stream at chunk {next}"
@@ -241,8 +225,7 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
     }
 
     fn begin(&mut self, conn: &mut Conn) -> Result<(), Interrupt> {
-        self.attempts += 1;
-        self.sent_this_attempt = 0;
+        self.tally.attempt_started();
         self.layout = None;
         self.window = conn.negotiated().map(|(_, w)| u64::from(w)).unwrap_or(1);
         begin_request(
@@ -272,8 +255,7 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
                     .into());
                 }
                 self.layout = Some(layout);
-                self.held_at_start = held_chunks;
-                self.next_first = 0;
+                self.tally.transfer_started(held_chunks);
                 self.done_bytes = 0;
                 if layout.size == 0 {
                     if let Source::Stream { reader, .. } = &mut self.source {
@@ -315,19 +297,12 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
                         .into());
                     }
                 }
-                return Ok(Some(TransferReport {
-                    name: self.name.clone(),
+                return Ok(Some(self.tally.report(
+                    &self.name,
                     size,
-                    digest: digest.to_string(),
-                    chunk_size: layout.chunk_size,
-                    chunks: layout.chunks(),
-                    held_at_start: self.held_at_start,
-                    chunks_sent: self.chunks_sent,
-                    last_attempt_sent: self.sent_this_attempt,
-                    chunks_resent: self.chunks_resent,
-                    attempts: self.attempts,
-                    duration: self.started.elapsed(),
-                }));
+                    digest.to_string(),
+                    layout,
+                )));
             }
             _ => {}
         }
@@ -335,32 +310,14 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
     }
 
     fn chunk_sent(&mut self, index: u64) {
-        if index >= self.next_first {
-            self.next_first = index + 1;
-            self.chunks_sent += 1;
-            self.sent_this_attempt += 1;
-            if let Source::Stream {
-                pending, retained, ..
-            } = &mut self.source
-            {
-                if let Some((pending_index, data)) = pending.take() {
-                    if pending_index == index {
-                        retained.insert(index, data);
-                    }
-                }
-                // A first send of `index` means every chunk in flight is above
-                // `index - window`: older ones are acknowledged.
-                let window = self.window;
-                retained.retain(|&kept, _| kept + window > index);
-                debug_assert!(retained.len() as u64 <= window);
-            }
-        } else {
-            self.chunks_resent += 1;
+        let first = self.tally.chunk_sent(index);
+        if let (true, Source::Stream { retained, .. }) = (first, &mut self.source) {
+            retained.first_sent(index, self.window);
         }
     }
 
     fn progress_marker(&self) -> u64 {
-        self.chunks_sent + self.done_bytes
+        self.tally.chunks_sent() + self.done_bytes
     }
 
     fn can_retry(&self) -> bool {
@@ -432,13 +389,16 @@ mod tests {
         let Source::Stream { retained, .. } = &op.source else {
             unreachable!()
         };
-        assert_eq!(retained.keys().copied().collect::<Vec<_>>(), [6, 7, 8, 9]);
+        assert_eq!(
+            retained.chunks.keys().copied().collect::<Vec<_>>(),
+            [6, 7, 8, 9]
+        );
         assert!(!op.can_retry(), "data was consumed");
 
         // A re-send comes from memory and counts as one.
         assert_eq!(read(&mut op, 7).await.ok().unwrap(), chunk(&data, 7));
         op.chunk_sent(7);
-        assert_eq!((op.chunks_sent, op.chunks_resent), (10, 1));
+        assert_eq!((op.tally.chunks_sent(), op.tally.chunks_resent()), (10, 1));
 
         // A chunk that was only hashed (the receiver held it) is not kept.
         read(&mut op, 10).await.ok().unwrap();
@@ -447,7 +407,10 @@ mod tests {
         let Source::Stream { retained, .. } = &op.source else {
             unreachable!()
         };
-        assert_eq!(retained.keys().copied().collect::<Vec<_>>(), [8, 9, 11]);
+        assert_eq!(
+            retained.chunks.keys().copied().collect::<Vec<_>>(),
+            [8, 9, 11]
+        );
 
         // Out of the window, or ahead of the stream: refused.
         assert!(read(&mut op, 2).await.is_err());
