@@ -9,6 +9,8 @@ pub type Result<T, E = CertError> = std::result::Result<T, E>;
 ///
 /// Each variant that concerns a file carries its path, and the `Display` text starts with it,
 /// so the message alone tells the operator which file to look at and what is wrong with it.
+/// A cause (an I/O or TLS error) is part of that text and not chained again as a `source`,
+/// so `{:#}` prints it once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CertError {
@@ -20,15 +22,14 @@ pub enum CertError {
     },
 
     /// Reading, writing or renaming a file failed.
-    #[error("{}: cannot {action}: {source}", path.display())]
+    #[error("{}: cannot {action}: {cause}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// What was being done ("read", "write", "create directory", ...).
         action: &'static str,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A file is not valid PEM or lacks the expected PEM block.
@@ -209,13 +210,12 @@ pub enum CertError {
     },
 
     /// rcgen refused to generate a key, certificate or CRL.
-    #[error("{what}: generation failed: {source}")]
+    #[error("{what}: generation failed: {cause}")]
     Generate {
         /// What was being generated.
         what: String,
         /// The underlying error.
-        #[source]
-        source: rcgen::Error,
+        cause: rcgen::Error,
     },
 
     /// A generated certificate could not be read back (should not happen).
@@ -228,23 +228,21 @@ pub enum CertError {
     },
 
     /// rustls refused a configuration.
-    #[error("{}: TLS configuration failed: {source}", path.display())]
+    #[error("{}: TLS configuration failed: {cause}", path.display())]
     Tls {
         /// The file whose content was refused (certificate or key).
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: rustls::Error,
+        cause: rustls::Error,
     },
 
     /// The client certificate verifier could not be built from the CA and CRL.
-    #[error("{}: cannot build the client certificate verifier: {source}", path.display())]
+    #[error("{}: cannot build the client certificate verifier: {cause}", path.display())]
     Verifier {
         /// The CA (or CRL) file concerned.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: rustls::server::VerifierBuilderError,
+        cause: rustls::server::VerifierBuilderError,
     },
 
     /// A certificate received from a peer could not be parsed.
@@ -265,7 +263,7 @@ impl CertError {
             CertError::Io {
                 path: path.to_path_buf(),
                 action,
-                source,
+                cause: source,
             }
         }
     }
@@ -273,7 +271,7 @@ impl CertError {
     pub(crate) fn generate(what: impl Into<String>, source: rcgen::Error) -> Self {
         CertError::Generate {
             what: what.into(),
-            source,
+            cause: source,
         }
     }
 }

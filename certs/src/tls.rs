@@ -61,9 +61,9 @@ fn check_ca_der(der: &[u8], ca_path: &Path) -> Result<()> {
 fn roots_of(ca: &[CertificateDer<'static>], ca_path: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for der in ca {
-        roots.add(der.clone()).map_err(|source| CertError::Tls {
+        roots.add(der.clone()).map_err(|cause| CertError::Tls {
             path: ca_path.to_path_buf(),
-            source,
+            cause,
         })?;
     }
     Ok(roots)
@@ -266,9 +266,9 @@ fn build_verifier(
     WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .with_crls(crls)
         .build()
-        .map_err(|source| CertError::Verifier {
+        .map_err(|cause| CertError::Verifier {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
 }
 
@@ -339,15 +339,15 @@ pub fn server_config_with_verifier(
     let (chain, key) = read_pair(server_cert, server_key)?;
     ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
-        .map_err(|source| CertError::Tls {
+        .map_err(|cause| CertError::Tls {
             path: server_cert.to_path_buf(),
-            source,
+            cause,
         })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|source| CertError::Tls {
+        .map_err(|cause| CertError::Tls {
             path: server_cert.to_path_buf(),
-            source,
+            cause,
         })
 }
 
@@ -424,14 +424,14 @@ fn build_client(
     let roots = roots_of(cas, ca_path)?;
     ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
-        .map_err(|source| CertError::Tls {
+        .map_err(|cause| CertError::Tls {
             path: cert_path.to_path_buf(),
-            source,
+            cause,
         })?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|source| CertError::Tls {
+        .map_err(|cause| CertError::Tls {
             path: cert_path.to_path_buf(),
-            source,
+            cause,
         })
 }

@@ -711,7 +711,8 @@ pub(crate) fn client_error(error: &ClientError, local: StatusCode) -> Response {
         ClientError::Connect { .. } | ClientError::Tls { .. } | ClientError::Interrupted { .. } => {
             format!("the Ferry server cannot be reached: {error}")
         }
-        other => other.to_string(),
+        // An I/O error's text names the path; its cause (the OS reason) is chained.
+        other => other.with_causes(),
     };
     json_error(status, message)
 }
