@@ -83,7 +83,7 @@ pub fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-/// Where Ferry stored `name` for some identity: STORAGE/<fingerprint>/files/<name>.
+/// Where Ferry stored `name` for some client: STORAGE/<client name>/files/<name>.
 pub fn ferry_stored(storage: &Path, name: &str) -> Option<PathBuf> {
     fs::read_dir(storage)
         .ok()?

@@ -84,7 +84,7 @@ fn wait_for_port(port: u16, service: &mut Service, log: &Path) {
 pub struct FerryServer {
     pub service: Service,
     pub addr: SocketAddr,
-    /// STORAGE/<client fingerprint>/files/<name>.
+    /// STORAGE/<client name>/files/<name>.
     pub storage: PathBuf,
 }
 
