@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_certs::{CertKind, Index};
 
-use super::{is_hex64, LocalStore};
+use super::{create_private_dir, is_hex64, LocalStore};
 use crate::storage::error::{io_err, StorageError};
 
 /// What [`LocalStore::migrate_key_dirs`] did.
@@ -136,7 +136,7 @@ fn merge_into(old: &Path, target: &Path, kept: &mut Vec<PathBuf>) -> Result<(), 
     for entry in read_sorted(old)? {
         let dest = target.join(entry.file_name().unwrap_or_default());
         if fs::symlink_metadata(&entry).is_ok_and(|md| md.is_dir()) {
-            fs::create_dir_all(&dest).map_err(io_err(format!("creating {}", dest.display())))?;
+            create_private_dir(&dest)?;
             merge_into(&entry, &dest, kept)?;
             continue;
         }

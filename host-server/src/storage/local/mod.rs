@@ -117,7 +117,7 @@ struct IdentityDirs {
 impl IdentityDirs {
     fn create(&self) -> Result<(), StorageError> {
         for dir in [&self.files, &self.meta, &self.partial] {
-            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+            create_private_dir(dir)?;
         }
         Ok(())
     }
@@ -165,8 +165,7 @@ impl Drop for NameLock {
 impl LocalStore {
     /// Opens (and creates) the store at `config.root`.
     pub fn open(config: StorageConfig) -> Result<LocalStore, StorageError> {
-        fs::create_dir_all(&config.root)
-            .map_err(io_err(format!("creating {}", config.root.display())))?;
+        create_private_dir(&config.root)?;
         Ok(LocalStore {
             config,
             uploads: Arc::default(),
@@ -462,3 +461,37 @@ impl Store for LocalStore {
 
 #[cfg(test)]
 mod tests;
+
+/// Directories of the store are 0700 and its files 0600, whatever the umask: the store holds
+/// every client's files, readable by the server's user only.
+const PRIVATE_DIR_MODE: u32 = 0o700;
+const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with mode 0700, and makes an existing one 0700 (a store
+/// made by an earlier version was 0755 under the usual umask).
+fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let context = || format!("creating {}", dir.display());
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
+        .map_err(io_err(context()))?;
+    let mode = fs::metadata(dir)
+        .map_err(io_err(context()))?
+        .permissions()
+        .mode();
+    if mode & 0o7777 != PRIVATE_DIR_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+            .map_err(io_err(context()))?;
+    }
+    Ok(())
+}
+
+/// `OpenOptions` that create files with mode 0600.
+fn private_file() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options.mode(PRIVATE_FILE_MODE);
+    options
+}

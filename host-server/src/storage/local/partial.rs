@@ -9,6 +9,7 @@ use std::path::Path;
 use ferry_core::{Digest, Layout};
 use ferry_tokio::journal;
 
+use super::private_file;
 use crate::storage::error::{io_err, StorageError};
 
 /// Removes a partial upload's journal, then its data (either may be missing).
@@ -57,7 +58,7 @@ pub(super) fn create_partial(
     layout: Layout,
 ) -> Result<(File, Option<File>), StorageError> {
     let context = || format!("creating {}", part_path.display());
-    let part = OpenOptions::new()
+    let part = private_file()
         .read(true)
         .write(true)
         .create(true)
@@ -73,7 +74,7 @@ pub(super) fn create_partial(
     }
     // No records yet, so neither a temporary file nor an fsync: a torn header only makes
     // a resume start over.
-    let mut held = OpenOptions::new()
+    let mut held = private_file()
         .write(true)
         .create(true)
         .truncate(true)

@@ -662,3 +662,35 @@ fn list_takes_a_prefix() {
     assert_eq!(names("log", ""), ["logs-1", "logs-2", "logz"]);
     assert!(names("x", "").is_empty());
 }
+
+#[test]
+fn the_store_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, storage) = storage(1 << 20);
+    let root = tmp.path().join("storage");
+    // An earlier version left the root 0755: opening the store again closes it.
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    let storage_again = LocalStore::open(storage.config.clone()).unwrap();
+    let payload = data(100, 3);
+    upload_all(&storage_again, CLIENT, "a.bin", &payload);
+    // A partial upload in progress (more than one chunk, so it keeps a journal).
+    let mut partial = storage_again
+        .begin_upload(CLIENT, "b.bin", 100, CHUNK, false)
+        .unwrap();
+    store(partial.as_mut(), &payload, [0]);
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let client = root.join(CLIENT);
+    for dir in [
+        &root,
+        &client,
+        &client.join("files"),
+        &client.join("partial"),
+    ] {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    }
+    assert_eq!(mode(&client.join("files").join("a.bin")), 0o600);
+    for entry in fs::read_dir(client.join("partial")).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
