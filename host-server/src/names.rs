@@ -11,9 +11,10 @@
 //! | 1 to 255 bytes of UTF-8 (after normalisation) | a Linux file name is at most 255 bytes |
 //! | not `.` or `..` | they name directories |
 //! | no `/` or `\` | separators (POSIX, Windows) |
-//! | no look-alike separators: U+2044, U+2215, U+2216, U+29F8, U+29F9, U+FE68, U+FF0F, U+FF3C | Windows' "best fit" code page mapping turns some into `/` or `\`, and a person reads them as a path |
+//! | no look-alike separators: U+2044, U+2215, U+2216, U+29F8, U+29F9, U+FE68, U+FF0F, U+FF3C, U+2571, U+2572, U+29F5 | Windows' "best fit" code page mapping turns some into `/` or `\`, and a person reads them as a path |
+//! | no look-alike dots: U+2024, U+2025, U+FE52, U+FF0E | `‥` or `．．` reads as `..` |
 //! | none of `< > : " \| ? *` | not allowed by Windows; `:` also opens NTFS alternate data streams |
-//! | no control characters (C0 including NUL, U+007F, C1), no U+2028/U+2029, no U+FEFF, no bidirectional controls (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) | they break terminals and logs, or make a name display as another one (`exe.txt` shown for `txt.exe`) |
+//! | no control characters (C0 including NUL, U+007F, C1), no U+2028/U+2029, no U+FEFF, no bidirectional controls (U+200E, U+200F, U+061C, U+202A–U+202E, U+2066–U+2069), no invisible characters (U+00AD, U+200B–U+200D, U+2060–U+2064, U+180E, Hangul fillers U+115F, U+1160, U+3164, U+FFA0) | they break terminals and logs, or make a name display as another one (`exe.txt` shown for `txt.exe`) |
 //! | no leading or trailing white space | invisible, and trimmed by some tools |
 //! | does not start with `-` | read as an option by command-line tools (`rm -rf`) |
 //! | does not end with `.` | Windows drops it, so `a.` and `a` would collide |
@@ -51,6 +52,12 @@ pub enum NameError {
     /// A character that looks like or maps to a path separator.
     #[error("invalid name: contains U+{:04X}, which looks like a path separator", *.ch as u32)]
     LookalikeSeparator {
+        /// The character.
+        ch: char,
+    },
+    /// A character that looks like `.` or `..`.
+    #[error("invalid name: contains U+{:04X}, which looks like a dot", *.ch as u32)]
+    LookalikeDot {
         /// The character.
         ch: char,
     },
@@ -93,6 +100,17 @@ const LOOKALIKE_SEPARATORS: &[char] = &[
     '\u{FE68}', // SMALL REVERSE SOLIDUS
     '\u{FF0F}', // FULLWIDTH SOLIDUS
     '\u{FF3C}', // FULLWIDTH REVERSE SOLIDUS
+    '\u{2571}', // BOX DRAWINGS LIGHT DIAGONAL UPPER RIGHT TO LOWER LEFT
+    '\u{2572}', // BOX DRAWINGS LIGHT DIAGONAL UPPER LEFT TO LOWER RIGHT
+    '\u{29F5}', // REVERSE SOLIDUS OPERATOR
+];
+
+/// Characters that read as `.` or `..` (a name of them reads as a directory reference).
+const LOOKALIKE_DOTS: &[char] = &[
+    '\u{2024}', // ONE DOT LEADER
+    '\u{2025}', // TWO DOT LEADER
+    '\u{FE52}', // SMALL FULL STOP
+    '\u{FF0E}', // FULLWIDTH FULL STOP
 ];
 
 /// Characters Windows refuses in file names (besides separators and controls).
@@ -108,6 +126,12 @@ fn is_invisible_control(ch: char) -> bool {
                 | '\u{2066}'..='\u{2069}' // isolates
                 | '\u{2028}' | '\u{2029}' // line and paragraph separators
                 | '\u{FEFF}' // byte order mark
+                | '\u{061C}' // Arabic letter mark (bidirectional)
+                | '\u{00AD}' // soft hyphen
+                | '\u{200B}'..='\u{200D}' // zero width space, non-joiner, joiner
+                | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+                | '\u{180E}' // Mongolian vowel separator
+                | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers
         )
 }
 
@@ -185,6 +209,9 @@ fn check_chars(name: &str) -> Result<(), NameError> {
         }
         if LOOKALIKE_SEPARATORS.contains(&ch) {
             return Err(NameError::LookalikeSeparator { ch });
+        }
+        if LOOKALIKE_DOTS.contains(&ch) {
+            return Err(NameError::LookalikeDot { ch });
         }
         if WINDOWS_RESERVED.contains(&ch) {
             return Err(NameError::Reserved { ch });
@@ -268,6 +295,14 @@ mod tests {
             let name = format!("..{ch}etc{ch}passwd");
             assert_eq!(refused(&name), NameError::LookalikeSeparator { ch: *ch });
         }
+        for name in ["\u{2025}", "\u{FF0E}\u{FF0E}", "a\u{2024}b", "x\u{FE52}y"] {
+            let ch = name.chars().find(|c| LOOKALIKE_DOTS.contains(c)).unwrap();
+            assert_eq!(refused(name), NameError::LookalikeDot { ch }, "{name:?}");
+        }
+        assert_eq!(
+            refused("\u{2571}etc"),
+            NameError::LookalikeSeparator { ch: '\u{2571}' }
+        );
     }
 
     #[test]
@@ -278,7 +313,10 @@ mod tests {
             let name = format!("a{ch}b");
             assert_eq!(refused(&name), NameError::Control { ch }, "{ch:?}");
         }
-        for ch in ['\u{202E}', '\u{200F}', '\u{2066}', '\u{2028}', '\u{FEFF}'] {
+        for ch in [
+            '\u{202E}', '\u{200F}', '\u{2066}', '\u{2028}', '\u{FEFF}', '\u{200B}', '\u{200D}',
+            '\u{2060}', '\u{00AD}', '\u{3164}', '\u{061C}',
+        ] {
             let name = format!("a{ch}b");
             assert_eq!(refused(&name), NameError::Control { ch }, "{ch:?}");
         }
