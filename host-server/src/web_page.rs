@@ -36,6 +36,7 @@ mod with_web {
                     tls_cert: args.web_tls_cert.clone(),
                     tls_key: args.web_tls_key.clone(),
                     max_upload_bytes: options.max_file_size,
+                    token_flag: "--web-token",
                     ..ferry_web::WebOptions::default()
                 },
                 explicit: args.web.is_some(),
@@ -46,6 +47,7 @@ mod with_web {
         /// port only warns (the page is then not served).
         pub async fn reserve(self) -> anyhow::Result<Option<ReservedPage>> {
             let addr = self.options.listen;
+            ferry_web::check_access_token(&self.options).context("web page")?;
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => Ok(Some(ReservedPage {
                     page: self,

@@ -17,15 +17,21 @@ use warp::multipart::{FormData, Part};
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::http::{attachment, json_error, json_ok};
+use ferry_tokio::client::Progress;
+
+use crate::http::{attachment, json_error, json_ok, retry_after};
 use crate::human_size;
+use crate::limits::Refusals;
 use crate::routes::{check_csrf, client_error, require_session, ApiError, State};
+use crate::scratch::Reservation;
 use crate::session::Session;
 
 /// Buffer of a download's stream to the browser.
 const DOWNLOAD_BUFFER: usize = 256 * 1024;
 /// Most of a refused upload's body read (and discarded) before answering.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
+/// Retry-After of a download refused for want of scratch space.
+const SCRATCH_FULL_RETRY: Duration = Duration::from_secs(10);
 /// Longest time spent reading a refused upload's body before answering.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
@@ -103,14 +109,44 @@ pub(crate) async fn download(
         Ok(dir) => dir,
         Err(e) => return internal("temporary directory", e),
     };
+    if state.scratch_budget.is_full() {
+        return scratch_full(&state);
+    }
     let dest = dir.path().join("file");
     let mut client = Client::new(session.client.clone());
-    let result = client.download_file(&name, &dest, &mut |_| {}).await;
+    // The file's size is reserved from the scratch budget as soon as the server names it;
+    // if it does not fit, the download is dropped (its partial goes with the directory).
+    let (over_tx, over_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut over_tx = Some(over_tx);
+    let mut reservation: Option<Reservation> = None;
+    let result = {
+        let budget = &state.scratch_budget;
+        let mut on_progress = |p: Progress| {
+            if reservation.is_some() {
+                return;
+            }
+            if let Some(over) = over_tx.take() {
+                match budget.reserve(p.total_bytes) {
+                    Some(r) => reservation = Some(r),
+                    None => {
+                        let _ = over.send(());
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            result = client.download_file(&name, &dest, &mut on_progress) => Some(result),
+            Ok(()) = over_rx => None,
+        }
+    };
     client.close().await;
     let report = match result {
-        Ok(report) => report,
-        Err(e) => return client_error(&e, StatusCode::INTERNAL_SERVER_ERROR),
+        Some(Ok(report)) => report,
+        Some(Err(e)) => return client_error(&e, StatusCode::INTERNAL_SERVER_ERROR),
+        None => return scratch_full(&state),
     };
+    // Staged without a progress report (an empty file, say): counted all the same.
+    let reservation = reservation.unwrap_or_else(|| state.scratch_budget.charge(report.size));
     let file = match tokio::fs::File::open(&dest).await {
         Ok(file) => file,
         Err(e) => return internal("open", e),
@@ -121,7 +157,7 @@ pub(crate) async fn download(
         session.name(),
         report.size
     );
-    let body = ReaderStream::with_capacity(file, DOWNLOAD_BUFFER);
+    let body = send_with_timeout(&state, file, reservation, name.clone(), session.name());
     let mut response = warp::reply::stream(body).into_response();
     let h = response.headers_mut();
     h.insert(
@@ -136,6 +172,56 @@ pub(crate) async fn download(
         h.insert("x-ferry-digest", value);
     }
     response
+}
+
+/// 503 with Retry-After: the scratch space is taken by other downloads.
+fn scratch_full(state: &State) -> Response {
+    Refusals::count(&state.limits.refusals.scratch_full);
+    retry_after(
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the page is staging as many downloads as it may: try again shortly",
+        ),
+        SCRATCH_FULL_RETRY,
+    )
+}
+
+/// The verified file's bytes for the response body. A task reads the file and hands each
+/// block on; if the browser takes none for the send timeout, the task gives up, closing the
+/// (already unlinked) file and giving back its scratch reservation, and the response ends
+/// short.
+fn send_with_timeout(
+    state: &State,
+    file: tokio::fs::File,
+    reservation: Reservation,
+    name: String,
+    identity: &str,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
+    let timeout = state.options.send_timeout;
+    let refusals = state.limits.refusals.clone();
+    let identity = identity.to_string();
+    tokio::spawn(async move {
+        let _reservation = reservation;
+        let mut blocks = ReaderStream::with_capacity(file, DOWNLOAD_BUFFER);
+        while let Some(block) = blocks.next().await {
+            match tokio::time::timeout(timeout, tx.send(block)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return, // the browser went away
+                Err(_) => {
+                    Refusals::count(&refusals.send_timeouts);
+                    tracing::info!(
+                        "{identity}: download of {name:?} cut: nothing read for {timeout:?}"
+                    );
+                    return;
+                }
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        let block = rx.recv().await?;
+        Some((block, rx))
+    })
 }
 
 // ----- uploads -----

@@ -86,6 +86,15 @@ pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Resp
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
+/// `response` with `Retry-After` set to `wait`, in whole seconds (at least 1).
+pub(crate) fn retry_after(mut response: Response, wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    response
+}
+
 /// A JSON reply with status 200.
 pub(crate) fn json_ok(value: &impl serde::Serialize) -> Response {
     warp::reply::json(value).into_response()

@@ -25,8 +25,10 @@
 //!            ◀── {name, size, digest, verified: true} once both ends verified the digest
 //!  list:     GET /api/files ──▶ Client::list
 //!  download: GET /api/file?name= ──▶ Client::download_file into a private temporary
-//!            directory (verified before it is renamed into place) ──▶ unlinked, streamed
-//!            to the browser from the open file
+//!            directory (verified before it is renamed into place; its size reserved from
+//!            the scratch budget) ──▶ unlinked, streamed to the browser from the open file
+//!            (cut, and the budget given back, when the browser reads nothing for the send
+//!            timeout)
 //!  delete:   DELETE /api/file?name= + X-CSRF-Token ──▶ Client::delete
 //!  identity: GET /identity/{bundle,cert,key,ca}.pem ──▶ the session's credentials, for the
 //!            `ferry` command line (`--ca ferry-ca.pem --cert NAME.crt.pem --key NAME.key.pem`)
@@ -36,7 +38,8 @@
 //! `web/` beside the certificate directory; directories 0700, records 0600, written
 //! atomically) and cached in memory, so a browser keeps its identity across restarts of
 //! `ferry-web` and of the Ferry server until its cookie expires
-//! ([`WebOptions::session_idle`], counted from the session's creation). The keys are kept
+//! ([`WebOptions::session_idle`], counted from the session's creation). When a session ends
+//! (expiry, or eviction for a newcomer) its certificate is revoked and its record removed. The keys are kept
 //! rather than derived from a server-held secret: a derived key would still need the list of
 //! issued names and their certificates, and the CA's index already is such a file. A person
 //! can bring an identity back on another browser by loading the bundle the page offers.
@@ -62,9 +65,12 @@
 //!   every response; all assets are compiled into the binary and nothing is fetched from
 //!   the network.
 //! - Limits: [`WebOptions::max_upload_bytes`] applies to the declared size, to the request's
-//!   `Content-Length` and to the bytes actually streamed; sessions are capped
-//!   ([`WebOptions::max_sessions`]) and expire when idle; connections are capped and slow
-//!   request headers time out.
+//!   `Content-Length` and to the bytes actually streamed; new sessions are rate-limited per
+//!   source address and capped ([`WebOptions::max_sessions`], the least recently used idle
+//!   one making room); staged downloads are capped ([`WebOptions::scratch_max_bytes`]);
+//!   connections are capped per source and in total, and slow headers and idle connections
+//!   time out ([`HEADER_TIMEOUT`]); the access token is at least [`MIN_TOKEN_LEN`] bytes and
+//!   a source guessing it wrong is slowed down (429).
 //! - HTTPS: given [`WebOptions::tls_cert`] and [`WebOptions::tls_key`], the page is served
 //!   over TLS (rustls, HTTP/1.1).
 //!
@@ -85,7 +91,9 @@
 mod assets;
 mod files;
 mod http;
+mod limits;
 mod routes;
+mod scratch;
 mod session;
 mod store;
 mod tls;
@@ -102,8 +110,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+
+use crate::limits::{ConnectionRefusal, Refusals, Source};
 
 pub use session::SESSION_COOKIE;
 
@@ -115,8 +124,20 @@ pub const DEFAULT_SERVER: &str = "127.0.0.1:9000";
 pub const DEFAULT_MAX_UPLOAD: u64 = 16 << 30;
 /// Default number of sessions kept at once.
 pub const DEFAULT_MAX_SESSIONS: usize = 1000;
-/// Default idle time after which a session is forgotten: 7 days.
-pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default lifetime of a session, counted from its creation: one day. The session's
+/// certificate lives no longer, and is revoked when the session ends.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Default new identities a source address may make per minute.
+pub const DEFAULT_IDENTITIES_PER_MINUTE: u32 = 10;
+/// Default new identities a source address may make at once.
+pub const DEFAULT_IDENTITY_BURST: u32 = 20;
+/// Default bytes of downloads staged at once: 2 GiB.
+pub const DEFAULT_SCRATCH_MAX: u64 = 2 << 30;
+/// Default time a browser may read nothing of a download before it is cut and its staged
+/// file released.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest access token accepted, in bytes.
+pub const MIN_TOKEN_LEN: usize = 16;
 /// Default age after which an identity this page issued and that never stored a file is
 /// revoked and forgotten: one day.
 pub const DEFAULT_PRUNE_UNUSED: Duration = Duration::from_secs(24 * 3600);
@@ -129,10 +150,15 @@ const MAX_HEAD: usize = 64 * 1024;
 pub const DEFAULT_CERT_DAYS: u32 = 30;
 /// Open HTTP connections at most; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 512;
-/// Time a client gets to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default open HTTP connections from one source address (an IPv4 address, an IPv6 /64).
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 64;
+/// Time a client gets to send a request's headers, and the longest a kept-alive connection
+/// stays idle (hyper runs the same timer while it waits for the next request).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a client gets to complete the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Refused connections are logged at most once per this period, summarised.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
 /// Time running requests get to finish after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -156,13 +182,30 @@ pub struct WebOptions {
     pub tls_key: Option<PathBuf>,
     /// Largest file accepted, in bytes.
     pub max_upload_bytes: u64,
-    /// Sessions kept at once; when full, idle sessions are dropped first and new visitors
-    /// are refused (503) while none is idle.
+    /// Sessions kept at once; when full, the least recently used session with no request
+    /// running is ended (its certificate revoked) for a newcomer, who is refused (503,
+    /// Retry-After) only while every session has a request running.
     pub max_sessions: usize,
-    /// Idle time after which a session (and with it its identity) is forgotten.
+    /// Lifetime of a session from its creation; its identity ends with it (the certificate
+    /// revoked, its key removed).
     pub session_idle: Duration,
-    /// Validity of each session's certificate, in days.
+    /// Validity of each session's certificate, in days (never longer than `session_idle`).
     pub cert_days: u32,
+    /// New identities (sessions) one source address may make per minute.
+    pub identities_per_minute: u32,
+    /// New identities one source address may make at once.
+    pub identity_burst: u32,
+    /// Bytes of downloads staged at once (a larger file is staged only alone); further
+    /// downloads are refused (503, Retry-After) meanwhile.
+    pub scratch_max_bytes: u64,
+    /// Time a browser may read nothing of a download before it is cut and its staged file
+    /// released.
+    pub send_timeout: Duration,
+    /// Open HTTP connections from one source address.
+    pub max_connections_per_source: usize,
+    /// The command-line flag that sets the access token, named in errors (`--token` for
+    /// ferry-web, `--web-token` for ferry-server).
+    pub token_flag: &'static str,
     /// Where downloads are staged while they are verified (default: the system's temporary
     /// directory). Each download gets a private directory there, removed as soon as the
     /// verified file is opened for sending.
@@ -209,6 +252,12 @@ impl Default for WebOptions {
             max_sessions: DEFAULT_MAX_SESSIONS,
             session_idle: DEFAULT_SESSION_IDLE,
             cert_days: DEFAULT_CERT_DAYS,
+            identities_per_minute: DEFAULT_IDENTITIES_PER_MINUTE,
+            identity_burst: DEFAULT_IDENTITY_BURST,
+            scratch_max_bytes: DEFAULT_SCRATCH_MAX,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            token_flag: "--token",
             scratch_dir: None,
             state_dir: None,
             prune_unused: DEFAULT_PRUNE_UNUSED,
@@ -223,12 +272,25 @@ pub enum WebError {
     /// A non-loopback address without an access token.
     #[error(
         "refusing to serve the page on {listen} without an access token: it is not a loopback \
-         address, so anyone who can reach it could upload; set one with --token or \
+         address, so anyone who can reach it could upload; set one with {flag} or \
          FERRY_WEB_TOKEN (or listen on 127.0.0.1)"
     )]
     TokenRequired {
         /// The address asked for.
         listen: SocketAddr,
+        /// The flag that sets the token.
+        flag: &'static str,
+    },
+    /// An access token too short to resist guessing.
+    #[error(
+        "the access token ({flag} or FERRY_WEB_TOKEN) is {len} bytes long: use at least \
+         {MIN_TOKEN_LEN} random characters (e.g. `openssl rand -hex 16`)"
+    )]
+    TokenTooShort {
+        /// Its length in bytes.
+        len: usize,
+        /// The flag that sets the token.
+        flag: &'static str,
     },
     /// An option has a value that cannot work.
     #[error("invalid option: {0}")]
@@ -265,6 +327,24 @@ pub enum WebError {
         /// Why.
         error: io::Error,
     },
+}
+
+/// Checks the access token of `options`: required on a non-loopback address, and at least
+/// [`MIN_TOKEN_LEN`] bytes long. [`WebServer::bind`] checks it too; a caller may check it
+/// earlier, before it creates anything.
+pub fn check_access_token(options: &WebOptions) -> Result<(), WebError> {
+    match &options.access_token {
+        None if !options.listen.ip().is_loopback() => Err(WebError::TokenRequired {
+            listen: options.listen,
+            flag: options.token_flag,
+        }),
+        // Bearer tokens are compared trimmed: count what is compared.
+        Some(token) if token.trim().len() < MIN_TOKEN_LEN => Err(WebError::TokenTooShort {
+            len: token.trim().len(),
+            flag: options.token_flag,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The Ferry server address the page should use to reach a server bound on `local_addr`:
@@ -314,27 +394,17 @@ impl WebServer {
     /// As [`bind`](WebServer::bind), on a socket bound already (`options.listen` is then only
     /// checked: a caller binds every listener before it creates certificates).
     pub fn on_listener(options: WebOptions, listener: TcpListener) -> Result<WebServer, WebError> {
-        if options.access_token.is_none() && !options.listen.ip().is_loopback() {
-            return Err(WebError::TokenRequired {
-                listen: options.listen,
-            });
-        }
-        if let Some(token) = &options.access_token {
-            if token.trim().is_empty() {
-                return Err(WebError::Invalid("the access token is empty".into()));
-            }
-            if token.len() < 16 {
-                tracing::warn!(
-                    "the access token is short ({} bytes): use at least 16 random characters",
-                    token.len()
-                );
-            }
-        }
+        check_access_token(&options)?;
         ferry_tokio::client::split_server(&options.server)
             .map_err(|e| WebError::Invalid(format!("--server: {e}")))?;
         if options.max_upload_bytes == 0 {
             return Err(WebError::Invalid(
                 "--max-upload must be at least 1 byte".into(),
+            ));
+        }
+        if options.max_connections_per_source == 0 || options.scratch_max_bytes == 0 {
+            return Err(WebError::Invalid(
+                "the connection and scratch limits must be at least 1".into(),
             ));
         }
         if options.max_sessions == 0 {
@@ -418,7 +488,10 @@ impl WebServer {
         } = self;
         let routes = routes::routes(state.clone());
         let graceful = GracefulShutdown::new();
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let connections = state.connections.clone();
+        // One summary line per period instead of one line per refused connection.
+        let mut refused_since_log = 0u64;
+        let mut last_refusal_log = std::time::Instant::now();
         let expiry = tokio::spawn(routes::expire_sessions(state.clone()));
         tracing::info!(
             "web page on {}://{local_addr} for the Ferry server {}",
@@ -438,12 +511,31 @@ impl WebServer {
                             continue;
                         }
                     };
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!("{peer}: refused, {MAX_CONNECTIONS} connections open");
-                        continue;
+                    let source = Source::of(peer.ip());
+                    let slot = match connections.admit(source) {
+                        Ok(slot) => slot,
+                        Err(refusal) => {
+                            Refusals::count(&state.limits.refusals.connections_refused);
+                            refused_since_log += 1;
+                            if last_refusal_log.elapsed() >= REFUSAL_LOG_PERIOD {
+                                let why = match refusal {
+                                    ConnectionRefusal::PerSource(n) => format!("{n} open from {}", peer.ip()),
+                                    ConnectionRefusal::Total(n) => format!("{n} open in total"),
+                                };
+                                tracing::warn!("refused {refused_since_log} connection(s) in {:?}, the last one: {why}", last_refusal_log.elapsed());
+                                refused_since_log = 0;
+                                last_refusal_log = std::time::Instant::now();
+                            }
+                            continue;
+                        }
                     };
                     let _ = tcp.set_nodelay(true);
-                    let service = TowerToHyperService::new(warp::service(routes.clone()));
+                    let inner = TowerToHyperService::new(warp::service(routes.clone()));
+                    // The handlers learn the source address from a request extension.
+                    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(source);
+                        hyper::service::Service::call(&inner, request)
+                    });
                     let watcher = graceful.watcher();
                     let tls = tls.clone();
                     tokio::spawn(async move {

@@ -62,7 +62,8 @@ struct Args {
     /// Sessions kept at once.
     #[arg(long, env = "FERRY_WEB_MAX_SESSIONS", default_value_t = ferry_web::DEFAULT_MAX_SESSIONS)]
     max_sessions: usize,
-    /// Idle time after which a session is forgotten, in seconds [default: 7 days].
+    /// Lifetime of a session from its creation, in seconds; its certificate is revoked when it
+    /// ends [default: 1 day].
     #[arg(long, env = "FERRY_WEB_SESSION_IDLE_SECS", value_name = "SECS", default_value_t = ferry_web::DEFAULT_SESSION_IDLE.as_secs())]
     session_idle_secs: u64,
     /// Validity of each session's certificate, in days.
@@ -71,6 +72,15 @@ struct Args {
     /// Where downloads are staged while they are verified [default: the temporary directory].
     #[arg(long, env = "FERRY_WEB_SCRATCH", value_name = "DIR")]
     scratch: Option<PathBuf>,
+    /// Bytes of downloads staged at once; more downloads get 503 meanwhile [default: 2 GiB].
+    #[arg(long, env = "FERRY_WEB_SCRATCH_MAX", value_name = "BYTES", default_value_t = ferry_web::DEFAULT_SCRATCH_MAX)]
+    scratch_max: u64,
+    /// New sessions (identities) one source address may make per minute.
+    #[arg(long, env = "FERRY_WEB_IDENTITIES_PER_MINUTE", default_value_t = ferry_web::DEFAULT_IDENTITIES_PER_MINUTE)]
+    identities_per_minute: u32,
+    /// New sessions one source address may make at once.
+    #[arg(long, env = "FERRY_WEB_IDENTITY_BURST", default_value_t = ferry_web::DEFAULT_IDENTITY_BURST)]
+    identity_burst: u32,
     /// Log line format on stderr.
     #[arg(long, env = ferry_tokio::logging::LOG_FORMAT_ENV, value_enum, default_value_t = ferry_tokio::logging::LogFormat::Text)]
     log_format: ferry_tokio::logging::LogFormat,
@@ -99,6 +109,10 @@ fn main() -> ExitCode {
         session_idle: Duration::from_secs(args.session_idle_secs),
         cert_days: args.cert_days,
         scratch_dir: args.scratch,
+        scratch_max_bytes: args.scratch_max,
+        identities_per_minute: args.identities_per_minute,
+        identity_burst: args.identity_burst,
+        token_flag: "--token",
         state_dir: args.state_dir,
         ..WebOptions::default()
     };

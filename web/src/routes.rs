@@ -33,7 +33,11 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::assets;
 use crate::files;
-use crate::http::{attachment, cookie, json_error, json_ok, secure_headers, set_cookie};
+use crate::http::{
+    attachment, cookie, json_error, json_ok, retry_after, secure_headers, set_cookie,
+};
+use crate::limits::{Connections, Limits, Refusals, Source};
+use crate::scratch::ScratchBudget;
 use crate::session::{sha256, Session, SessionConfig, SessionError, Sessions};
 use crate::tus::{self, Uploads};
 use crate::{human_size, WebOptions, SESSION_COOKIE};
@@ -53,6 +57,8 @@ const LIMIT_PROBE: &str = ".ferry-web-limit-probe";
 const LIMIT_TTL: Duration = Duration::from_secs(600);
 /// Largest certificate bundle accepted.
 const MAX_BUNDLE: u64 = 64 * 1024;
+/// Retry-After of a newcomer refused because every session has a request running.
+const SESSIONS_FULL_RETRY: Duration = Duration::from_secs(30);
 /// How often idle sessions are swept.
 const SWEEP: Duration = Duration::from_secs(60);
 
@@ -67,6 +73,10 @@ pub(crate) struct State {
     /// SHA-256 of the access token, if one is required.
     token_hash: Option<[u8; 32]>,
     pub(crate) scratch: PathBuf,
+    /// Bytes of downloads staged in `scratch` now, capped.
+    pub(crate) scratch_budget: Arc<ScratchBudget>,
+    pub(crate) limits: Limits,
+    pub(crate) connections: Arc<Connections>,
 }
 
 impl State {
@@ -93,6 +103,12 @@ impl State {
             .clone()
             .unwrap_or_else(std::env::temp_dir);
         Ok(State {
+            scratch_budget: ScratchBudget::new(options.scratch_max_bytes),
+            limits: Limits::new(options.identities_per_minute, options.identity_burst),
+            connections: Connections::new(
+                crate::MAX_CONNECTIONS,
+                options.max_connections_per_source,
+            ),
             options,
             sessions,
             uploads,
@@ -177,9 +193,13 @@ fn access_hash(token: &[u8]) -> [u8; 32] {
 /// Sweeps expired sessions and prunes unused identities until aborted.
 pub(crate) async fn expire_sessions(state: Arc<State>) {
     // Often enough that a short pruning age (tests) is honoured.
-    let period = SWEEP.min((state.options.prune_unused / 2).max(Duration::from_millis(200)));
+    let period = SWEEP
+        .min(state.options.prune_unused / 2)
+        .min(state.options.session_idle / 2)
+        .max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(period).await;
+        state.limits.forget_quiet_sources();
         let gone = state.sessions.sweep().await;
         if gone > 0 {
             tracing::info!("forgot {gone} session(s)");
@@ -203,6 +223,8 @@ enum Intercept {
     Bounce,
     /// A JSON (or plain) error.
     Error(StatusCode, String),
+    /// 429: the source guessed wrong tokens too often; try again after the duration.
+    SlowDown(Duration),
 }
 
 impl warp::reject::Reject for Intercept {}
@@ -248,12 +270,44 @@ fn is_api(path: &str) -> bool {
     path.starts_with("/api/") || path.starts_with("/identity/")
 }
 
+/// Compares a token `given` from `source` with the expected hash, slowing a guessing source
+/// down: once it guessed wrong too often, its tokens are refused (429) before they are read.
+fn check_token(
+    state: &State,
+    source: Option<Source>,
+    given: &[u8],
+    expected: &[u8; 32],
+) -> Result<bool, Intercept> {
+    let source = source.unwrap_or(Source(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
+    state
+        .limits
+        .token_allowed(source)
+        .map_err(Intercept::SlowDown)?;
+    let hash = access_hash(given);
+    if bool::from(hash[..].ct_eq(&expected[..])) {
+        return Ok(true);
+    }
+    state
+        .limits
+        .wrong_token(source)
+        .map_err(Intercept::SlowDown)?;
+    Ok(false)
+}
+
 fn check_gate(
     state: &State,
+    source: Option<Source>,
     path: &str,
     query: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<(), Intercept> {
+    // Two Host headers: which one a proxy or this page believes is ambiguous.
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(Intercept::Error(
+            StatusCode::BAD_REQUEST,
+            "a request must have at most one Host header".into(),
+        ));
+    }
     let Some(expected) = state.token_hash else {
         if host_allowed(headers) {
             return Ok(());
@@ -269,10 +323,9 @@ fn check_gate(
     }
     if path == "/" {
         if let Some((_, given)) = query.iter().find(|(k, _)| k == "token") {
-            let hash = access_hash(given.as_bytes());
-            if bool::from(hash[..].ct_eq(&expected[..])) {
+            if check_token(state, source, given.as_bytes(), &expected)? {
                 return Err(Intercept::Admit {
-                    set_cookie: state.cookie(ACCESS_COOKIE, &hex::encode(hash)),
+                    set_cookie: state.cookie(ACCESS_COOKIE, &hex::encode(expected)),
                 });
             }
             return Err(Intercept::NeedToken {
@@ -285,9 +338,10 @@ fn check_gate(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| access_hash(t.trim().as_bytes()));
+        .map(|t| check_token(state, source, t.trim().as_bytes(), &expected))
+        .transpose()?;
     let from_cookie = cookie(headers, ACCESS_COOKIE);
-    let admitted = bearer.is_some_and(|h| bool::from(h[..].ct_eq(&expected[..])))
+    let admitted = bearer == Some(true)
         || from_cookie
             .is_some_and(|c| bool::from(c.as_bytes().ct_eq(hex::encode(expected).as_bytes())));
     if admitted {
@@ -314,15 +368,18 @@ fn gate(state: Arc<State>) -> impl Filter<Extract = (), Error = Rejection> + Clo
         .or(warp::any().map(Vec::new))
         .unify();
     with_state(state)
+        .and(warp::ext::optional::<Source>())
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
         .and_then(
             |state: Arc<State>,
+             source: Option<Source>,
              path: warp::path::FullPath,
              query: Vec<(String, String)>,
              headers: HeaderMap| async move {
-                check_gate(&state, path.as_str(), &query, &headers).map_err(warp::reject::custom)
+                check_gate(&state, source, path.as_str(), &query, &headers)
+                    .map_err(warp::reject::custom)
             },
         )
         .untuple_one()
@@ -370,11 +427,13 @@ pub(crate) fn routes(
     let new_session = warp::path!("api" / "session")
         .and(warp::post())
         .and(st.clone())
+        .and(warp::ext::optional::<Source>())
         .and(headers)
         .then(new_session);
     let import = warp::path!("api" / "identity")
         .and(warp::post())
         .and(st.clone())
+        .and(warp::ext::optional::<Source>())
         .and(headers)
         .and(warp::body::content_length_limit(MAX_BUNDLE))
         .and(warp::body::bytes())
@@ -491,6 +550,7 @@ pub(crate) fn routes(
 /// `GET /metrics`: the page's counters, in the Prometheus text format.
 fn metrics(state: &State) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
+    let refusals = &state.limits.refusals;
     let counters = [
         (
             "ferry_web_tus_bytes_received_total",
@@ -509,6 +569,66 @@ fn metrics(state: &State) -> Response {
             "gauge",
             "Sessions held in memory.",
             state.sessions.len() as u64,
+        ),
+        (
+            "ferry_web_sessions_evicted_total",
+            "counter",
+            "Least recently used sessions ended (certificate revoked) to make room for a newcomer.",
+            state.sessions.evicted.load(Relaxed),
+        ),
+        (
+            "ferry_web_sessions_expired_total",
+            "counter",
+            "Sessions ended at the end of their lifetime (certificate revoked).",
+            state.sessions.expired.load(Relaxed),
+        ),
+        (
+            "ferry_web_identities_rate_limited_total",
+            "counter",
+            "New identities refused (429): too many from one source address.",
+            refusals.identity_rate_limited.load(Relaxed),
+        ),
+        (
+            "ferry_web_sessions_full_total",
+            "counter",
+            "New identities refused (503): every session had a request running.",
+            refusals.sessions_full.load(Relaxed),
+        ),
+        (
+            "ferry_web_token_slowdowns_total",
+            "counter",
+            "Requests refused (429) because their source guessed wrong access tokens too often.",
+            refusals.token_slowdown.load(Relaxed),
+        ),
+        (
+            "ferry_web_connections_refused_total",
+            "counter",
+            "Connections closed at once: too many open from the source or in total.",
+            refusals.connections_refused.load(Relaxed),
+        ),
+        (
+            "ferry_web_connections_open",
+            "gauge",
+            "HTTP connections open.",
+            state.connections.open(),
+        ),
+        (
+            "ferry_web_scratch_bytes",
+            "gauge",
+            "Bytes of downloads staged in the scratch directory now.",
+            state.scratch_budget.used(),
+        ),
+        (
+            "ferry_web_scratch_full_total",
+            "counter",
+            "Downloads refused (503): the scratch space was taken.",
+            refusals.scratch_full.load(Relaxed),
+        ),
+        (
+            "ferry_web_send_timeouts_total",
+            "counter",
+            "Downloads cut because the browser read nothing for the send timeout.",
+            refusals.send_timeouts.load(Relaxed),
         ),
     ];
     let mut text = String::new();
@@ -553,6 +673,13 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
                 response
             }
             Intercept::Bounce => bounce(),
+            Intercept::SlowDown(wait) => retry_after(
+                json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many wrong access tokens from this address: try again later",
+                ),
+                *wait,
+            ),
             Intercept::Error(status, message) => json_error(*status, message.clone()),
         });
     }
@@ -773,7 +900,11 @@ async fn session_made(
     let (secret, session) = match made {
         Ok(made) => made,
         Err(e @ SessionError::Full(_)) => {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            Refusals::count(&state.limits.refusals.sessions_full);
+            return retry_after(
+                json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                SESSIONS_FULL_RETRY,
+            );
         }
         Err(e @ SessionError::Bundle(_)) => {
             return json_error(StatusCode::BAD_REQUEST, e.to_string())
@@ -792,8 +923,24 @@ async fn session_made(
     response
 }
 
+/// Takes a new identity from the source's bucket, or answers 429 with Retry-After.
+fn admit_new_identity(state: &State, source: Option<Source>) -> Result<(), Response> {
+    let Some(source) = source else {
+        return Ok(());
+    };
+    state.limits.new_identity(source).map_err(|wait| {
+        retry_after(
+            json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many new sessions from this address: try again later",
+            ),
+            wait,
+        )
+    })
+}
+
 /// `POST /api/session`: the current session, or a new one with its certificate.
-async fn new_session(state: Arc<State>, headers: HeaderMap) -> Response {
+async fn new_session(state: Arc<State>, source: Option<Source>, headers: HeaderMap) -> Response {
     if let Err(e) = check_new_session(&state, &headers) {
         return e.response();
     }
@@ -802,13 +949,24 @@ async fn new_session(state: Arc<State>, headers: HeaderMap) -> Response {
         body["csrf"] = session.csrf().into();
         return json_ok(&body);
     }
+    if let Err(refused) = admit_new_identity(&state, source) {
+        return refused;
+    }
     session_made(&state, state.sessions.create().await).await
 }
 
 /// `POST /api/identity`: a certificate bundle the user kept becomes this browser's session.
-async fn import_identity(state: Arc<State>, headers: HeaderMap, body: Bytes) -> Response {
+async fn import_identity(
+    state: Arc<State>,
+    source: Option<Source>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(e) = check_new_session(&state, &headers) {
         return e.response();
+    }
+    if let Err(refused) = admit_new_identity(&state, source) {
+        return refused;
     }
     let Ok(bundle) = std::str::from_utf8(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "the bundle is not PEM text");

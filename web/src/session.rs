@@ -132,7 +132,7 @@ impl Session {
 /// Why no session could be made.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
-    /// Every slot is taken by a session in use.
+    /// Every slot is taken by a session with a request running.
     #[error("too many sessions in use ({0}); try again later")]
     Full(usize),
     /// The certificate could not be issued or recorded.
@@ -160,22 +160,57 @@ pub(crate) struct SessionConfig {
     pub prune_unused: Duration,
 }
 
-/// The sessions, keyed by the SHA-256 of their secret.
+/// The sessions, keyed by the SHA-256 of their secret. Every live session is in memory
+/// (loaded from disk at start), so the cap counts them all.
 pub(crate) struct Sessions {
     map: Mutex<HashMap<[u8; 32], Arc<Session>>>,
     /// Issuing, recording and revoking one certificate at a time (the index is rewritten).
     ca: Arc<Mutex<Ca>>,
     store: Store,
     config: SessionConfig,
+    /// Making room and adding a session, one newcomer at a time, so the cap holds.
+    admission: tokio::sync::Mutex<()>,
+    /// Sessions ended to make room for a newcomer.
+    pub evicted: AtomicU64,
+    /// Sessions ended at the end of their lifetime.
+    pub expired: AtomicU64,
+}
+
+/// Why a session ends (its identity with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Its lifetime is over.
+    Expired,
+    /// The least recently used, ended for a newcomer.
+    Evicted,
+    /// Issued here, older than the pruning age, never stored a file.
+    Unused,
 }
 
 impl Sessions {
     pub fn new(ca: Ca, config: SessionConfig) -> std::io::Result<Sessions> {
+        let store = Store::open(&config.state_dir, "sessions")?;
+        let mut map = HashMap::new();
+        for (key, record) in store.all::<Record>()? {
+            let mut raw = [0u8; 32];
+            if hex::decode_to_slice(&key, &mut raw).is_err() {
+                continue;
+            }
+            match Session::from_record(raw, record, &config.server) {
+                Ok(session) => {
+                    map.insert(raw, Arc::new(session));
+                }
+                Err(e) => tracing::warn!("unusable session record {key}: {e}"),
+            }
+        }
         Ok(Sessions {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(map),
             ca: Arc::new(Mutex::new(ca)),
-            store: Store::open(&config.state_dir, "sessions")?,
+            store,
             config,
+            admission: tokio::sync::Mutex::new(()),
+            evicted: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
         })
     }
 
@@ -183,78 +218,25 @@ impl Sessions {
         now.saturating_sub(record.created) > millis(self.config.idle)
     }
 
-    /// The session whose cookie value is `secret`, from memory or from disk.
+    /// The session whose cookie value is `secret` (none once it expired: the sweep then
+    /// revokes its identity).
     pub fn get(&self, secret: &str) -> Option<Arc<Session>> {
         if secret.len() != 64 {
             return None;
         }
         let key = sha256(secret.as_bytes());
         let now = now_ms();
-        let cached = self.map.lock().expect("sessions lock").get(&key).cloned();
-        let session = match cached {
-            Some(session) => session,
-            None => {
-                let record = match self.store.load(&hex::encode(key)) {
-                    Ok(record) => record?,
-                    Err(e) => {
-                        tracing::warn!("cannot read a session record: {e}");
-                        return None;
-                    }
-                };
-                let session = match Session::from_record(key, record, &self.config.server) {
-                    Ok(session) => Arc::new(session),
-                    Err(e) => {
-                        tracing::warn!("unusable session record: {e}");
-                        return None;
-                    }
-                };
-                self.cache(session.clone());
-                session
-            }
-        };
+        let session = self.map.lock().expect("sessions lock").get(&key).cloned()?;
         if self.expired(&session.record, now) {
-            self.forget(&key);
             return None;
         }
         session.last_used.store(now, Ordering::Relaxed);
         Some(session)
     }
 
-    /// Puts `session` in the memory cache, evicting the least recently used one when full
-    /// (it stays on disk).
-    fn cache(&self, session: Arc<Session>) {
-        let mut map = self.map.lock().expect("sessions lock");
-        if map.len() >= self.config.max {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
-                .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(session.key, session);
-    }
-
-    fn forget(&self, key: &[u8; 32]) {
-        self.map.lock().expect("sessions lock").remove(key);
-        if let Err(e) = self.store.remove(&hex::encode(key), &[]) {
-            tracing::warn!("cannot remove a session record: {e}");
-        }
-    }
-
-    /// Sessions cached in memory now.
+    /// Sessions alive now.
     pub fn len(&self) -> usize {
         self.map.lock().expect("sessions lock").len()
-    }
-
-    /// Drops expired sessions from memory; returns how many.
-    pub fn expire(&self) -> usize {
-        let now = now_ms();
-        let mut map = self.map.lock().expect("sessions lock");
-        let before = map.len();
-        map.retain(|_, s| !self.expired(&s.record, now));
-        before - map.len()
     }
 
     /// Notes that `session` stored a file (so its identity is never pruned).
@@ -269,11 +251,42 @@ impl Sessions {
         }
     }
 
-    /// Removes expired records, and revokes (and removes) the identities this page issued
-    /// that are older than the pruning age and hold no file on the server. Returns how many
+    /// Ends a session: revokes its certificate if this page issued it (the CRL is written
+    /// again, for the Ferry server to reload), then removes its record, which holds its key.
+    /// The files it stored stay on the server. Returns whether it ended; if the revocation
+    /// failed, the session stays and the next sweep tries again.
+    async fn end(&self, key: &[u8; 32], record: &Record, why: Ending) -> bool {
+        if !matches!(self.store.load::<Record>(&hex::encode(key)), Ok(Some(_))) {
+            // Ended already (by the sweep and a newcomer at once).
+            self.map.lock().expect("sessions lock").remove(key);
+            return true;
+        }
+        if record.issued_here {
+            if let Err(e) = self.revoke(&record.name).await {
+                tracing::warn!("{}: cannot revoke the identity ({why:?}): {e}", record.name);
+                return false;
+            }
+        }
+        self.map.lock().expect("sessions lock").remove(key);
+        if let Err(e) = self.store.remove(&hex::encode(key), &[]) {
+            tracing::warn!("{}: cannot remove the session record: {e}", record.name);
+        }
+        let counter = match why {
+            Ending::Expired => Some(&self.expired),
+            Ending::Evicted => Some(&self.evicted),
+            Ending::Unused => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!("session of {} ended ({why:?}): identity revoked, key removed", record.name);
+        true
+    }
+
+    /// Ends expired sessions, and revokes (and removes) the identities this page issued that
+    /// are older than the pruning age and hold no file on the server. Returns how many
     /// sessions went.
     pub async fn sweep(&self) -> usize {
-        self.expire();
         let records = match self.store.all::<Record>() {
             Ok(records) => records,
             Err(e) => {
@@ -289,28 +302,26 @@ impl Sessions {
                 continue;
             }
             let key = raw;
+            if self.expired(&record, now) {
+                gone += usize::from(self.end(&key, &record, Ending::Expired).await);
+                continue;
+            }
             let unused = record.issued_here
                 && !record.stored
                 && now.saturating_sub(record.created) > millis(self.config.prune_unused);
             if unused {
                 match self.holds_files(&key, &record).await {
                     Some(false) => {
-                        self.revoke(&record.name).await;
-                        self.forget(&key);
-                        gone += 1;
-                        continue;
+                        gone += usize::from(self.end(&key, &record, Ending::Unused).await);
                     }
                     Some(true) => {
-                        if let Ok(session) = Session::from_record(key, record.clone(), "") {
+                        let cached = self.map.lock().expect("sessions lock").get(&key).cloned();
+                        if let Some(session) = cached {
                             self.mark_stored(&session);
                         }
                     }
                     None => {} // server unreachable: try again at the next sweep
                 }
-            }
-            if self.expired(&record, now) {
-                self.forget(&key);
-                gone += 1;
             }
         }
         gone
@@ -331,26 +342,57 @@ impl Sessions {
         }
     }
 
-    async fn revoke(&self, name: &str) {
+    /// Revokes every certificate of `name` and writes the CRL again (a name the index does
+    /// not hold has nothing to revoke).
+    async fn revoke(&self, name: &str) -> Result<(), String> {
         let ca = self.ca.clone();
         let certs_dir = self.config.certs_dir.clone();
         let name = name.to_string();
         let result = tokio::task::spawn_blocking(move || {
             let _ca = ca.lock().expect("CA lock");
-            CertDir::new(&certs_dir).revoke(&name).map(|_| name)
+            CertDir::new(&certs_dir).revoke(&name)
         })
-        .await;
+        .await
+        .map_err(|e| format!("the revoking task failed: {e}"))?;
         match result {
-            Ok(Ok(name)) => tracing::info!("pruned identity {name}: never used to store a file"),
-            Ok(Err(e)) => tracing::warn!("cannot revoke an unused identity: {e}"),
-            Err(e) => tracing::warn!("the revoking task failed: {e}"),
+            Ok(_) | Err(ferry_certs::CertError::UnknownClient { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
         }
     }
 
-    fn room(&self) -> Result<(), SessionError> {
-        if self.len() >= self.config.max {
-            self.expire();
-            if self.len() >= self.config.max {
+    /// Makes room for one more session: ends expired sessions and, while the cap is still
+    /// reached, the least recently used session that has no request running. Fails only when
+    /// every session has one.
+    async fn room(&self) -> Result<(), SessionError> {
+        if self.len() < self.config.max {
+            return Ok(());
+        }
+        let now = now_ms();
+        let expired: Vec<Arc<Session>> = self
+            .map
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .filter(|s| self.expired(&s.record, now))
+            .cloned()
+            .collect();
+        for session in expired {
+            self.end(&session.key, &session.record, Ending::Expired).await;
+        }
+        while self.len() >= self.config.max {
+            // A session a request holds has more than the map's reference.
+            let idle = self
+                .map
+                .lock()
+                .expect("sessions lock")
+                .values()
+                .filter(|s| Arc::strong_count(s) == 1)
+                .min_by_key(|s| s.last_used.load(Ordering::Relaxed))
+                .cloned();
+            let Some(oldest) = idle else {
+                return Err(SessionError::Full(self.config.max));
+            };
+            if !self.end(&oldest.key, &oldest.record, Ending::Evicted).await {
                 return Err(SessionError::Full(self.config.max));
             }
         }
@@ -364,25 +406,42 @@ impl Sessions {
         let session = Arc::new(Session::from_record(key, record, &self.config.server)?);
         self.store
             .save(&hex::encode(key), &session.current_record())?;
-        self.cache(session.clone());
+        self.map
+            .lock()
+            .expect("sessions lock")
+            .insert(key, session.clone());
         Ok((secret, session))
+    }
+
+    /// How long a new session's certificate is valid: its days, but never past the end of
+    /// the session (to the second: certificates count whole seconds, so one is added for
+    /// the truncation).
+    fn cert_lifetime(&self) -> Duration {
+        let days = Duration::from_secs(u64::from(self.config.cert_days) * 24 * 3600);
+        days.min(self.config.idle + Duration::from_secs(1))
     }
 
     /// Makes a session: issues and records its certificate. Returns the cookie secret and
     /// the session.
     pub async fn create(&self) -> Result<(String, Arc<Session>), SessionError> {
-        self.room()?;
+        let _admission = self.admission.lock().await;
+        self.room().await?;
         let mut id = [0u8; 6];
         random_bytes(&mut id);
         let name = format!("web-{}", hex::encode(id));
         let ca = self.ca.clone();
         let certs_dir = self.config.certs_dir.clone();
-        let days = self.config.cert_days;
+        let lifetime = self.cert_lifetime();
         let issue_name = name.clone();
         let issued = tokio::task::spawn_blocking(move || {
             let ca = ca.lock().expect("CA lock");
+            let now = SystemTime::now();
             let issued = ca
-                .issue_client(&issue_name, days)
+                .issue_client_with_validity(
+                    &issue_name,
+                    now - ferry_certs::BACKDATE,
+                    now + lifetime,
+                )
                 .map_err(|e| SessionError::Issue(e.to_string()))?;
             CertDir::new(&certs_dir)
                 .record_client(&issued)
@@ -414,7 +473,8 @@ impl Sessions {
     /// CA, PEM): the certificate must be issued by this page's CA, recorded in its index and
     /// not revoked, and the key must be the certificate's.
     pub async fn import(&self, bundle: &str) -> Result<(String, Arc<Session>), SessionError> {
-        self.room()?;
+        let _admission = self.admission.lock().await;
+        self.room().await?;
         let bad = |why: &str| SessionError::Bundle(format!("the bundle is not usable: {why}"));
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bundle.as_bytes())
             .collect::<Result<_, _>>()
@@ -496,7 +556,7 @@ mod tests {
             state_dir: dir.join("web"),
             // Nothing listens here: pruning cannot ask the server.
             server: "127.0.0.1:9".into(),
-            cert_days: 1,
+            cert_days: 30,
             max,
             idle,
             prune_unused: Duration::from_secs(3600),
@@ -526,6 +586,7 @@ mod tests {
         let (_, other) = sessions.create().await.unwrap();
         assert_ne!(other.fingerprint(), session.fingerprint());
         assert_ne!(other.csrf(), session.csrf());
+        // Both held by a request: no room.
         assert!(matches!(
             sessions.create().await,
             Err(SessionError::Full(2))
@@ -533,6 +594,36 @@ mod tests {
         let listed = CertDir::new(dir.path().join("certs")).list().unwrap();
         assert!(listed.iter().any(|e| e.name == session.name()));
         assert!(listed.iter().any(|e| e.name == other.name()));
+
+        // Once no request holds them, the least recently used one makes room, revoked.
+        let (first, second) = (session.name().to_string(), other.name().to_string());
+        drop((session, other));
+        let (_, third) = sessions.create().await.unwrap();
+        assert_eq!(sessions.len(), 2);
+        assert!(sessions.get(&secret).is_none(), "the oldest was ended");
+        let listed = CertDir::new(dir.path().join("certs")).list().unwrap();
+        let revoked = |name: &str| listed.iter().any(|e| e.name == name && e.is_revoked());
+        assert!(revoked(&first));
+        assert!(!revoked(&second) && !revoked(third.name()));
+        assert_eq!(sessions.evicted.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn certificates_live_no_longer_than_their_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = store(dir.path(), 2, Duration::from_secs(600));
+        let (_, session) = sessions.create().await.unwrap();
+        let listed = CertDir::new(dir.path().join("certs")).list().unwrap();
+        let entry = listed.iter().find(|e| e.name == session.name()).unwrap();
+        let at = |t: &str| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        // 30 days asked (the config's 1 day), 10 minutes of session: 10 minutes.
+        let lifetime = at(&entry.not_after) - at(&entry.not_before);
+        let least = ferry_certs::BACKDATE + Duration::from_secs(600);
+        let most = ferry_certs::BACKDATE + Duration::from_secs(600 + 2);
+        assert!(lifetime >= least && lifetime <= most, "{lifetime:?}");
     }
 
     #[tokio::test]
@@ -556,10 +647,14 @@ mod tests {
         assert_eq!(again.csrf(), csrf);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(sessions.get(&secret).is_none(), "expired with its cookie");
+        assert_eq!(sessions.sweep().await, 1);
         assert!(
             sessions.store.all::<Record>().unwrap().is_empty(),
             "record removed"
         );
+        let listed = CertDir::new(dir.path().join("certs")).list().unwrap();
+        assert!(listed.iter().all(|e| e.name.starts_with("web-") == e.is_revoked()));
+        assert_eq!(sessions.expired.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -81,4 +81,28 @@ fn the_binary_refuses_a_public_address_without_a_token() {
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("without an access token"), "{stderr}");
+    assert!(stderr.contains("set one with --token or"), "{stderr}");
+}
+
+#[test]
+fn the_binary_refuses_a_short_token_naming_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    ferry_certs::init(
+        &ferry_certs::CertDir::new(dir.path()),
+        &ferry_certs::InitOptions::default(),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--token", "12345", "--certs"])
+        .arg(dir.path())
+        .env_remove("FERRY_WEB_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--token") && stderr.contains("5 bytes") && stderr.contains("16"),
+        "{stderr}"
+    );
 }

@@ -389,7 +389,10 @@ async fn a_non_loopback_address_needs_an_access_token() {
     })
     .await
     .expect_err("started with an empty token");
-    assert!(matches!(error, ferry_web::WebError::Invalid(_)), "{error}");
+    assert!(
+        matches!(error, ferry_web::WebError::TokenTooShort { len: 0, .. }),
+        "{error}"
+    );
     let web = ferry_web::WebServer::bind(ferry_web::WebOptions {
         access_token: Some("a-long-enough-token-1234".into()),
         ..options
