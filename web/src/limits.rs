@@ -261,7 +261,10 @@ mod tests {
             assert!(limits.wrong_token(me).is_ok());
         }
         let wait = limits.wrong_token(me).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= TOKEN_GUESS_PERIOD, "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= TOKEN_GUESS_PERIOD,
+            "{wait:?}"
+        );
         assert!(limits.token_allowed(me).is_err());
         assert!(limits.token_allowed(other).is_ok());
     }
@@ -277,7 +280,10 @@ mod tests {
             .new_identity(Source::of("10.0.0.2".parse().unwrap()))
             .is_ok());
         assert_eq!(
-            limits.refusals.identity_rate_limited.load(Ordering::Relaxed),
+            limits
+                .refusals
+                .identity_rate_limited
+                .load(Ordering::Relaxed),
             1
         );
     }

@@ -279,7 +279,10 @@ impl Sessions {
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::info!("session of {} ended ({why:?}): identity revoked, key removed", record.name);
+        tracing::info!(
+            "session of {} ended ({why:?}): identity revoked, key removed",
+            record.name
+        );
         true
     }
 
@@ -377,7 +380,8 @@ impl Sessions {
             .cloned()
             .collect();
         for session in expired {
-            self.end(&session.key, &session.record, Ending::Expired).await;
+            self.end(&session.key, &session.record, Ending::Expired)
+                .await;
         }
         while self.len() >= self.config.max {
             // A session a request holds has more than the map's reference.
@@ -616,8 +620,7 @@ mod tests {
         let listed = CertDir::new(dir.path().join("certs")).list().unwrap();
         let entry = listed.iter().find(|e| e.name == session.name()).unwrap();
         let at = |t: &str| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .unwrap()
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
         };
         // 30 days asked (the config's 1 day), 10 minutes of session: 10 minutes.
         let lifetime = at(&entry.not_after) - at(&entry.not_before);
@@ -653,7 +656,9 @@ mod tests {
             "record removed"
         );
         let listed = CertDir::new(dir.path().join("certs")).list().unwrap();
-        assert!(listed.iter().all(|e| e.name.starts_with("web-") == e.is_revoked()));
+        assert!(listed
+            .iter()
+            .all(|e| e.name.starts_with("web-") == e.is_revoked()));
         assert_eq!(sessions.expired.load(Ordering::Relaxed), 1);
     }
 

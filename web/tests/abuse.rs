@@ -34,16 +34,14 @@ fn client_from(ip: IpAddr) -> reqwest::Client {
         .unwrap()
 }
 
-/// The value of the metric `name` on the page's `/metrics`.
+/// The value of the metric `name` on the page's `/metrics`, asked from another source
+/// address than the tests' abuse (with the access token, if the page has one).
 async fn metric(env: &Env, name: &str) -> u64 {
-    let text = http_client()
-        .get(format!("{}/metrics", env.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut request = client_from(other_source()).get(format!("{}/metrics", env.base()));
+    if let Some(token) = &env.options.access_token {
+        request = request.bearer_auth(token);
+    }
+    let text = request.send().await.unwrap().text().await.unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no metric {name} in {text}"))
@@ -188,10 +186,12 @@ async fn a_full_cap_ends_the_least_recently_used_session_and_revokes_it() {
     // A Ferry server loading the CRL refuses the evicted certificate.
     env.restart_server().await;
     let mut client = ferry_tokio::client::Client::new(second_identity);
-    assert!(client.list().await.is_err(), "a revoked certificate was accepted");
+    assert!(
+        client.list().await.is_err(),
+        "a revoked certificate was accepted"
+    );
     client.close().await;
-    let mut client =
-        ferry_tokio::client::Client::new(identity_of(&third, env.server_addr).await);
+    let mut client = ferry_tokio::client::Client::new(identity_of(&third, env.server_addr).await);
     assert_eq!(client.list().await.unwrap().len(), 1);
     client.close().await;
     env.stop().await;
@@ -210,7 +210,10 @@ async fn an_expired_session_revokes_its_certificate_and_removes_its_key() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     while !index_entry(&env, &browser.identity).is_revoked() {
-        assert!(Instant::now() < deadline, "the expired identity was not revoked");
+        assert!(
+            Instant::now() < deadline,
+            "the expired identity was not revoked"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(crl_revoked(&env), revoked_before + 1);
@@ -257,7 +260,10 @@ async fn a_download_nobody_reads_releases_its_scratch() {
     // The send timeout gives the scratch back while the reader still holds its connection.
     let deadline = Instant::now() + Duration::from_secs(15);
     while metric(&env, "ferry_web_scratch_bytes").await != 0 {
-        assert!(Instant::now() < deadline, "the stalled download pins scratch");
+        assert!(
+            Instant::now() < deadline,
+            "the stalled download pins scratch"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(metric(&env, "ferry_web_send_timeouts_total").await, 1);
@@ -293,7 +299,11 @@ async fn idle_and_slow_connections_do_not_lock_the_page() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(metric(&env, "ferry_web_connections_refused_total").await > 0);
 
     // The held connections are closed within the header timeout, so the same source gets
@@ -314,13 +324,30 @@ async fn idle_and_slow_connections_do_not_lock_the_page() {
         "{:?}",
         started.elapsed()
     );
+    drop(held);
     let response = http_client()
         .get(format!("{}/", env.base()))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    drop(held);
+
+    // A kept-alive connection idle after its request is closed as soon.
+    let mut kept = TcpStream::connect(env.web_addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = kept.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    let idle_since = Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(15), kept.read(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(
+        idle_since.elapsed() < ferry_web::HEADER_TIMEOUT + Duration::from_secs(2),
+        "{:?}",
+        idle_since.elapsed()
+    );
     env.stop().await;
 }
 
@@ -343,9 +370,14 @@ async fn wrong_access_tokens_slow_the_guesser_down() {
             assert!(response.headers().contains_key("retry-after"));
         }
     }
-    assert!(statuses[..5].iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
     assert!(
-        statuses[5..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        statuses[..5].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[5..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
     );
     // Slowed down, even the right token waits: a guesser learns nothing meanwhile.
@@ -402,7 +434,10 @@ async fn short_access_tokens_are_refused_at_start_naming_the_flag() {
     let error = ferry_web::WebServer::bind(options.clone())
         .await
         .expect_err("a 5-byte token was accepted");
-    assert!(matches!(error, ferry_web::WebError::TokenTooShort { len: 5, .. }));
+    assert!(matches!(
+        error,
+        ferry_web::WebError::TokenTooShort { len: 5, .. }
+    ));
     assert!(error.to_string().contains("--token"), "{error}");
     // ferry-server sets the token with --web-token: its errors say so.
     let server_options = ferry_web::WebOptions {
