@@ -925,20 +925,23 @@ async fn session_made(
     response
 }
 
-/// Takes a new identity from the source's bucket, or answers 429 with Retry-After.
-fn admit_new_identity(state: &State, source: Option<Source>) -> Result<(), Response> {
-    let Some(source) = source else {
-        return Ok(());
-    };
-    state.limits.new_identity(source).map_err(|wait| {
-        retry_after(
-            json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many new sessions from this address: try again later",
-            ),
-            wait,
-        )
-    })
+/// Takes a new identity from the source's bucket; `Err`: 429 with Retry-After.
+fn admit_new_identity(state: &State, source: Option<Source>) -> Result<(), Duration> {
+    match source {
+        Some(source) => state.limits.new_identity(source),
+        None => Ok(()),
+    }
+}
+
+/// The answer to a source that made too many identities.
+fn too_many_identities(wait: Duration) -> Response {
+    retry_after(
+        json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many new sessions from this address: try again later",
+        ),
+        wait,
+    )
 }
 
 /// `POST /api/session`: the current session, or a new one with its certificate.
@@ -951,8 +954,8 @@ async fn new_session(state: Arc<State>, source: Option<Source>, headers: HeaderM
         body["csrf"] = session.csrf().into();
         return json_ok(&body);
     }
-    if let Err(refused) = admit_new_identity(&state, source) {
-        return refused;
+    if let Err(wait) = admit_new_identity(&state, source) {
+        return too_many_identities(wait);
     }
     session_made(&state, state.sessions.create().await).await
 }
@@ -967,8 +970,8 @@ async fn import_identity(
     if let Err(e) = check_new_session(&state, &headers) {
         return e.response();
     }
-    if let Err(refused) = admit_new_identity(&state, source) {
-        return refused;
+    if let Err(wait) = admit_new_identity(&state, source) {
+        return too_many_identities(wait);
     }
     let Ok(bundle) = std::str::from_utf8(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "the bundle is not PEM text");
