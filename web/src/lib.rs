@@ -92,6 +92,7 @@ mod assets;
 mod files;
 mod http;
 mod limits;
+mod metrics;
 mod routes;
 mod scratch;
 mod session;
