@@ -36,8 +36,12 @@
 //! ([`LocalStore::migrate_key_dirs`]).
 //!
 //! ## Limits
-//! Connections: `max_connections` in total (more are dropped before the handshake) and
-//! `max_connections_per_identity` (more are answered `BUSY` and closed); a connection runs
+//! Connections not yet authenticated: `max_handshakes` (at most `max_handshakes_per_source`
+//! from one address, random early drop past half the budget; more are dropped unread, see
+//! `admission`), each given `handshake_timeout_secs`. Authenticated sessions: `max_connections`
+//! and `max_connections_per_identity` (more are answered `BUSY` with a retry-after right
+//! after the handshake, and closed), each given `first_request_timeout_secs` for its first
+//! request. A session whose certificate a reloaded CRL revokes is ended. A connection runs
 //! one transfer at a time, so a client runs several transfers over several connections.
 //! One upload per identity and name at a time (a second is answered `BUSY`). Memory per
 //! connection is fixed: two protocol buffers of `ferry_core::buffer_len(chunk_size)` bytes
@@ -57,6 +61,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod admission;
 pub mod config;
 pub mod metrics;
 pub mod names;
