@@ -26,7 +26,7 @@ pub const DEFAULT_QUOTA: u64 = 10 << 30;
 /// Default largest file: 4 GiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 << 30;
 /// Default limit of authenticated sessions.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default limit of connections still in the TLS handshake.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 /// Default limit of connections in the TLS handshake from one source address (IPv6: one /64).
@@ -86,7 +86,7 @@ pub struct Args {
     #[arg(long, env = "FERRY_MAX_FILE_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
     pub max_file_size: Option<u64>,
     /// Authenticated sessions at most; more are answered BUSY with a retry-after [default:
-    /// 1024].
+    /// 512].
     #[arg(long, env = "FERRY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Connections in the TLS handshake at most; more are dropped, and some are dropped at
@@ -595,7 +595,7 @@ mod tests {
         assert_eq!(options.chunk_size, 16384); // file
         assert_eq!(options.max_fragment_size, Some(1024)); // file
         assert_eq!(options.certs, DataDir::default_location().certs().root()); // default
-        assert_eq!(options.max_connections, 1024); // default
+        assert_eq!(options.max_connections, 512); // default
         assert_eq!(options.max_handshakes, 64); // default
         assert_eq!(options.max_handshakes_per_source, 8); // default
         assert_eq!(options.handshake_timeout_secs, 3); // default

@@ -351,10 +351,22 @@ async fn memory_of_1000_idle_sessions() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss(pid);
     println!(
-        "server RSS: {} MiB with 1 session, {} MiB with 1001; {} KiB per idle session",
+        "server RSS: {} MiB with 1 session, {} MiB with 1001 that listed; {} KiB per idle session",
         before >> 20,
         after >> 20,
         (after.saturating_sub(before)) / 1000 / 1024
+    );
+    // The same sessions idle again after an upload of four 64 KiB chunks each.
+    let data = pseudo_random(4 * CHUNK, 9);
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.upload(&format!("f{i}"), &data, false).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let transferred = rss(pid);
+    println!(
+        "server RSS: {} MiB with 1001 idle after an upload each; {} KiB per session",
+        transferred >> 20,
+        (transferred.saturating_sub(before)) / 1000 / 1024
     );
     drop(clients);
     server.stop();

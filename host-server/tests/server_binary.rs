@@ -317,7 +317,7 @@ fn options_come_from_flags_then_environment_then_file_then_defaults() {
         "file: {printed}"
     );
     assert!(
-        printed.contains("max_connections = 1024"),
+        printed.contains("max_connections = 512"),
         "default: {printed}"
     );
     // The configuration file named by the environment.
