@@ -92,7 +92,7 @@ pub use tls::{
     crypto_provider, server_config, server_config_with_verifier, ReloadableClientVerifier,
     ServerTlsPaths, PROTOCOL_VERSIONS,
 };
-pub use x509::spki_fingerprint;
+pub use x509::{certificate_serial, spki_fingerprint};
 
 /// Re-exported so callers use the same rustls as this crate.
 pub use rustls;

@@ -15,6 +15,12 @@ pub fn spki_fingerprint(spki_der: &[u8]) -> String {
     hex::encode(Sha256::digest(spki_der))
 }
 
+/// The serial number of a DER certificate, as hex of its DER content bytes (as
+/// `ferry-certs` lists it); the error is a human-readable reason.
+pub fn certificate_serial(der: &[u8]) -> std::result::Result<String, String> {
+    CertInfo::parse(der).map(|info| info.serial)
+}
+
 /// Formats a time as RFC 3339 (UTC, whole seconds).
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);

@@ -52,4 +52,6 @@ pub use connection::{Config, Connection, Event, Failure, Role, Stats, Transmit, 
 pub use digest::{chunk_digest, Digest, FileDigest};
 pub use framing::{buffer_len, Framing};
 pub use transfer::{Layout, TransferError};
-pub use wire::{max_body_len, ErrorCode, Frame, Held, ListEntries, ListEntry};
+pub use wire::{
+    max_body_len, retry_after_secs, ErrorCode, Frame, Held, ListEntries, ListEntry, RETRY_AFTER,
+};

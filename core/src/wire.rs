@@ -120,6 +120,22 @@ impl core::fmt::Display for ErrorCode {
     }
 }
 
+/// How a server that refuses a connection for capacity says when to come back: it sends
+/// an `Error` with code [`ErrorCode::BUSY`] on seq 0 (so it closes the connection) whose
+/// text ends with `retry-after=N`, N a whole number of seconds. The frame layout is
+/// unchanged, so older peers read it as a plain `BUSY` with a text.
+pub const RETRY_AFTER: &str = "retry-after=";
+
+/// The seconds of a [`RETRY_AFTER`] at the end of an error text, if there is one.
+pub fn retry_after_secs(text: &str) -> Option<u32> {
+    let (_, tail) = text.rsplit_once(RETRY_AFTER)?;
+    let tail = tail.trim_end();
+    if tail.is_empty() || !tail.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    tail.parse().ok()
+}
+
 /// What a receiver already holds of a file: every chunk below `prefix`, and chunk
 /// `prefix + 1 + i` for every bit `i` set in `mask`. `digest` is the
 /// [`HeldDigest`](crate::digest::HeldDigest) over those chunks, in index order.
@@ -630,5 +646,19 @@ mod tests {
         assert_eq!(held.count(), 5);
         assert!(Held::default().is_empty());
         assert_eq!(Held::default().end(), 0);
+    }
+
+    #[test]
+    fn retry_after_is_read_from_the_end_of_a_text() {
+        assert_eq!(retry_after_secs("busy; retry-after=3"), Some(3));
+        assert_eq!(retry_after_secs("retry-after=12"), Some(12));
+        assert_eq!(
+            retry_after_secs("a retry-after=1 then retry-after=7"),
+            Some(7)
+        );
+        assert_eq!(retry_after_secs("busy"), None);
+        assert_eq!(retry_after_secs("retry-after="), None);
+        assert_eq!(retry_after_secs("retry-after=3s"), None);
+        assert_eq!(retry_after_secs("retry-after=99999999999"), None);
     }
 }

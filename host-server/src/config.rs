@@ -25,12 +25,18 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 pub const DEFAULT_QUOTA: u64 = 10 << 30;
 /// Default largest file: 4 GiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 << 30;
-/// Default limit of open connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default limit of authenticated sessions.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default limit of connections still in the TLS handshake.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
+/// Default limit of connections in the TLS handshake from one source address (IPv6: one /64).
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 8;
 /// Default limit of open connections of one identity.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IDENTITY: usize = 16;
 /// Default TLS handshake timeout, seconds.
-pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 3;
+/// Default time an authenticated connection gets to send its first request, seconds.
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT_SECS: u64 = 10;
 /// Default idle timeout, seconds.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 120;
 /// Default age after which an abandoned partial upload is removed: 7 days.
@@ -79,15 +85,27 @@ pub struct Args {
     /// Largest file accepted [default: 4GiB].
     #[arg(long, env = "FERRY_MAX_FILE_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
     pub max_file_size: Option<u64>,
-    /// Open connections at most; more are dropped before the handshake [default: 256].
+    /// Authenticated sessions at most; more are answered BUSY with a retry-after [default:
+    /// 512].
     #[arg(long, env = "FERRY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Connections in the TLS handshake at most; more are dropped, and some are dropped at
+    /// random once half are taken [default: 64].
+    #[arg(long, env = "FERRY_MAX_HANDSHAKES", value_name = "N")]
+    pub max_handshakes: Option<usize>,
+    /// Connections in the TLS handshake from one source address (IPv6: one /64) at most
+    /// [default: 8].
+    #[arg(long, env = "FERRY_MAX_HANDSHAKES_PER_SOURCE", value_name = "N")]
+    pub max_handshakes_per_source: Option<usize>,
     /// Open connections of one client identity at most; more are answered BUSY [default: 16].
     #[arg(long, env = "FERRY_MAX_CONNECTIONS_PER_IDENTITY", value_name = "N")]
     pub max_connections_per_identity: Option<usize>,
-    /// Time allowed for the TLS handshake [default: 10].
+    /// Time allowed for the TLS handshake [default: 3].
     #[arg(long, env = "FERRY_HANDSHAKE_TIMEOUT_SECS", value_name = "SECS")]
     pub handshake_timeout_secs: Option<u64>,
+    /// Time an authenticated connection gets to send its first request [default: 10].
+    #[arg(long, env = "FERRY_FIRST_REQUEST_TIMEOUT_SECS", value_name = "SECS")]
+    pub first_request_timeout_secs: Option<u64>,
     /// Silence after which a connection is closed [default: 120].
     #[arg(long, env = "FERRY_IDLE_TIMEOUT_SECS", value_name = "SECS")]
     pub idle_timeout_secs: Option<u64>,
@@ -178,7 +196,10 @@ pub struct FileConfig {
     pub max_file_size: Option<ByteSize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_identity: Option<usize>,
+    pub max_handshakes: Option<usize>,
+    pub max_handshakes_per_source: Option<usize>,
     pub handshake_timeout_secs: Option<u64>,
+    pub first_request_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub partial_expiry_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
@@ -215,12 +236,18 @@ pub struct ServerOptions {
     pub quota: u64,
     /// Largest file, bytes.
     pub max_file_size: u64,
-    /// Open connections at most.
+    /// Authenticated sessions at most.
     pub max_connections: usize,
     /// Open connections of one identity at most.
     pub max_connections_per_identity: usize,
+    /// Connections in the TLS handshake at most.
+    pub max_handshakes: usize,
+    /// Connections in the TLS handshake from one source address (IPv6: one /64) at most.
+    pub max_handshakes_per_source: usize,
     /// TLS handshake timeout, seconds.
     pub handshake_timeout_secs: u64,
+    /// Time for the first request after the handshake, seconds.
+    pub first_request_timeout_secs: u64,
     /// Idle timeout, seconds.
     pub idle_timeout_secs: u64,
     /// Age after which abandoned partial uploads are removed, seconds.
@@ -253,7 +280,10 @@ impl ServerOptions {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_identity: DEFAULT_MAX_CONNECTIONS_PER_IDENTITY,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
             handshake_timeout_secs: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+            first_request_timeout_secs: DEFAULT_FIRST_REQUEST_TIMEOUT_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             partial_expiry_secs: DEFAULT_PARTIAL_EXPIRY_SECS,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
@@ -341,10 +371,21 @@ impl ServerOptions {
                 &file.max_connections_per_identity,
                 d.max_connections_per_identity,
             ),
+            max_handshakes: pick(&args.max_handshakes, &file.max_handshakes, d.max_handshakes),
+            max_handshakes_per_source: pick(
+                &args.max_handshakes_per_source,
+                &file.max_handshakes_per_source,
+                d.max_handshakes_per_source,
+            ),
             handshake_timeout_secs: pick(
                 &args.handshake_timeout_secs,
                 &file.handshake_timeout_secs,
                 d.handshake_timeout_secs,
+            ),
+            first_request_timeout_secs: pick(
+                &args.first_request_timeout_secs,
+                &file.first_request_timeout_secs,
+                d.first_request_timeout_secs,
             ),
             idle_timeout_secs: pick(
                 &args.idle_timeout_secs,
@@ -394,7 +435,16 @@ impl ServerOptions {
                 "max_connections_per_identity",
                 self.max_connections_per_identity as u64,
             ),
+            ("max_handshakes", self.max_handshakes as u64),
+            (
+                "max_handshakes_per_source",
+                self.max_handshakes_per_source as u64,
+            ),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
+            (
+                "first_request_timeout_secs",
+                self.first_request_timeout_secs,
+            ),
             ("idle_timeout_secs", self.idle_timeout_secs),
             ("partial_expiry_secs", self.partial_expiry_secs),
         ] {
@@ -405,6 +455,10 @@ impl ServerOptions {
         // Keep durations within what tokio and millisecond clocks represent.
         for (key, value) in [
             ("handshake_timeout_secs", self.handshake_timeout_secs),
+            (
+                "first_request_timeout_secs",
+                self.first_request_timeout_secs,
+            ),
             ("idle_timeout_secs", self.idle_timeout_secs),
             ("partial_expiry_secs", self.partial_expiry_secs),
             ("shutdown_grace_secs", self.shutdown_grace_secs),
@@ -541,7 +595,11 @@ mod tests {
         assert_eq!(options.chunk_size, 16384); // file
         assert_eq!(options.max_fragment_size, Some(1024)); // file
         assert_eq!(options.certs, DataDir::default_location().certs().root()); // default
-        assert_eq!(options.max_connections, 256); // default
+        assert_eq!(options.max_connections, 512); // default
+        assert_eq!(options.max_handshakes, 64); // default
+        assert_eq!(options.max_handshakes_per_source, 8); // default
+        assert_eq!(options.handshake_timeout_secs, 3); // default
+        assert_eq!(options.first_request_timeout_secs, 10); // default
     }
 
     #[test]
@@ -571,6 +629,9 @@ mod tests {
             &["--chunk-size", "8"][..],
             &["--chunk-size", "2M"],
             &["--max-connections", "0"],
+            &["--max-handshakes", "0"],
+            &["--max-handshakes-per-source", "0"],
+            &["--first-request-timeout-secs", "0"],
             &["--idle-timeout-secs", "0"],
             &["--max-fragment-size", "16"],
             &["--max-fragment-size", "20000"],

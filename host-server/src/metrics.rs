@@ -22,10 +22,17 @@ use prometheus_client::registry::{Registry, Unit};
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types, missing_docs)]
 pub enum RefusedReason {
-    /// `--max-connections` reached: dropped before the handshake.
+    /// `--max-connections` (authenticated sessions) reached: answered BUSY after the
+    /// handshake.
     max_connections,
-    /// `--max-connections-per-identity` reached: answered BUSY.
+    /// `--max-connections-per-identity` reached: answered BUSY after the handshake.
     max_connections_per_identity,
+    /// `--max-handshakes` reached: dropped before the handshake.
+    handshake_budget,
+    /// `--max-handshakes-per-source` reached: dropped before the handshake.
+    handshake_per_source,
+    /// Random early drop while the handshake budget is filling up.
+    early_drop,
 }
 
 /// Why a TLS handshake failed.

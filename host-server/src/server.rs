@@ -7,9 +7,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytesize::ByteSize;
 use ferry_certs::{
@@ -18,11 +17,14 @@ use ferry_certs::{
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Health;
+use crate::admission::{
+    log_pre_auth, Admission, Permit, PreAuth, RefusalLog, SharedRefusalLog, REFUSAL_LOG_INTERVAL,
+};
 use crate::config::{ConfigError, ServerOptions};
 use crate::metrics::{HandshakeFailure, Metrics, RefusedReason};
 use crate::session::{self, Phase, Shared};
@@ -34,6 +36,8 @@ const CRL_POLL: Duration = Duration::from_secs(2);
 const BUSY_WAIT: Duration = Duration::from_secs(3);
 /// How long connections get to close after the grace period before they are aborted.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The retry-after an authenticated client refused for capacity is told, seconds.
+const BUSY_RETRY_AFTER_SECS: u32 = 1;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +273,7 @@ impl Server {
             health,
         } = self;
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let (revocations_tx, revocations_rx) = watch::channel(0u64);
         let core = ferry_core::Config {
             max_chunk: options.chunk_size,
             idle_timeout: options.idle_timeout_secs.saturating_mul(1000),
@@ -279,14 +284,33 @@ impl Server {
             core,
             idle: Duration::from_secs(options.idle_timeout_secs),
             max_per_identity: options.max_connections_per_identity,
+            max_sessions: options.max_connections,
             identities: Mutex::new(Default::default()),
             phase: phase_rx,
             metrics: metrics.clone(),
+            first_request: Duration::from_secs(options.first_request_timeout_secs),
+            verifier: verifier.clone(),
+            revocations: revocations_rx,
         });
-        let crl_task = tokio::spawn(watch_crl(verifier, hangup, metrics.clone(), health.clone()));
+        let crl_task = tokio::spawn(watch_crl(
+            verifier,
+            hangup,
+            metrics.clone(),
+            health.clone(),
+            revocations_tx,
+        ));
         let expiry_task = tokio::spawn(expire_partials(storage.clone(), metrics.clone()));
-        let handshake_timeout = Duration::from_secs(options.handshake_timeout_secs);
-        let open = Arc::new(AtomicUsize::new(0));
+        let admission = Admission::new(options.max_handshakes, options.max_handshakes_per_source);
+        let sessions = Arc::new(Semaphore::new(options.max_connections));
+        let refusals: SharedRefusalLog =
+            Arc::new(Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)));
+        let mut summary_tick = tokio::time::interval(REFUSAL_LOG_INTERVAL);
+        summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let pre_auth = PreAuthContext {
+            acceptor,
+            timeout: Duration::from_secs(options.handshake_timeout_secs),
+            refusals: refusals.clone(),
+        };
         let mut tasks = JoinSet::new();
         tracing::info!(
             "serving {} on {local_addr} (quota {}, max file {}, chunks {})",
@@ -302,23 +326,23 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        if open.load(Ordering::Relaxed) >= options.max_connections {
-                            tracing::warn!(
-                                "{peer}: refused, {} connections open (--max-connections)",
-                                options.max_connections
-                            );
-                            metrics.connection_refused(RefusedReason::max_connections);
-                            drop(tcp);
-                            continue;
-                        }
-                        let counted = Counted::new(open.clone());
+                        let permit = match admission.admit(peer.ip(), fastrand::f64()) {
+                            Ok(permit) => permit,
+                            Err(refusal) => {
+                                metrics.connection_refused(refusal.reason());
+                                log_pre_auth(&refusals, peer, PreAuth::Refused(refusal));
+                                // Closed at once, unread: the cheapest answer to a flood.
+                                drop(tcp);
+                                continue;
+                            }
+                        };
                         tasks.spawn(connection(
                             tcp,
                             peer,
-                            acceptor.clone(),
-                            handshake_timeout,
+                            permit,
+                            pre_auth.clone(),
+                            sessions.clone(),
                             shared.clone(),
-                            counted,
                         ));
                     }
                     Err(e) => {
@@ -332,13 +356,22 @@ impl Server {
                         tracing::error!("a connection task failed: {e}");
                     }
                 }
+                _ = summary_tick.tick() => {
+                    let summary = refusals
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .summary(Instant::now());
+                    if let Some(summary) = summary {
+                        tracing::warn!("{summary}");
+                    }
+                }
             }
         }
         drop(listener);
         health.set_listening(false);
         tracing::info!(
             "shutting down: no new connections, {} open; running transfers get {} s",
-            open.load(Ordering::Relaxed),
+            tasks.len(),
             options.shutdown_grace_secs
         );
         let _ = phase_tx.send(Phase::Draining);
@@ -380,56 +413,87 @@ async fn drain(tasks: &mut JoinSet<()>) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// Counts an open connection while it lives.
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(count: Arc<AtomicUsize>) -> Counted {
-        count.fetch_add(1, Ordering::Relaxed);
-        Counted(count)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+/// What a connection needs before it authenticates.
+#[derive(Clone)]
+struct PreAuthContext {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    refusals: SharedRefusalLog,
 }
 
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
+    permit: Permit,
+    pre_auth: PreAuthContext,
+    sessions: Arc<Semaphore>,
     shared: Arc<Shared>,
-    _counted: Counted,
 ) {
     let _open = shared.metrics.connection_opened();
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+    let accepted = tokio::time::timeout(pre_auth.timeout, pre_auth.acceptor.accept(tcp)).await;
+    // Out of the pre-authentication budget, whatever the outcome.
+    drop(permit);
+    let tls = match accepted {
         Err(_) => {
             shared.metrics.handshake_failed(HandshakeFailure::timeout);
-            tracing::info!(peer = %peer, reason = "timeout", "{peer}: TLS handshake timed out");
+            log_pre_auth(&pre_auth.refusals, peer, PreAuth::TimedOut);
             return;
         }
         Ok(Err(e)) => {
             let reason = HandshakeFailure::of(&e);
             shared.metrics.handshake_failed(reason);
-            tracing::info!(peer = %peer, reason = ?reason, "{peer}: TLS handshake refused: {e}");
+            // A broken handshake is what a flood looks like: counted, logged at debug level.
+            if reason == HandshakeFailure::io {
+                tracing::debug!(peer = %peer, reason = ?reason, "{peer}: TLS handshake failed: {e}");
+            } else {
+                tracing::info!(peer = %peer, reason = ?reason, "{peer}: TLS handshake refused: {e}");
+            }
             return;
         }
         Ok(Ok(tls)) => tls,
     };
-    let identity = match ClientIdentity::from_peer_certificates(tls.get_ref().1.peer_certificates())
-    {
-        Ok(identity) => identity,
-        Err(e) => {
-            tracing::warn!("{peer}: {e}");
-            return;
+    let (identity, certificate) = {
+        let chain = tls.get_ref().1.peer_certificates();
+        match ClientIdentity::from_peer_certificates(chain) {
+            Ok(identity) => (identity, chain.map(|c| c.to_vec()).unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!("{peer}: {e}");
+                return;
+            }
         }
     };
-    let slot = shared.enter(&identity.name);
-    session::serve(tls, identity, peer, shared, slot).await;
+    // The per-identity limit first: one client filling its share is told so at once and
+    // does not take a place in the pool of sessions.
+    let Some(slot) = shared.enter(&identity.name) else {
+        let limit = shared.max_per_identity;
+        shared
+            .metrics
+            .connection_refused(RefusedReason::max_connections_per_identity);
+        tracing::warn!(
+            "{peer}: {} ({}) has {limit} connections open already: refused",
+            identity.name,
+            identity.short_fingerprint()
+        );
+        let text = format!("too many connections of this identity (limit {limit})");
+        session::refuse_busy(tls, &text, BUSY_RETRY_AFTER_SECS).await;
+        return;
+    };
+    let Ok(place) = sessions.clone().try_acquire_owned() else {
+        shared
+            .metrics
+            .connection_refused(RefusedReason::max_connections);
+        tracing::warn!(
+            "{peer}: {} refused: {} sessions open (--max-connections)",
+            identity.name,
+            shared.max_sessions
+        );
+        let text = format!("the server is full ({} sessions)", shared.max_sessions);
+        session::refuse_busy(tls, &text, BUSY_RETRY_AFTER_SECS).await;
+        return;
+    };
+    session::serve(tls, identity, certificate, peer, shared, slot).await;
+    drop(place);
 }
 
 /// The file's identity for change detection: modification time, length, inode.
@@ -444,6 +508,7 @@ async fn watch_crl(
     mut hangup: Signal,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    revocations: watch::Sender<u64>,
 ) {
     let path = verifier.crl_path().map(Path::to_path_buf);
     let mut last = path.as_deref().and_then(crl_stamp);
@@ -474,7 +539,9 @@ async fn watch_crl(
                 tracing::info!(
                     "CRL {} reloaded after {trigger}: {revoked} revoked certificates",
                     path.display()
-                )
+                );
+                // Every session checks its certificate against the new CRL.
+                revocations.send_modify(|generation| *generation += 1);
             }
             Ok(Err(e)) => {
                 health.set_crl_error(Some(e.to_string()));

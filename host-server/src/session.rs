@@ -9,15 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
-use ferry_certs::ClientIdentity;
-use ferry_core::wire::{ErrorCode, ListEntry};
+use ferry_certs::rustls::pki_types::{CertificateDer, UnixTime};
+use ferry_certs::rustls::server::danger::ClientCertVerifier;
+use ferry_certs::rustls::{CertificateError, Error as TlsError};
+use ferry_certs::{ClientIdentity, ReloadableClientVerifier};
+use ferry_core::framing::encode_frame;
+use ferry_core::wire::{ErrorCode, Frame, ListEntry, CONTROL_FRAME_MAX, RETRY_AFTER};
 use ferry_core::{Config, Connection, Digest, Event, Failure};
 use ferry_tokio::event::OwnedEvent;
 use ferry_tokio::link::Link;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::metrics::{Kind, Metrics, Op, Outcome, RefusedReason};
+use crate::metrics::{Kind, Metrics, Op, Outcome};
 use crate::names::validate_name;
 use crate::storage::{Precondition, StorageError, Store, StoredFile, Upload};
 
@@ -39,9 +43,17 @@ pub(crate) struct Shared {
     pub core: Config,
     pub idle: Duration,
     pub max_per_identity: usize,
+    /// `--max-connections`: authenticated sessions at most.
+    pub max_sessions: usize,
     pub identities: Mutex<HashMap<String, usize>>,
     pub phase: watch::Receiver<Phase>,
     pub metrics: Arc<Metrics>,
+    /// Time for the first request after the handshake.
+    pub first_request: Duration,
+    /// The verifier whose CRL is reloaded: a session checks its certificate against it.
+    pub verifier: Arc<ReloadableClientVerifier>,
+    /// Bumped at every CRL reload.
+    pub revocations: watch::Receiver<u64>,
 }
 
 /// Counts a connection of an identity (a client name) while it lives.
@@ -79,6 +91,25 @@ impl Drop for IdentitySlot {
                 counts.remove(&self.client);
             }
         }
+    }
+}
+
+/// Closes the connection with `code` and `text` on seq 0, sends that, and returns `end`.
+async fn close_with<S>(
+    link: &mut Link<S>,
+    conn: &mut Conn,
+    code: ErrorCode,
+    text: &str,
+    end: End,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    conn.close_with(code, text);
+    match tokio::time::timeout(Duration::from_secs(2), link.flush(conn)).await {
+        Ok(Ok(())) => end,
+        Ok(Err(e)) => End::Io(e),
+        Err(_) => End::SendTimeout,
     }
 }
 
@@ -126,7 +157,10 @@ enum End {
     Io(io::Error),
     SendTimeout,
     Shutdown,
-    Refused,
+    /// The client's certificate is on the reloaded CRL.
+    Revoked,
+    /// No request within the first-request deadline.
+    NoFirstRequest,
 }
 
 impl std::fmt::Display for End {
@@ -141,7 +175,8 @@ impl std::fmt::Display for End {
             End::Io(e) => write!(f, "connection error: {e}"),
             End::SendTimeout => write!(f, "the client stopped reading"),
             End::Shutdown => write!(f, "server shutting down"),
-            End::Refused => write!(f, "refused: too many connections of this identity"),
+            End::Revoked => write!(f, "the client certificate was revoked"),
+            End::NoFirstRequest => write!(f, "no request within the first-request deadline"),
         }
     }
 }
@@ -164,22 +199,52 @@ fn describe(failure: Failure, text: &str) -> String {
 struct Session {
     shared: Arc<Shared>,
     identity: ClientIdentity,
+    /// The client's certificate chain (end entity first), checked again at CRL reloads.
+    certificate: Vec<CertificateDer<'static>>,
     peer: SocketAddr,
-    /// Over the per-identity connection limit: every request is answered BUSY.
-    over_limit: bool,
-    close_after_flush: bool,
+    /// Whether a request came (the first-request deadline no longer applies).
+    requested: bool,
     active: Option<Active>,
     read_buf: Vec<u8>,
 }
 
-/// Serves one authenticated connection until it ends; `slot` is `None` when the identity is
-/// over its connection limit (requests are refused with BUSY, then the connection closes).
+/// Tells an authenticated client that the server is busy, with a retry-after, and closes:
+/// an `Error` with code `BUSY` on seq 0 (see [`ferry_core::wire::RETRY_AFTER`]). The
+/// client's hello is read and dropped until it closes (briefly), so that closing does not
+/// reset the connection before the client has read the answer.
+pub(crate) async fn refuse_busy<S>(mut stream: S, text: &str, retry_after_secs: u32)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let text = format!("{text}; {RETRY_AFTER}{retry_after_secs}");
+    let frame = Frame::Error {
+        seq: 0,
+        code: ErrorCode::BUSY,
+        text: &text,
+    };
+    let mut buf = [0u8; CONTROL_FRAME_MAX + 16];
+    let Ok(len) = encode_frame(&frame, Config::stream().framing, &mut buf) else {
+        return;
+    };
+    let answer = async {
+        stream.write_all(&buf[..len]).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), answer).await;
+}
+
+/// Serves one authenticated connection until it ends; `slot` counts it against its
+/// identity's limit.
 pub(crate) async fn serve<S>(
     stream: S,
     identity: ClientIdentity,
+    certificate: Vec<CertificateDer<'static>>,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    slot: Option<IdentitySlot>,
+    slot: IdentitySlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -195,9 +260,9 @@ pub(crate) async fn serve<S>(
     let mut session = Session {
         shared,
         identity,
+        certificate,
         peer,
-        over_limit: slot.is_none(),
-        close_after_flush: false,
+        requested: false,
         active: None,
         read_buf: Vec::new(),
     };
@@ -221,14 +286,15 @@ impl Session {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut phase = self.shared.phase.clone();
+        let mut revocations = self.shared.revocations.clone();
+        revocations.borrow_and_update();
+        let first_request = tokio::time::sleep(self.shared.first_request);
+        tokio::pin!(first_request);
         loop {
             match tokio::time::timeout(self.shared.idle, link.flush(conn)).await {
                 Err(_) => return End::SendTimeout,
                 Ok(Err(e)) => return End::Io(e),
                 Ok(Ok(())) => {}
-            }
-            if self.close_after_flush {
-                return End::Refused;
             }
             let now = link.now();
             let action = match conn.poll_event(now) {
@@ -248,6 +314,17 @@ impl Session {
                             Ok(()) => continue,
                             Err(_) => return End::Shutdown,
                         },
+                        Ok(()) = revocations.changed() => {
+                            if self.is_revoked() {
+                                return self.end_revoked(link, conn).await;
+                            }
+                            continue;
+                        }
+                        () = &mut first_request, if !self.requested => {
+                            let secs = self.shared.first_request.as_secs();
+                            let text = format!("no request within {secs} s of connecting");
+                            return close_with(link, conn, ErrorCode::TIMEOUT, &text, End::NoFirstRequest).await;
+                        }
                     }
                 }
             };
@@ -293,6 +370,53 @@ impl Session {
         }
     }
 
+    /// Whether the client's certificate is on the CRL now in force.
+    fn is_revoked(&self) -> bool {
+        let Some((end_entity, intermediates)) = self.certificate.split_first() else {
+            return false;
+        };
+        matches!(
+            self.shared
+                .verifier
+                .verify_client_cert(end_entity, intermediates, UnixTime::now()),
+            Err(TlsError::InvalidCertificate(CertificateError::Revoked))
+        )
+    }
+
+    /// Ends the session of a revoked certificate: a running upload is checkpointed (as at
+    /// shutdown), then the client is told `FORBIDDEN` and the connection closes.
+    async fn end_revoked<S>(&mut self, link: &mut Link<S>, conn: &mut Conn) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let serial = self
+            .certificate
+            .first()
+            .and_then(|der| ferry_certs::certificate_serial(der).ok())
+            .unwrap_or_default();
+        tracing::warn!(
+            peer = %self.peer,
+            client = %self.identity.name,
+            fp = %self.identity.short_fingerprint(),
+            serial = %serial,
+            "{}: the certificate of {} (serial {serial}) was revoked: ending its connection",
+            self.peer,
+            self.identity.name
+        );
+        if let Some(active) = self.active.take() {
+            self.end_transfer(active, "failed: the client certificate was revoked")
+                .await;
+        }
+        close_with(
+            link,
+            conn,
+            ErrorCode::FORBIDDEN,
+            "the client certificate was revoked",
+            End::Revoked,
+        )
+        .await
+    }
+
     /// The store's key of this client: its name.
     fn client(&self) -> String {
         self.identity.name.clone()
@@ -333,25 +457,8 @@ impl Session {
                     | OwnedEvent::DeleteRequested { .. }
             )
         );
-        if is_request && self.over_limit {
-            let limit = self.shared.max_per_identity;
-            tracing::warn!(
-                "{}: {} ({}) has {limit} connections open already: refused",
-                self.peer,
-                self.identity.name,
-                self.identity.short_fingerprint()
-            );
-            self.shared
-                .metrics
-                .connection_refused(RefusedReason::max_connections_per_identity);
-            let text = format!("too many connections of this identity (limit {limit})");
-            if let Err(e) = conn.reject(ErrorCode::BUSY, &text) {
-                tracing::warn!("{}: cannot refuse a request: {e}", self.peer);
-            }
-            self.close_after_flush = true;
-            return None;
-        }
         if is_request {
+            self.requested = true;
             // A new request ends a transfer the client gave up on (the core reports it as
             // failed too); its partial upload stays for a resume.
             if let Some(active) = self.active.take() {

@@ -7,10 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use ferry_certs::{Ca, CertDir};
-use ferry_core::FileDigest;
+use ferry_core::{ErrorCode, Failure, FileDigest};
 use ferry_testkit::data::pseudo_random;
 use ferry_testkit::pki::{client_tls, local_tls, raw_tls};
-use server_support::{is_refused, TestClient};
+use server_support::{is_refused, Error, TestClient};
 
 use server_support::binary::{start, BIN};
 
@@ -162,8 +162,17 @@ async fn the_crl_is_reloaded_on_sighup_and_when_the_file_changes() {
         assert!(Instant::now() < deadline, "still accepted after SIGHUP");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Existing connections are not affected.
-    open.list().await.unwrap();
+    // The open connection of the revoked certificate is ended too, told why.
+    let ended = tokio::time::timeout(Duration::from_secs(5), open.wait_closed())
+        .await
+        .expect("the revoked certificate's connection is closed");
+    assert!(
+        matches!(
+            &ended,
+            Error::Closed(Failure::Peer(ErrorCode::FORBIDDEN), text) if text.contains("revoked")
+        ),
+        "{ended:?}"
+    );
 
     // A change of the file, without a signal.
     dir.revoke("stolen-laptop").unwrap();
@@ -181,6 +190,10 @@ async fn the_crl_is_reloaded_on_sighup_and_when_the_file_changes() {
     let (status, log) = server.wait(Duration::from_secs(10));
     assert!(status.success(), "{log}");
     assert!(log.contains("CRL") && log.contains("SIGHUP"), "{log}");
+    assert!(
+        log.contains("the certificate of lost-phone (serial "),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +317,7 @@ fn options_come_from_flags_then_environment_then_file_then_defaults() {
         "file: {printed}"
     );
     assert!(
-        printed.contains("max_connections = 256"),
+        printed.contains("max_connections = 512"),
         "default: {printed}"
     );
     // The configuration file named by the environment.

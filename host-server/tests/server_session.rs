@@ -354,25 +354,25 @@ async fn connection_limits_per_identity_and_in_total() {
     let mut two = server.local().await;
     one.list().await.unwrap();
     two.list().await.unwrap();
-    // A third connection of the same identity is answered BUSY, then closed.
-    let mut three = server.local().await;
-    match three.list().await {
-        Err(Error::Refused(ErrorCode::BUSY, text)) => {
+    // A third connection of the same identity is answered BUSY as soon as it is
+    // authenticated, then closed.
+    match TestClient::connect(server.addr, server.pki().client_tls("local")).await {
+        Err(Error::Closed(Failure::Peer(ErrorCode::BUSY), text)) => {
             assert!(text.contains("too many connections"), "{text}")
         }
-        other => panic!("expected BUSY, got {other:?}"),
+        other => panic!("expected BUSY, got {:?}", other.map(|_| ())),
     }
-    drop(three);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // Another identity takes the third (and last) connection.
+    // Another identity takes the third (and last) session.
     let mut bob = server.client("bob").await;
     bob.list().await.unwrap();
-    // A fourth connection is dropped before the handshake.
-    assert!(
-        server_support::tls_connect(server.addr, server.pki().client_tls("carol"))
-            .await
-            .is_err()
-    );
+    // A fourth session is answered BUSY too: the pool of sessions is full.
+    match TestClient::connect(server.addr, server.pki().client_tls("carol")).await {
+        Err(Error::Closed(Failure::Peer(ErrorCode::BUSY), text)) => {
+            assert!(text.contains("full"), "{text}")
+        }
+        other => panic!("expected BUSY, got {:?}", other.map(|_| ())),
+    }
     // Connections that close free their slots.
     drop(one);
     drop(bob);

@@ -198,6 +198,26 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         }
     }
 
+    /// Either side: ends the connection, telling the peer why with an `Error` on seq 0
+    /// (for instance a server refusing a connection for capacity with
+    /// [`ErrorCode::BUSY`] and a [`retry-after`](crate::wire::RETRY_AFTER), or ending one
+    /// whose certificate was revoked with [`ErrorCode::FORBIDDEN`]). A running transfer or
+    /// request ends with the connection, without an event of its own: checkpoint it first.
+    /// `Closed` is reported once the frame is sent. Does nothing on a closing connection.
+    pub fn close_with(&mut self, code: ErrorCode, text: &str) {
+        if matches!(self.session, Session::Closing(_) | Session::Closed) {
+            return;
+        }
+        self.replies.clear();
+        self.queue(Reply::Error {
+            seq: 0,
+            code,
+            text: owned_text(text),
+        });
+        self.peer_text.clear();
+        self.close(Failure::Local(code), false);
+    }
+
     pub(super) fn close(&mut self, failure: Failure, tell_peer: bool) {
         if matches!(self.session, Session::Closing(_) | Session::Closed) {
             return;

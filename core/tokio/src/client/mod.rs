@@ -31,7 +31,17 @@
 //! download of the same name into the same place resumes). Uploading a file the server
 //! already holds with the same content completes without sending data. If the source
 //! changed under the held chunks, the transfer starts over once from nothing.
+//!
+//! ## A busy server
+//!
+//! [`Client::connect`] waits out a server that refuses for capacity (`BUSY` with a
+//! retry-after, or a connection closed during the TLS handshake, which is how a server
+//! sheds load before authentication): up to [`CAPACITY_ATTEMPTS`] attempts within
+//! [`CAPACITY_BUDGET`], each wait drawn at random up to a doubling ceiling (full jitter)
+//! and never shorter than the retry-after, with one warning per wait. A refused
+//! certificate is never retried.
 
+mod capacity;
 mod compare;
 mod download;
 mod error;
@@ -44,6 +54,7 @@ mod session;
 mod tally;
 mod upload;
 
+pub use capacity::{CAPACITY_ATTEMPTS, CAPACITY_BUDGET, CAPACITY_LONGEST_WAIT};
 pub use error::{exit, ClientError};
 pub use op::{ProgressFn, WINDOW};
 pub use options::{

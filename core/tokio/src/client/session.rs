@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::client::capacity::{capacity_refusal, given_up, CapacityBackoff};
 use crate::client::compare::CompareSink;
 use crate::client::download::{DownloadOp, FileSink};
 use crate::client::error::ClientError;
@@ -189,11 +190,39 @@ async fn attempt<O: Operation>(
 
 impl Client {
     /// Connects to `options.server` (TCP, mutual TLS, protocol hello). Fails at once if
-    /// the server cannot be reached; later operations reconnect on their own.
+    /// the server cannot be reached; a server refusing for capacity (`BUSY`, or the
+    /// connection closed during the TLS handshake) is tried again a bounded number of times
+    /// (see [`CAPACITY_ATTEMPTS`](crate::client::CAPACITY_ATTEMPTS)); later operations
+    /// reconnect on their own.
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
         let mut client = Client::new(options);
-        client.live = Some(client.open().await?);
+        client.live = Some(client.open_patiently().await?);
         Ok(client)
+    }
+
+    /// [`open`](Self::open), waiting out refusals for capacity with backoff and full
+    /// jitter, never sooner than the server's retry-after; one warning per wait.
+    async fn open_patiently(&self) -> Result<Live, ClientError> {
+        let mut backoff = CapacityBackoff::new();
+        loop {
+            let error = match self.open().await {
+                Ok(live) => return Ok(live),
+                Err(error) => error,
+            };
+            let Some(retry_after) = capacity_refusal(&error) else {
+                return Err(error);
+            };
+            let Some(wait) = backoff.next_wait(retry_after) else {
+                return Err(given_up(error, &self.options.server, &backoff));
+            };
+            tracing::warn!(
+                attempt = backoff.attempts(),
+                "{}; trying again in {:.1} s",
+                error.with_causes(),
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// A client that connects on its first operation (and then reconnects as
