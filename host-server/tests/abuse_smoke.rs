@@ -1,0 +1,32 @@
+//! A short run of the load-and-abuse harness (`benches/abuse`) against the debug binaries:
+//! every attack for about 2 s, asserting what does not depend on timing (every honest
+//! operation succeeded, within a generous limit; the attacker's disk within its quota; the log
+//! bounded; the attacks' own checks, such as nothing partial visible after the crash loop).
+//! Timings are printed, never asserted.
+
+#[path = "../benches/abuse/mod.rs"]
+mod harness;
+
+/// Attacks whose findings are fixed on other branches: their misses are printed, not
+/// enforced. This list empties when those fixes are merged.
+const PENDING: &[&str] = &[];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_leaves_honest_clients_working() {
+    let cfg = harness::Config::smoke();
+    let rows = harness::run_all(&cfg, &mut |row| println!("abuse-row {}", row.json())).await;
+    println!("{}", harness::report::render(&rows));
+    let mut enforced = Vec::new();
+    for row in &rows {
+        let pending = PENDING.contains(&row.attack);
+        for check in row.missed().filter(|check| !check.timing) {
+            let line = format!("{}: {}: {}", row.attack, check.name, check.detail);
+            if pending {
+                println!("pending (not enforced): {line}");
+            } else {
+                enforced.push(line);
+            }
+        }
+    }
+    assert!(enforced.is_empty(), "missed:\n{}", enforced.join("\n"));
+}
