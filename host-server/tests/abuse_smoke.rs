@@ -7,13 +7,25 @@
 #[path = "../benches/abuse/mod.rs"]
 mod harness;
 
-/// Attacks whose findings are fixed on other branches: their misses are printed, not
+/// Attacks whose findings are fixed on other branches (admission and revocation: 1, 2, 5;
+/// storage limits: 3, 4, 8, 9; the web page: 7a, 7b, 10): their misses are printed, not
 /// enforced. This list empties when those fixes are merged.
-const PENDING: &[&str] = &[];
+const PENDING: &[&str] = &[
+    "1 idle-sockets",
+    "2 idle-sessions",
+    "3 listing",
+    "4 quota",
+    "5 revocation",
+    "7a web-sessions",
+    "7b web-stalled-downloads",
+    "8 full-disk",
+    "9 names",
+    "10 web-token",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_leaves_honest_clients_working() {
-    let cfg = harness::Config::smoke();
+    let cfg = harness::Config::new(true);
     let rows = harness::run_all(&cfg, &mut |row| println!("abuse-row {}", row.json())).await;
     println!("{}", harness::report::render(&rows));
     let mut enforced = Vec::new();

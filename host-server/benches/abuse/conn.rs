@@ -166,20 +166,20 @@ async fn try_name(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, name: &str) 
         outcome.text = "no connection".into();
         return outcome;
     };
-    outcome.text = match tokio::time::timeout(Duration::from_secs(5), raw.open_upload(name, 1)).await
-    {
-        Ok(Ok(Answer::Error { code, text })) => {
-            outcome.refused = Some(code);
-            format!("refused {}: {text}", code.name())
-        }
-        Ok(Ok(Answer::ResumeStatus)) => {
-            outcome.accepted = true;
-            "accepted".into()
-        }
-        Ok(Ok(other)) => format!("answered {other:?}"),
-        Ok(Err(e)) => format!("connection lost: {e}"),
-        Err(_) => "no answer in 5 s".into(),
-    };
+    outcome.text =
+        match tokio::time::timeout(Duration::from_secs(5), raw.open_upload(name, 1)).await {
+            Ok(Ok(Answer::Error { code, text })) => {
+                outcome.refused = Some(code);
+                format!("refused {}: {text}", code.name())
+            }
+            Ok(Ok(Answer::ResumeStatus)) => {
+                outcome.accepted = true;
+                "accepted".into()
+            }
+            Ok(Ok(other)) => format!("answered {other:?}"),
+            Ok(Err(e)) => format!("connection lost: {e}"),
+            Err(_) => "no answer in 5 s".into(),
+        };
     // Alive if a later request gets any answer (a list, or BUSY while the upload is open).
     let seq = raw.seq();
     let probe = async {
@@ -234,9 +234,7 @@ pub async fn names(cfg: &Config) -> Row {
             // An NFD name of 300 bytes whose NFC form (what the server stores) is 200 bytes.
             let nfd = "e\u{0301}".repeat(100);
             let mut client = Client::new(scenario.options(MALLORY));
-            let result = client
-                .upload_stream(&nfd, 1, &b"x"[..], &mut |_| {})
-                .await;
+            let result = client.upload_stream(&nfd, 1, &b"x"[..], &mut |_| {}).await;
             client.close().await;
             checks.push(Check::new(
                 "the client sends an NFD name whose NFC form fits",

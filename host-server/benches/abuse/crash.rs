@@ -71,7 +71,11 @@ pub async fn crash_loop(cfg: &Config) -> Row {
                 if result.is_ok() {
                     verified.push(k);
                 }
-                tally.record("upload", started.elapsed(), result.map(drop).map_err(|e| e.to_string()));
+                tally.record(
+                    "upload",
+                    started.elapsed(),
+                    result.map(drop).map_err(|e| e.to_string()),
+                );
                 let _ = std::fs::remove_file(&path);
             }
             (tally, verified)

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use ferry_testkit::pki::Pki;
 use ferry_tokio::client::Client;
 use hdrhistogram::Histogram;
+use tokio::sync::watch;
 
 /// The target: every honest operation done within this.
 pub const TARGET: Duration = Duration::from_secs(2);
@@ -58,10 +58,9 @@ impl Tally {
                     self.ok_in_target += 1;
                 }
             }
-            Err(why) if self.failures.len() < 3 => {
-                self.failures
-                    .push(format!("{what} after {:.1} s: {why}", took.as_secs_f64()))
-            }
+            Err(why) if self.failures.len() < 3 => self
+                .failures
+                .push(format!("{what} after {:.1} s: {why}", took.as_secs_f64())),
             Err(_) => {}
         }
     }
@@ -86,15 +85,14 @@ pub enum Workload {
 
 /// The running honest clients.
 pub struct Honest {
-    stop: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
     thread: JoinHandle<Tally>,
 }
 
 impl Honest {
     /// Starts the clients; each operation that takes longer than `op_timeout` fails.
     pub fn start(workload: Workload, op_timeout: Duration) -> Honest {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, flag) = watch::channel(false);
         let thread = thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -126,31 +124,45 @@ impl Honest {
         Honest { stop, thread }
     }
 
-    /// Stops the clients after their current operation and returns what they did.
+    /// Stops the clients (an operation cut short by the stop is not counted) and returns
+    /// what they did.
     pub fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
         self.thread.join().expect("the honest clients")
     }
 }
 
-/// Runs `op` with a limit and records it.
-async fn timed<F>(tally: &Mutex<Tally>, what: &str, limit: Duration, op: F)
+/// Runs `op` with a limit and records it, unless the clients are stopped first.
+async fn timed<F>(stop: &mut Stop, tally: &Mutex<Tally>, what: &str, limit: Duration, op: F)
 where
     F: std::future::Future<Output = Result<(), String>>,
 {
     let started = Instant::now();
-    let result = match tokio::time::timeout(limit, op).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+    let result = tokio::select! {
+        result = tokio::time::timeout(limit, op) => match result {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        },
+        _ = stop.wait_for(|stopped| *stopped) => return,
     };
-    tally.lock().unwrap().record(what, started.elapsed(), result);
+    tally
+        .lock()
+        .unwrap()
+        .record(what, started.elapsed(), result);
+}
+
+/// Set when the honest clients must stop.
+type Stop = watch::Receiver<bool>;
+
+fn stopped(stop: &Stop) -> bool {
+    *stop.borrow()
 }
 
 async fn protocol_client(
     n: usize,
     addr: SocketAddr,
     certs: PathBuf,
-    stop: Arc<AtomicBool>,
+    mut stop: Stop,
     tally: Arc<Mutex<Tally>>,
     limit: Duration,
 ) {
@@ -159,7 +171,7 @@ async fn protocol_client(
     let scratch = tempfile::tempdir().expect("a download directory");
     let mut round = 0u64;
     let mut uploaded: Option<String> = None;
-    while !stop.load(Ordering::Relaxed) {
+    while !stopped(&stop) {
         let name = format!("honest-{}.bin", round % 4);
         match round % 3 {
             0 => {
@@ -169,7 +181,7 @@ async fn protocol_client(
                     client.close().await;
                     Ok(())
                 };
-                timed(&tally, "list", limit, op).await;
+                timed(&mut stop, &tally, "list", limit, op).await;
             }
             1 => {
                 let op = async {
@@ -182,7 +194,7 @@ async fn protocol_client(
                     Ok(())
                 };
                 let before = tally.lock().unwrap().ok;
-                timed(&tally, "upload", limit, op).await;
+                timed(&mut stop, &tally, "upload", limit, op).await;
                 if tally.lock().unwrap().ok > before {
                     uploaded = Some(name);
                 }
@@ -205,7 +217,7 @@ async fn protocol_client(
                     }
                     Ok(())
                 };
-                timed(&tally, "download", limit, op).await;
+                timed(&mut stop, &tally, "download", limit, op).await;
             }
         }
         round += 1;
@@ -298,12 +310,10 @@ impl WebClient {
         data: Vec<u8>,
     ) -> Result<u16, String> {
         let size = data.len().to_string();
-        let form = reqwest::multipart::Form::new()
-            .text("size", size)
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(data).file_name(name.to_string()),
-            );
+        let form = reqwest::multipart::Form::new().text("size", size).part(
+            "file",
+            reqwest::multipart::Part::bytes(data).file_name(name.to_string()),
+        );
         let response = self
             .request(reqwest::Method::POST, "/api/upload")
             .header("cookie", &session.cookie)
@@ -329,7 +339,7 @@ async fn web_client(
     n: usize,
     url: String,
     token: Option<String>,
-    stop: Arc<AtomicBool>,
+    mut stop: Stop,
     tally: Arc<Mutex<Tally>>,
     limit: Duration,
 ) {
@@ -337,36 +347,40 @@ async fn web_client(
     let data = ferry_testkit::data::pseudo_random(UPLOAD_BYTES, n as u64 + 1);
     let mut session: Option<WebSession> = None;
     let mut round = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    while !stopped(&stop) {
         // Every fourth round a new visitor arrives (a browser without the cookie).
-        if round % 4 == 0 || session.is_none() {
-            let started = Instant::now();
-            let made = tokio::time::timeout(limit, web.new_session()).await;
-            let result = match made {
-                Ok(Ok((_, Some(made)))) => {
-                    session = Some(made);
-                    Ok(())
+        if round.is_multiple_of(4) || session.is_none() {
+            let mut made = None;
+            let op = async {
+                match web.new_session().await? {
+                    (_, Some(new)) => {
+                        made = Some(new);
+                        Ok(())
+                    }
+                    (status, None) => Err(format!("new visitor: HTTP {status}")),
                 }
-                Ok(Ok((status, None))) => Err(format!("new visitor: HTTP {status}")),
-                Ok(Err(why)) => Err(why),
-                Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
             };
-            tally
-                .lock()
-                .unwrap()
-                .record("new session", started.elapsed(), result);
+            timed(&mut stop, &tally, "new session", limit, op).await;
+            if made.is_some() {
+                session = made;
+            }
         }
         if let Some(current) = &session {
             match round % 3 {
-                0 => timed(&tally, "GET /", limit, async { success(web.get("/", None).await) }).await,
+                0 => {
+                    timed(&mut stop, &tally, "GET /", limit, async {
+                        success(web.get("/", None).await)
+                    })
+                    .await
+                }
                 1 => {
                     let name = format!("honest-{n}-{}.bin", round % 4);
                     let op = async { success(web.upload(current, &name, data.clone()).await) };
-                    timed(&tally, "web upload", limit, op).await
+                    timed(&mut stop, &tally, "web upload", limit, op).await
                 }
                 _ => {
                     let op = async { success(web.get("/api/files", Some(current)).await) };
-                    timed(&tally, "web list", limit, op).await
+                    timed(&mut stop, &tally, "web list", limit, op).await
                 }
             }
         }

@@ -46,26 +46,19 @@ pub struct Config {
 }
 
 impl Config {
-    /// The bench's configuration, from the environment.
-    pub fn bench() -> Config {
+    /// The bench's configuration (`smoke: false`: `FERRY_ABUSE_SECS`, default 20 s per
+    /// attack) or the CI smoke run's (2 s per attack, a generous per-operation limit); both
+    /// take `FERRY_ABUSE_ONLY`.
+    pub fn new(smoke: bool) -> Config {
         let secs = std::env::var(SECS_ENV)
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(20.0);
+            .filter(|_| !smoke)
+            .unwrap_or(if smoke { 2.0 } else { 20.0 });
         Config {
             secs: Duration::from_secs_f64(secs),
-            smoke: false,
-            op_timeout: Duration::from_secs(10),
-            only: only_from_env(),
-        }
-    }
-
-    /// The CI smoke run: two seconds per attack, generous per-operation limit.
-    pub fn smoke() -> Config {
-        Config {
-            secs: Duration::from_secs(2),
-            smoke: true,
-            op_timeout: Duration::from_secs(30),
+            smoke,
+            op_timeout: Duration::from_secs(if smoke { 30 } else { 10 }),
             only: only_from_env(),
         }
     }
@@ -81,10 +74,11 @@ impl Config {
 
     fn wants(&self, attack: &str) -> bool {
         self.only.is_empty()
-            || self
-                .only
-                .iter()
-                .any(|prefix| attack.split(' ').any(|word| word.starts_with(prefix.as_str())))
+            || self.only.iter().any(|prefix| {
+                attack
+                    .split(' ')
+                    .any(|word| word.starts_with(prefix.as_str()))
+            })
     }
 }
 
@@ -212,7 +206,9 @@ impl Setup {
 /// Which honest clients run during an attack.
 pub enum Honesty {
     Protocol,
-    Web { token: Option<String> },
+    Web {
+        token: Option<String>,
+    },
     /// None (the attack's own client is the honest one).
     None,
 }
@@ -277,9 +273,10 @@ impl Scenario {
         let server = ServerFigures {
             rss_kib: self.server.peak_rss_kib(),
             fds: self.server.peak_fds(),
-            log_lines: self.server.log_lines(),
+            log_lines: self.server.log_lines() - figures.log_baseline,
         };
-        self.server.stop();
+        // SIGKILL: what a graceful stop would wait for is no part of the figures.
+        self.server.kill();
         Row::new(self.setup.name, elapsed, tally, server, figures)
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferry_core::wire::{ErrorCode, Frame, ListEntries, MAGIC, PROTOCOL_VERSION};
@@ -20,10 +21,19 @@ const MAX_BODY: usize = (1 << 20) + 4096;
 /// What an answer said, owned (frames the attacks do not look into are `Other`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    HelloAck { chunk_size: u32 },
+    HelloAck {
+        chunk_size: u32,
+    },
     ResumeStatus,
-    ListPage { more: bool, count: u16, last: String },
-    Error { code: ErrorCode, text: String },
+    ListPage {
+        more: bool,
+        count: u16,
+        last: String,
+    },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
     Other,
 }
 
@@ -119,8 +129,9 @@ impl Raw {
         })
     }
 
-    /// Lists every page with `limit` entries per request; returns the entries seen.
-    pub async fn list_all(&mut self, limit: u16) -> io::Result<u64> {
+    /// Lists every page with `limit` entries per request, counting pages in `pages`;
+    /// returns the entries seen.
+    pub async fn list_all(&mut self, limit: u16, pages: &AtomicU64) -> io::Result<u64> {
         let mut cursor = String::new();
         let mut total = 0;
         loop {
@@ -133,6 +144,7 @@ impl Raw {
             .await?;
             match self.receive().await? {
                 Answer::ListPage { more, count, last } => {
+                    pages.fetch_add(1, Ordering::Relaxed);
                     total += u64::from(count);
                     if !more || last.is_empty() {
                         return Ok(total);

@@ -47,6 +47,8 @@ pub struct Figures {
     pub attack_ops: u64,
     /// What one attack operation is ("conn", "list", ...).
     pub unit: &'static str,
+    /// Log lines written before the attack began (set-up the attacker did not cause).
+    pub log_baseline: u64,
     /// Seconds the attack operations took, when shorter than the scenario (for the rate).
     pub active_secs: Option<f64>,
     /// Bytes the attacker's storage takes on disk, and its quota.
@@ -195,7 +197,7 @@ pub fn mib(bytes: u64) -> String {
 /// The table of every row, then each row's checks and notes.
 pub fn render(rows: &[Row]) -> String {
     let mut table = Table::new();
-    table.load_preset(ASCII_MARKDOWN).set_header([
+    table.load_style(ASCII_MARKDOWN).set_header([
         "attack",
         "attack rate",
         "honest ok/attempted (≤2 s)",
@@ -239,7 +241,11 @@ pub fn render(rows: &[Row]) -> String {
     for row in rows {
         text.push_str(&format!("\n{}:\n", row.attack));
         for check in &row.checks {
-            let mark = if check.pass { "ok  " } else { "MISS" };
+            let mark = match (check.pass, check.timing) {
+                (true, _) => "ok  ",
+                (false, true) => "MISS (timing)",
+                (false, false) => "MISS",
+            };
             text.push_str(&format!("  {mark} {}: {}\n", check.name, check.detail));
         }
         for note in &row.notes {

@@ -37,7 +37,7 @@ pub async fn revocation(cfg: &Config) -> Row {
     let mut succeeded_after = 0u64;
     let mut ended: Option<(Duration, String)> = None;
     while tokio::time::Instant::now() < scenario.deadline() && ended.is_none() {
-        let result = if requests % 2 == 0 {
+        let result = if requests.is_multiple_of(2) {
             bob.list().await.map(drop)
         } else {
             bob.upload_stream(&format!("after-{requests}"), 1, &b"x"[..], &mut |_| {})

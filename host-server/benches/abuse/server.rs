@@ -77,10 +77,7 @@ impl Server {
 
     /// Starts a server, or says why it did not start.
     pub fn try_start(root: &Path, spec: ServerSpec) -> Result<Server, String> {
-        let storage = spec
-            .storage
-            .clone()
-            .unwrap_or_else(|| root.join("storage"));
+        let storage = spec.storage.clone().unwrap_or_else(|| root.join("storage"));
         let scratch = root.join("tmp");
         std::fs::create_dir_all(&scratch).expect("the scratch directory");
         let mut server = Server {
@@ -272,18 +269,6 @@ impl Server {
     /// Lines the server wrote on stdout and stderr so far.
     pub fn log_lines(&self) -> u64 {
         self.output.lines.load(Ordering::Relaxed)
-    }
-
-    /// The last lines of the log.
-    pub fn log_tail(&self) -> Vec<String> {
-        self.output.tail.lock().unwrap().clone()
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Stops the server (SIGTERM, SIGKILL after 10 s).
