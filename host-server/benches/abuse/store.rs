@@ -49,12 +49,49 @@ fn populate(storage: &Path, client: &str, count: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Mounts a tmpfs of `size` (`64m`) at `dir`, or says why not (not root, no mount).
+fn mount_tmpfs(dir: &Path, size: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let out = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "ferry-abuse",
+        ])
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+fn unmount(dir: &Path) {
+    let _ = Command::new("umount").arg(dir).status();
+}
+
 /// 3: 60,000 one-byte files; 16 connections list them all with limit=65535, over and over.
+/// The files are on a tmpfs where one can be mounted (making 60,000 files on a busy disk
+/// takes minutes).
 pub async fn listing(cfg: &Config) -> Row {
     let files = cfg.pick(60_000, 5_000);
     let setup = Setup::new(LISTING, &[MALLORY]);
-    populate(&setup.root().join("storage"), MALLORY, files).expect("the attacker's files");
-    let scenario = setup.start(cfg, ServerSpec::default(), Honesty::Protocol);
+    let fast = setup.root().join("fast");
+    let on_tmpfs = mount_tmpfs(&fast, "1g");
+    let storage = match &on_tmpfs {
+        Ok(()) => fast.join("storage"),
+        Err(_) => setup.root().join("storage"),
+    };
+    populate(&storage, MALLORY, files).expect("the attacker's files");
+    let spec = ServerSpec {
+        storage: Some(storage),
+        ..ServerSpec::default()
+    };
+    let mut scenario = setup.start(cfg, spec, Honesty::Protocol);
     let (addr, tls) = (scenario.addr(), scenario.tls(MALLORY));
     // Files made by hand have no metadata yet: one listing first, where the server records
     // it (and logs each file), so that the attack meets files as uploads leave them.
@@ -105,13 +142,20 @@ pub async fn listing(cfg: &Config) -> Row {
             Err(e) => e.to_string(),
         },
     )];
+    scenario.stop_honest();
+    scenario.server.kill();
+    unmount(&fast);
+    let place = match on_tmpfs {
+        Ok(()) => "on a tmpfs".to_string(),
+        Err(why) => format!("on disk (no tmpfs: {why})"),
+    };
     scenario.finish(Figures {
         attack_ops: pages.load(Ordering::Relaxed),
         unit: "page",
         active_secs: Some(cfg.secs.as_secs_f64()),
         checks,
         notes: vec![format!(
-            "{files} one-byte files of `{MALLORY}`; {LISTERS} connections listing all with limit=65535: \
+            "{files} one-byte files of `{MALLORY}` {place}; {LISTERS} connections listing all with limit=65535: \
              {} pages, {} full listings",
             pages.load(Ordering::Relaxed),
             lists.load(Ordering::Relaxed)
@@ -317,21 +361,12 @@ pub async fn modes(cfg: &Config) -> Row {
 pub async fn full_disk(cfg: &Config) -> Row {
     let setup = Setup::new(FULL_DISK, &[MALLORY]);
     let disk = setup.root().join("disk");
-    std::fs::create_dir_all(&disk).expect("the mount point");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m,mode=0700", "ferry-abuse"])
-        .arg(&disk)
-        .output();
-    let skip = match &mounted {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        Err(e) => Some(e.to_string()),
-    };
+    let skip = mount_tmpfs(&disk, "64m").err();
     let spec = ServerSpec {
         storage: skip.is_none().then(|| disk.join("storage")),
         ..ServerSpec::default()
     };
-    let scenario = setup.start(cfg, spec, Honesty::Protocol);
+    let mut scenario = setup.start(cfg, spec, Honesty::Protocol);
     let mut figures = Figures {
         unit: "upload",
         ..Figures::default()
@@ -383,7 +418,9 @@ pub async fn full_disk(cfg: &Config) -> Row {
         },
     ));
     scenario.wait_out().await;
-    let row = scenario.finish(figures);
-    let _ = Command::new("umount").arg(&disk).status();
-    row
+    // Unmounted before the scenario's directory is removed.
+    scenario.stop_honest();
+    scenario.server.kill();
+    unmount(&disk);
+    scenario.finish(figures)
 }
