@@ -122,8 +122,8 @@ pub async fn idle_sessions(cfg: &Config) -> Row {
         attack_ops: opened.load(Ordering::Relaxed),
         unit: "session",
         notes: vec![format!(
-            "{SESSIONS} connections of `{MALLORY}` after TLS and hello; at most {peak} held at once \
-             (per-identity limit 16 when they stay idle means at most 16)"
+            "{SESSIONS} connections of `{MALLORY}` after TLS and hello, then silent; at most {peak} \
+             held at once (the per-identity limit is 16)"
         )],
         ..Figures::default()
     })

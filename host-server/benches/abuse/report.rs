@@ -7,6 +7,8 @@ use serde_json::json;
 
 use super::honest::{Tally, TARGET};
 
+/// The unit of a row without an attack (the baseline).
+pub const NO_ATTACK: &str = "-";
 /// Server peak memory target.
 pub const RSS_TARGET_KIB: u64 = 128 * 1024;
 /// Log volume target: lines per second of attack (1,000 per 20 s).
@@ -23,12 +25,18 @@ pub struct Check {
 }
 
 impl Check {
+    /// A check; a detail over 240 characters is cut (a refused name can be long).
     pub fn new(name: &'static str, pass: bool, detail: impl Into<String>) -> Check {
+        let mut detail: String = detail.into();
+        if let Some((cut, _)) = detail.char_indices().nth(240) {
+            detail.truncate(cut);
+            detail.push('…');
+        }
         Check {
             name,
             pass,
             timing: false,
-            detail: detail.into(),
+            detail,
         }
     }
 
@@ -218,7 +226,11 @@ pub fn render(rows: &[Row]) -> String {
         let missed = row.missed().count();
         table.add_row([
             row.attack.to_string(),
-            format!("{:.1} {}/s", row.rate, row.unit),
+            if row.unit == NO_ATTACK {
+                "-".to_string()
+            } else {
+                format!("{:.1} {}/s", row.rate, row.unit)
+            },
             format!("{}/{} ({})", row.ok, row.attempted, row.ok_in_target),
             format!("{:.0}", row.p50_ms),
             format!("{:.0}", row.p99_ms),

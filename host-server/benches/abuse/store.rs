@@ -334,7 +334,7 @@ pub async fn modes(cfg: &Config) -> Row {
     let storage = scenario.server.storage.clone();
     // Read once the honest clients have stopped, so that every upload is committed.
     let row_figures = |dirs: &BTreeMap<String, usize>, files: &BTreeMap<String, usize>| Figures {
-        unit: "-",
+        unit: super::report::NO_ATTACK,
         checks: vec![
             Check::new(
                 "storage directories 0700",
