@@ -13,7 +13,7 @@
 //! it ends, one JSON line (`abuse-row {...}`); the table and each attack's checks follow at
 //! the end. Targets: every honest operation succeeds within 2 s, server peak RSS (VmHWM)
 //! <= 128 MiB, the attacker's disk use (du) <= its quota, log lines <= 50 per second of
-//! attack. The full-disk attack mounts a tmpfs (root only; skipped with the reason otherwise).
+//! attack (at least 200). The full-disk attack mounts a tmpfs (root only; skipped with the reason otherwise).
 
 #[path = "abuse/mod.rs"]
 mod harness;
