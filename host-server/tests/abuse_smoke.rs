@@ -8,12 +8,12 @@
 mod harness;
 
 /// Attacks whose findings are fixed on other branches (admission and revocation: 1, 2, 5;
-/// storage limits: 3, 4, 8, 9; the web page: 7a, 7b, 10): their misses are printed, not
-/// enforced. This list empties when those fixes are merged.
+/// storage limits: 4, 8, 9; the web page: 7a, 7b, 10): their misses are printed, not
+/// enforced. This list empties when those fixes are merged. (3's miss, its RSS, is a timing
+/// figure, never enforced.)
 const PENDING: &[&str] = &[
     "1 idle-sockets",
     "2 idle-sessions",
-    "3 listing",
     "4 quota",
     "5 revocation",
     "7a web-sessions",
