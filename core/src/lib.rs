@@ -36,7 +36,7 @@
 //!
 //! | configuration | buffers | state besides buffers | `Connection` with inline buffers |
 //! |---|---|---|---|
-//! | 1 KiB chunks, window 4 | 2 × 1,088 B | 2,472 B | 4,648 B |
+//! | 1 KiB chunks, window 4 | 2 × 1,088 B | 2,480 B | 4,656 B |
 //! | 64 KiB chunks, window 16 | 2 × 65,854 B | 3,140 B | 134,848 B |
 
 #![no_std]

@@ -42,6 +42,18 @@ pub const fn max_body_len(chunk_size: usize) -> usize {
     }
 }
 
+/// The fewest bytes a [`ListEntry`] takes in a list page: a one-byte name (with its
+/// length), one-byte size, time and chunk size, and the digest (1 + 32).
+pub const LIST_ENTRY_MIN_LEN: usize = 1 + 1 + 1 + 1 + 1 + 33;
+/// Bytes of a `ListPage` frame besides its entries (tag, seq, more, count, length), rounded up.
+pub const LIST_PAGE_HEADER: usize = 16;
+
+/// The most entries one list page can carry for a chunk size: a server never needs to
+/// read more entries' metadata than this (plus one, to tell whether more follow) per page.
+pub const fn list_page_capacity(chunk_size: usize) -> usize {
+    (max_body_len(chunk_size) - LIST_PAGE_HEADER) / LIST_ENTRY_MIN_LEN
+}
+
 /// Why a chunk was refused.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NackReason {
@@ -340,6 +352,26 @@ impl<'a> Frame<'a> {
         Ok(frame)
     }
 
+    /// The `seq` of a request (`OpenUpload`, `OpenDownload`, `Delete`, `List`) whose body
+    /// [`Frame::decode`] refused with [`DecodeError::NameTooLong`]: that request can be
+    /// answered `INVALID_NAME` instead of closing the connection.
+    pub fn long_name_request_seq(body: &'a [u8]) -> Option<u32> {
+        match postcard::take_from_bytes::<Frame<'a>>(body) {
+            Ok((frame, [])) => match frame {
+                Frame::OpenUpload { seq, name, .. }
+                | Frame::OpenDownload { seq, name, .. }
+                | Frame::Delete { seq, name }
+                | Frame::List {
+                    seq,
+                    start_after: name,
+                    ..
+                } if name.len() > MAX_NAME_LEN => Some(seq),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     fn validate(&self) -> Result<(), DecodeError> {
         match *self {
             Frame::OpenUpload { name, .. }
@@ -446,6 +478,40 @@ pub(crate) fn pack_entries<'e>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_smallest_list_entry_takes_list_entry_min_len() {
+        let entry = ListEntry {
+            name: "a",
+            size: 0,
+            modified: 0,
+            chunk_size: 0,
+            digest: Digest::default(),
+        };
+        let mut buf = [0u8; 64];
+        let used = postcard::to_slice(&entry, &mut buf).unwrap().len();
+        assert_eq!(used, LIST_ENTRY_MIN_LEN);
+        assert_eq!(
+            list_page_capacity(1024),
+            (1024 + CHUNK_FRAME_OVERHEAD - 16) / 38
+        );
+    }
+
+    #[test]
+    fn a_long_name_request_gives_its_seq_back() {
+        let long = [b'n'; MAX_NAME_LEN + 1];
+        let long = core::str::from_utf8(&long).unwrap();
+        let mut buf = [0u8; 600];
+        let len = Frame::Delete { seq: 7, name: long }
+            .encode(&mut buf)
+            .unwrap();
+        assert_eq!(Frame::decode(&buf[..len]), Err(DecodeError::NameTooLong));
+        assert_eq!(Frame::long_name_request_seq(&buf[..len]), Some(7));
+        let len = Frame::Delete { seq: 7, name: "ok" }
+            .encode(&mut buf)
+            .unwrap();
+        assert_eq!(Frame::long_name_request_seq(&buf[..len]), None);
+    }
 
     /// The digests of protocol version 1 were `[u8; 32]` encoded with `serde_bytes`;
     /// the `Digest` type must put the very same bytes on the wire.

@@ -474,3 +474,32 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_decomposed_name_counts_in_its_nfc_form() {
+    let server = Setup::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "f", b"accents");
+    // 100 × "e" + U+0301: 300 bytes in NFD, 200 in NFC (100 × "é").
+    let nfd = "e\u{301}".repeat(100);
+    let nfc = "\u{e9}".repeat(100);
+    assert_eq!((nfd.len(), nfc.len()), (300, 200));
+    let (code, _, stderr) = run(ferry_at(&server)
+        .arg("upload")
+        .arg(&path)
+        .args(["--name", &nfd]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(server.stored(&nfc), b"accents");
+    // Downloads name it either way.
+    let dest = dir.path().join("back");
+    let (code, _, stderr) = run(ferry_at(&server).args(["download", &nfd, "-o"]).arg(&dest));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"accents");
+    // Longer than 255 bytes in NFC too: refused by the client.
+    let (code, _, stderr) = run(ferry_at(&server)
+        .arg("upload")
+        .arg(&path)
+        .args(["--name", &"e\u{301}".repeat(128)]));
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("255 bytes"), "{stderr}");
+}

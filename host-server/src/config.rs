@@ -45,6 +45,13 @@ pub const DEFAULT_PARTIAL_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
 /// Default (largest) chunk size: 64 KiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
+/// Default smallest chunk size: 1 KiB, what the firmware client asks for. Each chunk of a
+/// partial upload costs a 40-byte record on the server (about 4% at 1 KiB).
+pub const DEFAULT_MIN_CHUNK_SIZE: u32 = 1024;
+/// Default limit of files (committed plus partial uploads) of each client identity.
+pub const DEFAULT_MAX_FILES: u64 = 100_000;
+/// Default quota the web page's identities (`web-*`) share: 10 GiB.
+pub const DEFAULT_WEB_QUOTA: u64 = 10 << 30;
 
 /// Command line of `ferry-server`.
 #[derive(Debug, Clone, Default, Parser)]
@@ -121,6 +128,17 @@ pub struct Args {
     /// Largest chunk size the server negotiates (16 B..=1 MiB) [default: 64KiB].
     #[arg(long, env = "FERRY_CHUNK_SIZE", value_name = "BYTES", value_parser = parse_chunk_size)]
     pub chunk_size: Option<u32>,
+    /// Smallest chunk size the server agrees to, at most --chunk-size; clients that cannot
+    /// send chunks this large are refused (16 B..=1 MiB) [default: 1KiB].
+    #[arg(long, env = "FERRY_MIN_CHUNK_SIZE", value_name = "BYTES", value_parser = parse_chunk_size)]
+    pub min_chunk_size: Option<u32>,
+    /// Files (committed plus partial uploads) each client identity may hold [default: 100000].
+    #[arg(long, env = "FERRY_MAX_FILES", value_name = "N")]
+    pub max_files: Option<u64>,
+    /// Storage all web page identities (web-*) share, on top of each one's quota
+    /// [default: 10GiB].
+    #[arg(long, env = "FERRY_WEB_QUOTA", value_name = "BYTES", value_parser = parse_bytes)]
+    pub web_quota: Option<u64>,
     /// Print the resolved options as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -205,6 +223,9 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     pub max_fragment_size: Option<usize>,
     pub chunk_size: Option<ByteSize>,
+    pub min_chunk_size: Option<ByteSize>,
+    pub max_files: Option<u64>,
+    pub web_quota: Option<ByteSize>,
 }
 
 impl FileConfig {
@@ -259,6 +280,12 @@ pub struct ServerOptions {
     pub max_fragment_size: Option<usize>,
     /// Largest chunk size negotiated, bytes.
     pub chunk_size: u32,
+    /// Smallest chunk size agreed to, bytes.
+    pub min_chunk_size: u32,
+    /// Files (committed plus partial uploads) of one identity at most.
+    pub max_files: u64,
+    /// Bytes the web page's identities share.
+    pub web_quota: u64,
 }
 
 impl Default for ServerOptions {
@@ -289,6 +316,9 @@ impl ServerOptions {
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             max_fragment_size: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            min_chunk_size: DEFAULT_MIN_CHUNK_SIZE,
+            max_files: DEFAULT_MAX_FILES,
+            web_quota: DEFAULT_WEB_QUOTA,
         }
     }
 }
@@ -343,14 +373,19 @@ impl ServerOptions {
         let bytes = |key: &str, value: &Option<ByteSize>| -> Result<Option<u64>, ConfigError> {
             value.as_ref().map(|v| v.bytes(key)).transpose()
         };
-        let file_chunk = match bytes("chunk_size", &file.chunk_size)? {
-            Some(n) => Some(u32::try_from(n).map_err(|_| ConfigError::Invalid {
-                key: "chunk_size".into(),
-                reason: format!("{n} is out of range"),
-            })?),
-            None => None,
+        let chunk = |key: &str, value: &Option<ByteSize>| -> Result<Option<u32>, ConfigError> {
+            match bytes(key, value)? {
+                Some(n) => Ok(Some(u32::try_from(n).map_err(|_| {
+                    ConfigError::Invalid {
+                        key: key.into(),
+                        reason: format!("{n} is out of range"),
+                    }
+                })?)),
+                None => Ok(None),
+            }
         };
-        let options = ServerOptions {
+        let file_chunk = chunk("chunk_size", &file.chunk_size)?;
+        let mut options = ServerOptions {
             listen: pick(&args.listen, &file.listen, d.listen),
             data_dir: d.data_dir,
             storage: pick(&args.storage, &file.storage, d.storage),
@@ -404,7 +439,20 @@ impl ServerOptions {
             ),
             max_fragment_size: args.max_fragment_size.or(file.max_fragment_size),
             chunk_size: pick(&args.chunk_size, &file_chunk, d.chunk_size),
+            min_chunk_size: pick(
+                &args.min_chunk_size,
+                &chunk("min_chunk_size", &file.min_chunk_size)?,
+                d.min_chunk_size,
+            ),
+            max_files: pick(&args.max_files, &file.max_files, d.max_files),
+            web_quota: pick(
+                &args.web_quota,
+                &bytes("web_quota", &file.web_quota)?,
+                d.web_quota,
+            ),
         };
+        // A server that sends small chunks itself takes them too.
+        options.min_chunk_size = options.min_chunk_size.min(options.chunk_size);
         options.validate()?;
         Ok(options)
     }
@@ -429,7 +477,17 @@ impl ServerOptions {
                 ),
             );
         }
+        if !(MIN_CHUNK_SIZE..=self.chunk_size).contains(&self.min_chunk_size) {
+            return invalid(
+                "min_chunk_size",
+                format!(
+                    "{} is outside {MIN_CHUNK_SIZE}..={} (chunk_size)",
+                    self.min_chunk_size, self.chunk_size
+                ),
+            );
+        }
         for (key, value) in [
+            ("max_files", self.max_files),
             ("max_connections", self.max_connections as u64),
             (
                 "max_connections_per_identity",

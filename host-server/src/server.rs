@@ -201,6 +201,8 @@ impl Server {
         let store = LocalStore::open(StorageConfig {
             root: options.storage.clone(),
             quota: options.quota,
+            max_files: options.max_files,
+            web_quota: options.web_quota,
             max_file_size: options.max_file_size,
             partial_expiry: Duration::from_secs(options.partial_expiry_secs),
             busy_wait: BUSY_WAIT,
@@ -282,6 +284,7 @@ impl Server {
         let shared = Arc::new(Shared {
             storage: storage.clone(),
             core,
+            min_chunk: options.min_chunk_size,
             idle: Duration::from_secs(options.idle_timeout_secs),
             max_per_identity: options.max_connections_per_identity,
             max_sessions: options.max_connections,

@@ -14,7 +14,9 @@ use ferry_certs::rustls::server::danger::ClientCertVerifier;
 use ferry_certs::rustls::{CertificateError, Error as TlsError};
 use ferry_certs::{ClientIdentity, ReloadableClientVerifier};
 use ferry_core::framing::encode_frame;
-use ferry_core::wire::{ErrorCode, Frame, ListEntry, CONTROL_FRAME_MAX, RETRY_AFTER};
+use ferry_core::wire::{
+    list_page_capacity, ErrorCode, Frame, ListEntry, CONTROL_FRAME_MAX, RETRY_AFTER,
+};
 use ferry_core::{Config, Connection, Digest, Event, Failure};
 use ferry_tokio::event::OwnedEvent;
 use ferry_tokio::link::Link;
@@ -24,6 +26,9 @@ use tokio::sync::watch;
 use crate::metrics::{Kind, Metrics, Op, Outcome};
 use crate::names::validate_name;
 use crate::storage::{Precondition, StorageError, Store, StoredFile, Upload};
+
+/// The most entries of one list page, whatever the client's `limit`.
+pub(crate) const LIST_PAGE_MAX: usize = 1000;
 
 /// The server's protocol connection: heap buffers, window 16.
 pub(crate) type Conn = Connection<Vec<u8>, 16>;
@@ -41,6 +46,8 @@ pub(crate) enum Phase {
 pub(crate) struct Shared {
     pub storage: Arc<dyn Store>,
     pub core: Config,
+    /// The smallest chunk size agreed to (`--min-chunk-size`).
+    pub min_chunk: u32,
     pub idle: Duration,
     pub max_per_identity: usize,
     /// `--max-connections`: authenticated sessions at most.
@@ -257,6 +264,7 @@ pub(crate) async fn serve<S>(
             return;
         }
     };
+    conn.set_min_chunk(shared.min_chunk);
     let mut session = Session {
         shared,
         identity,
@@ -489,6 +497,9 @@ impl Session {
                     self.peer,
                     self.identity.name
                 );
+                if error.is_disk_full() {
+                    self.free_failed_upload().await;
+                }
                 let _ = conn.fail_transfer(error.code(), &error.client_text());
             }
             Action::Event(OwnedEvent::NeedChunk { index, offset, len }) => {
@@ -575,7 +586,10 @@ impl Session {
         let upload = match begun {
             Ok(Ok(upload)) => upload,
             Ok(Err(e)) => {
-                if let StorageError::Io { .. } | StorageError::Inconsistent(_) = e {
+                if let StorageError::Io { .. }
+                | StorageError::DiskFull { .. }
+                | StorageError::Inconsistent(_) = e
+                {
                     tracing::error!("upload of {name:?} for {}: {e}", self.identity.name);
                 }
                 return self.refuse(conn, "upload", &name, e.code(), &e.client_text());
@@ -676,15 +690,13 @@ impl Session {
     async fn on_list(&mut self, conn: &mut Conn, start_after: String, limit: u16) {
         let (storage, client) = (self.shared.storage.clone(), self.client());
         let chunk_size = self.chunk_size(conn);
+        // A page is what fits one frame, at most LIST_PAGE_MAX: no more metadata is read.
+        let page = usize::from(limit)
+            .min(LIST_PAGE_MAX)
+            .min(list_page_capacity(chunk_size as usize));
         let listed = tokio::task::spawn_blocking(move || {
-            // One more than asked for: it tells whether more entries follow the page.
-            storage.list(
-                &client,
-                "",
-                &start_after,
-                usize::from(limit) + 1,
-                chunk_size,
-            )
+            // One more than the page: it tells whether more entries follow.
+            storage.list(&client, "", &start_after, page + 1, chunk_size)
         })
         .await;
         match listed {
@@ -696,7 +708,8 @@ impl Session {
                     chunk_size: meta.chunk_size,
                     digest: meta.digest_bytes(),
                 });
-                if let Err(e) = conn.respond_list(entries) {
+                let page_max = u16::try_from(page).unwrap_or(u16::MAX);
+                if let Err(e) = conn.respond_list_capped(entries, page_max) {
                     tracing::warn!("{}: respond_list: {e}", self.peer);
                 }
             }
@@ -780,6 +793,9 @@ impl Session {
             Ok((upload, Err(e))) => {
                 tracing::error!("committing {:?} for {}: {e}", log.name, self.identity.name);
                 self.active = Some(Active::Upload { upload, log });
+                if e.is_disk_full() {
+                    self.free_failed_upload().await;
+                }
                 let _ = conn.fail_transfer(e.code(), &e.client_text());
             }
             Err(e) => {
@@ -787,6 +803,28 @@ impl Session {
                 let _ = conn.fail_transfer(ErrorCode::INTERNAL, "internal error");
             }
         }
+    }
+
+    /// The disk is full: the running upload is aborted at once, which frees its partial
+    /// (a resume would fail the same way, and its space is what other uploads need).
+    async fn free_failed_upload(&mut self) {
+        let Some(Active::Upload { upload, log }) = self.active.take() else {
+            return;
+        };
+        let name = log.name.clone();
+        let aborted = tokio::task::spawn_blocking(move || upload.abort()).await;
+        match aborted {
+            Ok(Ok(())) => tracing::error!(
+                "server disk full: the upload of {name:?} by {} failed; its partial upload was removed",
+                self.identity.name
+            ),
+            Ok(Err(e)) => tracing::error!(
+                "server disk full: the upload of {name:?} by {} failed, and removing its partial failed too: {e}",
+                self.identity.name
+            ),
+            Err(e) => tracing::error!("removing the partial upload of {name:?}: {e}"),
+        }
+        self.log_transfer(log, "failed: server disk full");
     }
 
     /// Logs the end of a transfer; a partial upload is flushed to disk for a later resume.
@@ -804,6 +842,11 @@ impl Session {
             }
             Active::Download { log, .. } => log,
         };
+        self.log_transfer(log, result);
+    }
+
+    /// Counts and logs a transfer's end.
+    fn log_transfer(&self, log: TransferLog, result: &str) {
         let elapsed = log.started.elapsed();
         let kind = if log.op == "upload" {
             Kind::upload

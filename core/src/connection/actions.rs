@@ -1,6 +1,8 @@
 //! What the shell does for a running transfer (provide, store, commit, fail),
 //! and how a transfer or the connection ends.
 
+use core::fmt::Write as _;
+
 use heapless::String;
 
 use crate::digest::Digest;
@@ -224,10 +226,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         }
         if tell_peer {
             self.replies.clear();
+            let mut text = String::new();
+            if let Failure::ChunkTooSmall { .. } = failure {
+                // The one refusal a client can fix itself: it says how.
+                let _ = write!(text, "{failure}");
+            }
             self.queue(Reply::Error {
                 seq: 0,
                 code: failure.code(),
-                text: String::new(),
+                text,
             });
         }
         self.transfer = None;

@@ -40,6 +40,17 @@ pub enum Failure {
         /// The version the peer asked for or answered with.
         theirs: u16,
     },
+    /// The client's largest chunk is below the server's smallest
+    /// ([`Connection::set_min_chunk`](crate::Connection::set_min_chunk)).
+    #[error(
+        "the client offers chunks of at most {offered} bytes, the server takes at least {min}"
+    )]
+    ChunkTooSmall {
+        /// The client's `max_chunk`.
+        offered: u32,
+        /// The server's minimum.
+        min: u32,
+    },
 }
 
 impl Failure {
@@ -55,7 +66,8 @@ impl Failure {
             Failure::Transfer(TransferError::Protocol)
             | Failure::Malformed(_)
             | Failure::Protocol
-            | Failure::Framing(_) => ErrorCode::PROTOCOL,
+            | Failure::Framing(_)
+            | Failure::ChunkTooSmall { .. } => ErrorCode::PROTOCOL,
             Failure::Peer(code) | Failure::Local(code) => code,
             Failure::Unanswered | Failure::IdleTimeout => ErrorCode::TIMEOUT,
             Failure::UnsupportedVersion { .. } => ErrorCode::UNSUPPORTED_VERSION,

@@ -158,6 +158,8 @@ pub struct Connection<B, const W: usize> {
     replies: Deque<Reply, 4>,
     notices: Deque<Notice, 4>,
     peer_text: String<MAX_ERROR_TEXT>,
+    /// Server: the smallest chunk size it agrees to.
+    min_chunk: u32,
     last_request: Option<(u32, Option<Reply>)>,
     transfer: Option<Transfer<W>>,
     stats: Stats,
@@ -225,10 +227,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             replies: Deque::new(),
             notices: Deque::new(),
             peer_text: String::new(),
+            min_chunk: MIN_CHUNK_SIZE,
             last_request: None,
             transfer: None,
             stats: Stats::default(),
         })
+    }
+
+    /// Server: never agree to chunks smaller than `bytes` (clamped to the protocol's
+    /// range): a client whose `max_chunk` is smaller is refused with
+    /// [`Failure::ChunkTooSmall`]. Small chunks cost the server a held-chunk record each.
+    pub fn set_min_chunk(&mut self, bytes: u32) {
+        self.min_chunk = bytes.clamp(MIN_CHUNK_SIZE, MAX_CHUNK_SIZE);
     }
 
     /// This end's role.

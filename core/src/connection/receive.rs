@@ -20,6 +20,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
     pub(super) fn on_frame(&mut self) {
         let frame = match self.current_frame_result() {
             Ok(frame) => frame,
+            Err(DecodeError::NameTooLong) if self.role == Role::Server => {
+                match self.current_long_name_seq() {
+                    Some(seq) => self.on_long_name_request(seq),
+                    None => self.close(Failure::Malformed(DecodeError::NameTooLong), true),
+                }
+                return;
+            }
             Err(error) => {
                 // A damaged frame on a lossy link is dropped by the framing's CRC;
                 // one that passes it and still does not decode is a broken peer.
@@ -100,6 +107,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         Frame::decode(&self.decoder.buffer()[..len])
     }
 
+    fn current_long_name_seq(&self) -> Option<u32> {
+        let len = self.rx_body?;
+        Frame::long_name_request_seq(&self.decoder.buffer()[..len])
+    }
+
+    /// A request whose name is too long for the wire: answered `INVALID_NAME`, and the
+    /// connection goes on (the shell never sees it).
+    fn on_long_name_request(&mut self, seq: u32) {
+        if self.admit_request(seq) {
+            let text = "a name longer than 255 bytes";
+            self.fail_request(seq, Failure::Local(ErrorCode::INVALID_NAME), text);
+        }
+    }
+
     fn sender_for(&mut self, id: u32) -> Option<&mut Sender<W>> {
         match self.transfer.as_mut() {
             Some(Transfer {
@@ -135,6 +156,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         let window = self.config.window.min(max_window).max(1);
         if chunk_size < MIN_CHUNK_SIZE {
             return self.close(Failure::Protocol, true);
+        }
+        if chunk_size < self.min_chunk {
+            let failure = Failure::ChunkTooSmall {
+                offered: max_chunk,
+                min: self.min_chunk,
+            };
+            return self.close(failure, true);
         }
         match self.session {
             Session::Handshake => {
@@ -173,21 +201,32 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
     }
 
     fn on_request(&mut self, seq: u32) {
+        if !self.admit_request(seq) {
+            return;
+        }
+        self.last_request = Some((seq, None));
+        self.held_frame = Held_::Request { seq };
+    }
+
+    /// Whether request `seq` is new and is to be acted on; a repeated one is answered
+    /// again, a stale one dropped. A new request ends the running transfer.
+    fn admit_request(&mut self, seq: u32) -> bool {
         if self.role != Role::Server || self.negotiated().is_none() {
-            return self.close(Failure::Protocol, true);
+            self.close(Failure::Protocol, true);
+            return false;
         }
         if let Some((last, cached)) = &self.last_request {
             if seq == *last {
                 // A repeated request whose answer was lost: answer again, act once.
                 if let Some(reply) = cached.clone() {
                     self.queue(reply);
-                    return;
+                    return false;
                 }
                 if self.transfer.as_ref().is_some_and(|t| t.id == seq) {
-                    return;
+                    return false;
                 }
             } else if seq.wrapping_sub(*last) > u32::MAX / 2 {
-                return; // older than the last request: stale
+                return false; // older than the last request: stale
             }
         }
         // A new request ends whatever transfer was running (the client gave up on it).
@@ -198,8 +237,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         {
             self.notice(Notice::Failed(Failure::Local(ErrorCode::CANCELLED)));
         }
-        self.last_request = Some((seq, None));
-        self.held_frame = Held_::Request { seq };
+        true
     }
 
     fn on_resume_status(&mut self, seq: u32, held: Held) {

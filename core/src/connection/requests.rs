@@ -3,7 +3,9 @@
 use crate::digest::Digest;
 use crate::framing::encode_frame;
 use crate::transfer::{Layout, Receiver, Sender, TransferError};
-use crate::wire::{max_body_len, pack_entries, ErrorCode, Frame, Held, ListEntry};
+use crate::wire::{
+    max_body_len, pack_entries, ErrorCode, Frame, Held, ListEntry, LIST_PAGE_HEADER,
+};
 
 use super::frames::Reply;
 use super::{
@@ -175,8 +177,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         &mut self,
         entries: impl IntoIterator<Item = ListEntry<'e>>,
     ) -> Result<u16, UsageError> {
+        self.respond_list_capped(entries, u16::MAX)
+    }
+
+    /// Server: as [`respond_list`](Self::respond_list), with at most `page_max` entries
+    /// whatever the request's limit (pass at least `page_max + 1` entries, or all, so the
+    /// answer can say whether more follow).
+    pub fn respond_list_capped<'e>(
+        &mut self,
+        entries: impl IntoIterator<Item = ListEntry<'e>>,
+        page_max: u16,
+    ) -> Result<u16, UsageError> {
         let limit = match self.current_frame() {
-            Some(Frame::List { limit, .. }) => limit,
+            Some(Frame::List { limit, .. }) => limit.min(page_max),
             _ => return Err(UsageError::Unexpected),
         };
         if self.tx_len > 0 {
@@ -186,8 +199,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         let seq = self.take_request()?;
         self.last_request = Some((seq, None));
         // Entries are packed into the receive buffer (its request is answered), then framed.
-        const PAGE_HEADER: usize = 16;
-        let space = max_body_len(chunk_size as usize) - PAGE_HEADER;
+        let space = max_body_len(chunk_size as usize) - LIST_PAGE_HEADER;
         self.rx_body = None;
         let scratch = &mut self.decoder.scratch()[..space];
         let mut all = entries.into_iter();

@@ -18,6 +18,33 @@ pub enum StorageError {
         /// The quota.
         quota: u64,
     },
+    /// The upload would take the identity over its limit of files (committed files plus
+    /// partial uploads).
+    #[error("file limit reached: {files} files stored or uploading, at most {max} per client")]
+    FileLimit {
+        /// Files and partial uploads the identity holds (not counting a file the upload replaces).
+        files: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The upload would take the web page's identities together over their shared quota.
+    #[error("web quota exceeded: {} used by all web identities + {} requested > {} shared web quota", ByteSize(*used), ByteSize(*requested), ByteSize(*quota))]
+    WebQuotaExceeded {
+        /// Bytes all `web-*` identities use together.
+        used: u64,
+        /// What the upload reserves.
+        requested: u64,
+        /// The shared quota.
+        quota: u64,
+    },
+    /// The server's file system is full (ENOSPC, or EDQUOT of the server's user).
+    #[error("server disk full: {context}: {source}")]
+    DiskFull {
+        /// What was being done, with the path.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
     /// The file is larger than the server accepts.
     #[error("file too large: {} ({size} bytes), the server accepts at most {} ({max} bytes)", ByteSize(*size), ByteSize(*max))]
     TooLarge {
@@ -53,13 +80,22 @@ impl StorageError {
     /// The protocol error code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            StorageError::QuotaExceeded { .. } => ErrorCode::QUOTA_EXCEEDED,
+            StorageError::QuotaExceeded { .. }
+            | StorageError::FileLimit { .. }
+            | StorageError::WebQuotaExceeded { .. } => ErrorCode::QUOTA_EXCEEDED,
             StorageError::TooLarge { .. } => ErrorCode::TOO_LARGE,
             StorageError::Busy => ErrorCode::BUSY,
             StorageError::PreconditionFailed => ErrorCode::SOURCE_CHANGED,
             StorageError::NotFound => ErrorCode::NOT_FOUND,
-            StorageError::Io { .. } | StorageError::Inconsistent(_) => ErrorCode::STORAGE,
+            StorageError::Io { .. }
+            | StorageError::DiskFull { .. }
+            | StorageError::Inconsistent(_) => ErrorCode::STORAGE,
         }
+    }
+
+    /// Whether the file system is full: the failed upload's partial is better freed at once.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StorageError::DiskFull { .. })
     }
 
     /// The text sent to the client: no server paths.
@@ -68,6 +104,7 @@ impl StorageError {
             StorageError::Io { source, .. } => {
                 format!("storage failure on the server: {}", source.kind())
             }
+            StorageError::DiskFull { .. } => "server disk full".into(),
             StorageError::Inconsistent(_) => "storage failure on the server".into(),
             other => other.to_string(),
         }
@@ -77,5 +114,10 @@ impl StorageError {
 /// Maps an I/O error to [`StorageError::Io`] with what was being done.
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
     let context = context.into();
-    move |source| StorageError::Io { context, source }
+    move |source| match source.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            StorageError::DiskFull { context, source }
+        }
+        _ => StorageError::Io { context, source },
+    }
 }

@@ -2,6 +2,7 @@
 //! operation implements, the events it is handed and why an attempt can end early.
 
 use std::io;
+use unicode_normalization::UnicodeNormalization;
 
 use ferry_core::{Connection, Event, Failure, UsageError};
 
@@ -104,15 +105,18 @@ fn usage(error: UsageError, name: &str) -> Interrupt {
     }
 }
 
-/// Checks a file name before it is sent (the server checks it again).
-pub(crate) fn check_name(name: &str) -> Result<(), ClientError> {
-    if name.is_empty() || name.len() > ferry_core::wire::MAX_NAME_LEN {
+/// Checks a file name before it is sent (the server checks it again) and returns what is
+/// sent: its NFC form, as the server stores it, whose length is the one that counts (a
+/// decomposed name may be longer than 255 bytes and its NFC form not).
+pub(crate) fn check_name(name: &str) -> Result<String, ClientError> {
+    let nfc: String = name.nfc().collect();
+    if nfc.is_empty() || nfc.len() > ferry_core::wire::MAX_NAME_LEN {
         return Err(ClientError::InvalidName {
             name: name.to_string(),
-            reason: "names are 1 to 255 bytes of UTF-8".into(),
+            reason: "names are 1 to 255 bytes of UTF-8 (in NFC)".into(),
         });
     }
-    Ok(())
+    Ok(nfc)
 }
 
 pub(crate) fn begin_request(result: Result<(), UsageError>, name: &str) -> Result<(), Interrupt> {

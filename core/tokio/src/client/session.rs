@@ -506,7 +506,7 @@ impl Client {
         name: &str,
         progress: ProgressFn<'_>,
     ) -> Result<TransferReport, ClientError> {
-        check_name(name)?;
+        let name = &check_name(name)?;
         let source = Source::<tokio::io::Empty>::open_file(path)?;
         let mut op = UploadOp::new(name, source, progress);
         self.run(&mut op).await
@@ -521,7 +521,7 @@ impl Client {
         name: &str,
         progress: ProgressFn<'_>,
     ) -> Result<TransferReport, ClientError> {
-        check_name(name)?;
+        let name = &check_name(name)?;
         let source = Source::<tokio::io::Empty>::opened_file(file, label)?;
         let mut op = UploadOp::new(name, source, progress);
         self.run(&mut op).await
@@ -539,7 +539,7 @@ impl Client {
         reader: R,
         progress: ProgressFn<'_>,
     ) -> Result<TransferReport, ClientError> {
-        check_name(name)?;
+        let name = &check_name(name)?;
         let source = Source::stream(reader, size);
         let mut op = UploadOp::new(name, source, progress);
         self.run(&mut op).await
@@ -550,7 +550,7 @@ impl Client {
     /// Sends no data; the connection is closed afterwards (the server keeps what it held).
     /// An empty file holds nothing: `(0, 0)` without asking.
     pub async fn upload_held(&mut self, name: &str, size: u64) -> Result<(u64, u32), ClientError> {
-        check_name(name)?;
+        let name = &check_name(name)?;
         if size == 0 {
             return Ok((0, 0));
         }
@@ -578,7 +578,7 @@ impl Client {
         ledger: &mut dyn ChunkLedger,
         progress: ProgressFn<'_>,
     ) -> Result<RelayOutcome, ClientError> {
-        check_name(name)?;
+        let name = &check_name(name)?;
         let mut op = RelayOp::new(name, size, offset, reader, ledger, progress);
         let result = self.run(&mut op).await;
         if matches!(result, Ok(RelayOutcome::OffsetMismatch { .. })) {
@@ -597,7 +597,7 @@ impl Client {
         dest: &Path,
         progress: ProgressFn<'_>,
     ) -> Result<TransferReport, ClientError> {
-        check_name(name)?;
+        let name = &check_name(name)?;
         let mut op = DownloadOp::new(name, FileSink::new(dest)?, progress);
         self.run(&mut op).await
     }
@@ -613,7 +613,7 @@ impl Client {
 
     /// Deletes `name` on the server.
     pub async fn delete(&mut self, name: &str) -> Result<(), ClientError> {
-        check_name(name)?;
+        let name = &check_name(name)?;
         let mut op = DeleteOp {
             name: name.to_string(),
         };
@@ -826,6 +826,11 @@ mod tests {
     fn names_are_checked_before_they_are_sent() {
         assert!(check_name("a").is_ok());
         assert!(check_name(&"x".repeat(255)).is_ok());
+        // 100 × "e" + U+0301 is 300 bytes; its NFC form, 100 × "é", is 200.
+        let nfd = "e\u{301}".repeat(100);
+        assert_eq!(nfd.len(), 300);
+        assert_eq!(check_name(&nfd).unwrap(), "\u{e9}".repeat(100));
+        assert!(check_name(&"e\u{301}".repeat(128)).is_err());
         for bad in [String::new(), "x".repeat(256)] {
             let error = check_name(&bad).unwrap_err();
             assert_eq!(error.refusal_code(), Some(ErrorCode::INVALID_NAME));

@@ -34,20 +34,30 @@
 //! attributes, in `meta/<key>.json`. Metadata that is missing or does not match the file (a
 //! file replaced by hand, a crash) is recomputed from the data.
 //!
-//! **Quota.** An identity's usage is the size of its committed files plus the declared size
-//! of its partial uploads (a `.part` is created at its full size). A new upload is refused
-//! when usage (not counting the file it replaces or its own earlier partial) plus its size
-//! exceeds the quota; partials reserve their size, so concurrent uploads cannot overrun it,
-//! and data beyond the declared size is refused while it arrives. The committed bytes are
-//! counted once per identity and then kept current by commits and deletes, so a quota check
-//! costs a look at `partial/`, not a stat of every file.
+//! **Quota.** An identity's usage is the size of its committed files plus, for each partial
+//! upload, its declared size (a `.part` is created at its full size) and the most its
+//! `.held` can grow to (a 40-byte record per chunk: with small chunks that is more than the
+//! data). A new upload is refused when usage (not counting the file it replaces or its own
+//! earlier partial) plus its reservation exceeds the quota; partials reserve up front, so
+//! concurrent or abandoned uploads cannot overrun it, and data beyond the declared size is
+//! refused while it arrives. Files count too: committed files plus partial uploads are at
+//! most `max_files`. Identities named `web-*` (the web page's) share `web_quota` on top of
+//! their own. The committed bytes and files are counted once per identity and then kept
+//! current by commits and deletes, so a quota check costs a look at `partial/`, not a stat
+//! of every file.
+//!
+//! **Full disk.** An I/O error for a full file system (ENOSPC, EDQUOT) is
+//! [`StorageError::DiskFull`]; the session then aborts the upload, which frees its partial.
+//!
+//! **Listing** reads a page of a sorted name index (see `index`), not the directory.
 //!
 //! Modules: `committed` (committed files and their metadata), `partial` (`.part` and
-//! `.held`), `upload` (store, checkpoint, commit), `quota` (usage), `dir_sync`
-//! (shared directory fsyncs).
+//! `.held`), `upload` (store, checkpoint, commit), `quota` (usage), `index` (sorted names
+//! for listing), `dir_sync` (shared directory fsyncs).
 
 mod committed;
 mod dir_sync;
+mod index;
 mod migrate;
 mod partial;
 mod quota;
@@ -66,20 +76,25 @@ use ferry_tokio::flush::Flusher;
 pub use self::migrate::Migration;
 
 use self::committed::{committed_chunks, open_file};
+use self::index::NameIndexes;
 use self::partial::{create_partial, load_partial, remove_partial};
-use self::quota::{usage, IdentityState};
+use self::quota::{journal_reservation, usage, IdentityState};
 use self::upload::{LocalUpload, UploadState};
 use super::error::{io_err, StorageError};
 use super::{FileMeta, Store, StoredFile, Upload};
-use crate::names::validate_name;
 
 /// Storage limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     /// Root directory.
     pub root: PathBuf,
-    /// Bytes each identity may use (committed files plus partial uploads).
+    /// Bytes each identity may use (committed files plus partial uploads and their
+    /// held-chunk records).
     pub quota: u64,
+    /// Files each identity may hold (committed files plus partial uploads).
+    pub max_files: u64,
+    /// Bytes the web page's identities (`web-*`) may use together.
+    pub web_quota: u64,
     /// Largest file.
     pub max_file_size: u64,
     /// Partial uploads untouched for this long are removed by [`Store::expire_partials`].
@@ -96,6 +111,10 @@ fn is_hex64(text: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+/// Names of the identities the web page issues start with this; they share
+/// [`StorageConfig::web_quota`].
+pub const WEB_IDENTITY_PREFIX: &str = "web-";
 
 /// The key of a name in `meta/` and `partial/`: hex SHA-256 of its UTF-8.
 pub fn name_key(name: &str) -> String {
@@ -143,6 +162,10 @@ pub struct LocalStore {
     uploads: Arc<Mutex<HashSet<(String, String)>>>,
     /// Serialises quota checks, commits, deletes and metadata repair per identity.
     identities: Mutex<HashMap<String, Arc<Mutex<IdentityState>>>>,
+    /// Sorted names of identities that listed lately.
+    index: Arc<NameIndexes>,
+    /// Serialises the reservations of `web-*` identities (taken before an identity's lock).
+    web_reservations: Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,6 +193,8 @@ impl LocalStore {
             config,
             uploads: Arc::default(),
             identities: Mutex::new(HashMap::new()),
+            index: Arc::default(),
+            web_reservations: Mutex::new(()),
         })
     }
 
@@ -227,6 +252,32 @@ impl LocalStore {
     }
 }
 
+impl LocalStore {
+    /// Bytes the `web-*` identities but `client` use together. The caller holds
+    /// `web_reservations`, so none of them reserves more meanwhile.
+    fn web_usage(&self, client: &str) -> Result<u64, StorageError> {
+        let root = &self.config.root;
+        let entries = fs::read_dir(root).map_err(io_err(format!("listing {}", root.display())))?;
+        let mut total = 0u64;
+        for entry in entries.flatten() {
+            let Ok(other) = entry.file_name().into_string() else {
+                continue;
+            };
+            if other == client
+                || !other.starts_with(WEB_IDENTITY_PREFIX)
+                || ferry_certs::validate_client_name(&other).is_err()
+            {
+                continue;
+            }
+            let dirs = self.dirs(&other)?;
+            let identity = self.identity_lock(&other);
+            let mut state = lock(&identity);
+            total = total.saturating_add(usage(&dirs, &mut state, None)?.bytes);
+        }
+        Ok(total)
+    }
+}
+
 impl Store for LocalStore {
     fn begin_upload(
         &self,
@@ -259,6 +310,7 @@ impl Store for LocalStore {
                     _ => None,
                 },
                 identity: identity.clone(),
+                index: self.index.clone(),
                 dirs: dirs.clone(),
                 client: client.to_string(),
                 name: name.to_string(),
@@ -277,18 +329,51 @@ impl Store for LocalStore {
         } else if let Some(chunks) = committed_chunks(&dirs.files.join(name), layout)? {
             return Ok(upload(UploadState::AlreadyStored, chunks));
         }
-        // A new partial: check the quota and reserve the size under the identity's lock.
+        // A new partial: check the limits and reserve under the identity's lock.
+        let reserved = size.saturating_add(journal_reservation(layout));
+        let web_lock = client
+            .starts_with(WEB_IDENTITY_PREFIX)
+            .then(|| lock(&self.web_reservations));
+        let web_used = if web_lock.is_some() {
+            self.web_usage(client)?
+        } else {
+            0
+        };
         let mut state = lock(&identity);
         let used = usage(&dirs, &mut state, Some((name, &key)))?;
-        if used.saturating_add(size) > self.config.quota {
+        if used.bytes.saturating_add(reserved) > self.config.quota {
             return Err(StorageError::QuotaExceeded {
-                used,
-                requested: size,
+                used: used.bytes,
+                requested: reserved,
                 quota: self.config.quota,
             });
         }
-        let (part, held) = create_partial(&part_path, &held_path, layout)?;
+        if used.files >= self.config.max_files {
+            return Err(StorageError::FileLimit {
+                files: used.files,
+                max: self.config.max_files,
+            });
+        }
+        if web_lock.is_some() {
+            let used = web_used.saturating_add(used.bytes);
+            if used.saturating_add(reserved) > self.config.web_quota {
+                return Err(StorageError::WebQuotaExceeded {
+                    used,
+                    requested: reserved,
+                    quota: self.config.web_quota,
+                });
+            }
+        }
+        let (part, held) = match create_partial(&part_path, &held_path, layout) {
+            Ok(created) => created,
+            Err(e) => {
+                // A full disk may leave the journal unwritten: nothing half-made stays.
+                let _ = remove_partial(&part_path, &held_path);
+                return Err(e);
+            }
+        };
         drop(state);
+        drop(web_lock);
         Ok(upload(UploadState::Partial { part, held }, BTreeMap::new()))
     }
 
@@ -296,7 +381,7 @@ impl Store for LocalStore {
         let dirs = self.dirs(client)?;
         let identity = self.identity_lock(client);
         let mut state = lock(&identity);
-        usage(&dirs, &mut state, None)
+        Ok(usage(&dirs, &mut state, None)?.bytes)
     }
 
     fn open(
@@ -323,33 +408,21 @@ impl Store for LocalStore {
         chunk_size: u32,
     ) -> Result<Vec<FileMeta>, StorageError> {
         let dirs = self.dirs(client)?;
-        let entries = match fs::read_dir(&dirs.files) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(format!("listing {}", dirs.files.display()))(e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err(format!("listing {}", dirs.files.display())))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            // Only names a client could have stored (no stray files, no temporaries).
-            let wanted = name.starts_with(prefix) && name.as_str() > start_after;
-            if wanted && validate_name(&name).is_ok_and(|n| n == name) {
-                names.push(name);
-            }
-        }
-        names.sort_unstable();
         let identity = self.identity_lock(client);
-        let mut metas = Vec::new();
-        for name in names {
-            if metas.len() >= limit {
-                break;
+        let names = match self.index.page(client, prefix, start_after, limit) {
+            Some(names) => names,
+            None => {
+                let _state = lock(&identity);
+                self.index
+                    .build(client, &dirs.files, prefix, start_after, limit)?
             }
+        };
+        // The metadata of this page's files only.
+        let mut metas = Vec::with_capacity(names.len());
+        for name in names {
             match open_file(&dirs, &identity, &name, chunk_size) {
                 Ok(stored) => metas.push(stored.meta),
-                Err(StorageError::NotFound) => {} // deleted meanwhile
+                Err(StorageError::NotFound) => {} // deleted meanwhile, or by hand
                 Err(e) => return Err(e),
             }
         }
@@ -368,7 +441,8 @@ impl Store for LocalStore {
             Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
         };
         fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
-        state.count_committed(size, 0);
+        state.count_committed(Some(size), None);
+        self.index.removed(client, name);
         let meta = dirs.meta_path(&name_key(name));
         match fs::remove_file(&meta) {
             Ok(()) => {}
@@ -404,7 +478,8 @@ impl Store for LocalStore {
             if ferry_certs::validate_client_name(&client).is_err() {
                 continue;
             }
-            lock(&self.identity_lock(&client)).committed_bytes = None;
+            lock(&self.identity_lock(&client)).committed = None;
+            self.index.forget(&client);
             let dirs = self.dirs(&client)?;
             let Ok(entries) = fs::read_dir(&dirs.partial) else {
                 continue;

@@ -17,16 +17,29 @@ const CLIENT2: &str = "tablet";
 const CHUNK: u32 = 16;
 
 fn storage(quota: u64) -> (tempfile::TempDir, Arc<LocalStore>) {
+    storage_with(|config| config.quota = quota)
+}
+
+fn storage_with(tweak: impl FnOnce(&mut StorageConfig)) -> (tempfile::TempDir, Arc<LocalStore>) {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = LocalStore::open(StorageConfig {
+    let mut config = StorageConfig {
         root: tmp.path().join("storage"),
-        quota,
+        quota: 10_000,
+        max_files: 1000,
+        web_quota: u64::MAX,
         max_file_size: 1000,
         partial_expiry: Duration::from_secs(3600),
         busy_wait: Duration::ZERO,
-    })
-    .unwrap();
+    };
+    tweak(&mut config);
+    let storage = LocalStore::open(config).unwrap();
     (tmp, Arc::new(storage))
+}
+
+/// What a new partial upload of `size` bytes in `chunk_size` chunks reserves: its data and
+/// its journal's header and records.
+fn reserved(size: u64, chunk_size: u32) -> u64 {
+    size + quota::journal_reservation(ferry_core::Layout { size, chunk_size })
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -241,29 +254,32 @@ fn one_upload_per_name_and_identity() {
 
 #[test]
 fn quota_counts_files_and_partials_and_refuses_up_front() {
-    let (tmp, storage) = storage(300);
+    // A partial of 150 bytes in 16-byte chunks reserves 150 + 32 + 10 × 40 = 582 bytes.
+    assert_eq!(reserved(150, CHUNK), 582);
+    let quota = 100 + reserved(150, CHUNK) + reserved(50, CHUNK);
+    let (tmp, storage) = storage(quota);
     upload_all(&storage, CLIENT, "a", &data(100, 7));
     let partial = storage
         .begin_upload(CLIENT, "b", 150, CHUNK, false)
         .unwrap();
-    assert_eq!(storage.usage(CLIENT).unwrap(), 250);
-    // 250 used + 51 > 300.
+    assert_eq!(storage.usage(CLIENT).unwrap(), 682);
+    // 682 used + 51 and its journal (243) > 924.
     let error = storage
         .begin_upload(CLIENT, "c", 51, CHUNK, false)
         .unwrap_err();
     assert!(matches!(
         error,
         StorageError::QuotaExceeded {
-            used: 250,
-            requested: 51,
-            quota: 300
+            used: 682,
+            requested: 243,
+            quota: 924
         }
     ));
     assert_eq!(error.code(), ErrorCode::QUOTA_EXCEEDED);
     assert!(
         error
             .to_string()
-            .contains("250 B used + 51 B requested > 300 B quota"),
+            .contains("682 B used + 243 B requested > 924 B quota"),
         "{error}"
     );
     // Nothing is left behind by a refusal.
@@ -272,11 +288,12 @@ fn quota_counts_files_and_partials_and_refuses_up_front() {
     assert!(!dirs.held_path(&name_key("c")).exists());
     let _c = storage.begin_upload(CLIENT, "c", 50, CHUNK, false).unwrap();
     drop(partial);
-    // Replacing `a` does not count the old `a`: 150 (b) + 50 (c) + 100 (new a) = 300.
-    let _a = storage.begin_upload(CLIENT, "a", 100, CHUNK, true).unwrap();
+    // Replacing `a` does not count the old `a`: 582 (b) + 242 (c) + 100 (new a, one chunk,
+    // no journal) = 924.
+    let _a = storage.begin_upload(CLIENT, "a", 100, 128, true).unwrap();
     // Another identity has its own quota.
     let _other = storage
-        .begin_upload(CLIENT2, "big", 300, CHUNK, false)
+        .begin_upload(CLIENT2, "big", 924, 1024, false)
         .unwrap();
     drop(tmp);
 }
@@ -634,7 +651,7 @@ fn an_aborted_upload_leaves_nothing() {
         .begin_upload(CLIENT, "gone", 64, CHUNK, false)
         .unwrap();
     store(upload.as_mut(), &data(64, 20), [0, 1]);
-    assert_eq!(storage.usage(CLIENT).unwrap(), 64);
+    assert_eq!(storage.usage(CLIENT).unwrap(), reserved(64, CHUNK));
     upload.abort().unwrap();
     let dirs = storage.dirs(CLIENT).unwrap();
     assert!(!dirs.part_path(&name_key("gone")).exists());
@@ -694,3 +711,5 @@ fn the_store_is_private_whatever_the_umask() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+mod limits;

@@ -14,6 +14,7 @@ use ferry_tokio::flush::Flusher;
 use ferry_tokio::journal;
 
 use super::committed::{open_file_locked, write_meta};
+use super::index::NameIndexes;
 use super::partial::remove_partial;
 use super::quota::{file_len, IdentityState};
 use super::{lock, unix_secs, IdentityDirs, NameLock};
@@ -36,6 +37,8 @@ pub(super) enum UploadState {
 pub(super) struct LocalUpload {
     /// The identity's state: its lock serialises commits with quota checks and deletes.
     pub(super) identity: Arc<Mutex<IdentityState>>,
+    /// The store's name indexes, told of the commit.
+    pub(super) index: Arc<NameIndexes>,
     pub(super) dirs: IdentityDirs,
     pub(super) client: String,
     pub(super) name: String,
@@ -103,7 +106,10 @@ impl Upload for LocalUpload {
             flusher.wrote(data.len() as u64);
         }
         // The record follows the data: a record never claims data that was not written.
-        if let Some(held) = held {
+        // A chunk held already (sent again) needs no second record: the journal stays
+        // within its reservation of one record per chunk.
+        let recorded = self.chunks.get(&index) == Some(digest);
+        if let (Some(held), false) = (held, recorded) {
             held.write_all(&journal::record(index, digest))
                 .map_err(io_err(format!(
                     "recording {:?} of {}",
@@ -228,7 +234,8 @@ impl LocalUpload {
             check(condition, &self.dirs, &self.name, self.layout.chunk_size)?;
             let replaced = file_len(path)?;
             fs::rename(&part_path, path).map_err(io_err(context()))?;
-            state.count_committed(replaced, meta.size);
+            state.count_committed(replaced, Some(meta.size));
+            self.index.inserted(&self.client, &self.name);
             state.files_sync.clone()
         };
         // Outside the identity's lock, so that concurrent commits share the fsync.
