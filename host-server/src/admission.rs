@@ -199,13 +199,17 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// are only counted (a flood from many addresses cannot grow the map without bound).
 const REMEMBERED_SOURCES: usize = 1024;
 
-/// What happened to a connection before it authenticated, for the log.
+/// Why a connection was turned away, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PreAuth {
-    /// Not let in.
+pub enum Turnaway {
+    /// Not let in to the handshake.
     Refused(Refusal),
     /// The TLS handshake did not finish in time.
     TimedOut,
+    /// Authenticated, told BUSY: its identity has `--max-connections-per-identity` open.
+    IdentityFull,
+    /// Authenticated, told BUSY: `--max-connections` sessions are open.
+    SessionsFull,
 }
 
 /// Rate-limited refusal logging: at most one line per kind per source per interval, then a
@@ -215,11 +219,12 @@ pub enum PreAuth {
 pub struct RefusalLog {
     interval: Duration,
     started: Instant,
-    logged: HashSet<(Source, PreAuth)>,
+    logged: HashSet<(Source, Turnaway)>,
     per_source: u64,
     budget: u64,
     early: u64,
     timed_out: u64,
+    busy: u64,
 }
 
 impl RefusalLog {
@@ -233,29 +238,39 @@ impl RefusalLog {
             budget: 0,
             early: 0,
             timed_out: 0,
+            busy: 0,
         }
     }
 
-    /// Counts `what` from `peer`; returns the line to log, if this is the first of its kind
-    /// from that source in this interval.
-    pub fn note(&mut self, peer: SocketAddr, what: PreAuth) -> Option<String> {
+    /// Counts `what` from `peer` (`who`: the client's name, once authenticated); returns the
+    /// line to log, if this is the first of its kind from that source in this interval.
+    pub fn note(&mut self, peer: SocketAddr, what: Turnaway, who: Option<&str>) -> Option<String> {
         match what {
-            PreAuth::Refused(Refusal::PerSource) => self.per_source += 1,
-            PreAuth::Refused(Refusal::BudgetFull) => self.budget += 1,
-            PreAuth::Refused(Refusal::EarlyDrop) => self.early += 1,
-            PreAuth::TimedOut => self.timed_out += 1,
+            Turnaway::Refused(Refusal::PerSource) => self.per_source += 1,
+            Turnaway::Refused(Refusal::BudgetFull) => self.budget += 1,
+            Turnaway::Refused(Refusal::EarlyDrop) => self.early += 1,
+            Turnaway::TimedOut => self.timed_out += 1,
+            Turnaway::IdentityFull | Turnaway::SessionsFull => self.busy += 1,
         }
         let key = (Source::of(peer.ip()), what);
         if self.logged.contains(&key) || self.logged.len() >= REMEMBERED_SOURCES {
             return None;
         }
         self.logged.insert(key);
+        let who = who.map(|name| format!(" {name}")).unwrap_or_default();
         let text = match what {
-            PreAuth::Refused(refusal) => format!(
+            Turnaway::Refused(refusal) => format!(
                 "{peer}: refused before the handshake: {}",
                 refusal.describe()
             ),
-            PreAuth::TimedOut => format!("{peer}: TLS handshake timed out"),
+            Turnaway::TimedOut => format!("{peer}: TLS handshake timed out"),
+            Turnaway::IdentityFull => format!(
+                "{peer}{who}: told BUSY, this identity has all its connections open \
+                 (--max-connections-per-identity)"
+            ),
+            Turnaway::SessionsFull => format!(
+                "{peer}{who}: told BUSY, the server has all its sessions open (--max-connections)"
+            ),
         };
         Some(format!(
             "{text} (more from {} this {} s are counted, not logged)",
@@ -273,21 +288,23 @@ impl RefusalLog {
         self.started = now;
         self.logged.clear();
         let refused = self.per_source + self.budget + self.early;
-        let line = (refused + self.timed_out > 0).then(|| {
+        let line = (refused + self.timed_out + self.busy > 0).then(|| {
             format!(
                 "refused {refused} handshakes in the last {} s: {} per-source cap, {} budget full, \
-                 {} early drop; {} handshakes timed out",
+                 {} early drop; {} handshakes timed out; {} authenticated connections told BUSY",
                 self.interval.as_secs(),
                 self.per_source,
                 self.budget,
                 self.early,
-                self.timed_out
+                self.timed_out,
+                self.busy
             )
         });
         self.per_source = 0;
         self.budget = 0;
         self.early = 0;
         self.timed_out = 0;
+        self.busy = 0;
         line
     }
 }
@@ -296,11 +313,11 @@ impl RefusalLog {
 pub type SharedRefusalLog = Arc<Mutex<RefusalLog>>;
 
 /// Notes `what` in `log` and writes its line, if it gets one.
-pub fn log_pre_auth(log: &SharedRefusalLog, peer: SocketAddr, what: PreAuth) {
+pub fn log_turnaway(log: &SharedRefusalLog, peer: SocketAddr, what: Turnaway, who: Option<&str>) {
     let line = log
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .note(peer, what);
+        .note(peer, what, who);
     if let Some(line) = line {
         tracing::info!(peer = %peer, "{line}");
     }
@@ -430,26 +447,33 @@ mod tests {
         let mut log = RefusalLog::new(Duration::from_secs(10));
         let peer: SocketAddr = "10.0.0.1:1000".parse().unwrap();
         let other: SocketAddr = "10.0.0.2:1000".parse().unwrap();
-        let per_source = PreAuth::Refused(Refusal::PerSource);
-        assert!(log.note(peer, per_source).is_some());
+        let per_source = Turnaway::Refused(Refusal::PerSource);
+        assert!(log.note(peer, per_source, None).is_some());
         for _ in 0..1000 {
-            assert!(log.note(peer, per_source).is_none());
+            assert!(log.note(peer, per_source, None).is_none());
         }
         assert!(log
-            .note(peer, PreAuth::Refused(Refusal::EarlyDrop))
+            .note(peer, Turnaway::Refused(Refusal::EarlyDrop), None)
             .is_some());
-        assert!(log.note(other, per_source).is_some());
-        assert!(log.note(peer, PreAuth::TimedOut).is_some());
+        assert!(log.note(other, per_source, None).is_some());
+        assert!(log.note(peer, Turnaway::TimedOut, None).is_some());
+        assert!(log
+            .note(peer, Turnaway::IdentityFull, Some("mallory"))
+            .unwrap()
+            .contains("mallory"));
+        assert!(log
+            .note(peer, Turnaway::IdentityFull, Some("mallory"))
+            .is_none());
         assert!(log.summary(Instant::now()).is_none(), "too early");
         let later = Instant::now() + Duration::from_secs(11);
         let summary = log.summary(later).unwrap();
         assert_eq!(
             summary,
             "refused 1003 handshakes in the last 10 s: 1002 per-source cap, 0 budget full, \
-             1 early drop; 1 handshakes timed out"
+             1 early drop; 1 handshakes timed out; 1 authenticated connections told BUSY"
         );
         // A new interval logs again, and a quiet one writes no summary.
-        assert!(log.note(peer, per_source).is_some());
+        assert!(log.note(peer, per_source, None).is_some());
         let _ = log.summary(later + Duration::from_secs(11));
         assert!(log.summary(later + Duration::from_secs(22)).is_none());
     }

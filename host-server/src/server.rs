@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Health;
 use crate::admission::{
-    log_pre_auth, Admission, Permit, PreAuth, RefusalLog, SharedRefusalLog, REFUSAL_LOG_INTERVAL,
+    log_turnaway, Admission, Permit, RefusalLog, SharedRefusalLog, Turnaway, REFUSAL_LOG_INTERVAL,
 };
 use crate::config::{ConfigError, ServerOptions};
 use crate::metrics::{HandshakeFailure, Metrics, RefusedReason};
@@ -333,7 +333,7 @@ impl Server {
                             Ok(permit) => permit,
                             Err(refusal) => {
                                 metrics.connection_refused(refusal.reason());
-                                log_pre_auth(&refusals, peer, PreAuth::Refused(refusal));
+                                log_turnaway(&refusals, peer, Turnaway::Refused(refusal), None);
                                 // Closed at once, unread: the cheapest answer to a flood.
                                 drop(tcp);
                                 continue;
@@ -440,7 +440,7 @@ async fn connection(
     let tls = match accepted {
         Err(_) => {
             shared.metrics.handshake_failed(HandshakeFailure::timeout);
-            log_pre_auth(&pre_auth.refusals, peer, PreAuth::TimedOut);
+            log_turnaway(&pre_auth.refusals, peer, Turnaway::TimedOut, None);
             return;
         }
         Ok(Err(e)) => {
@@ -473,10 +473,11 @@ async fn connection(
         shared
             .metrics
             .connection_refused(RefusedReason::max_connections_per_identity);
-        tracing::warn!(
-            "{peer}: {} ({}) has {limit} connections open already: refused",
-            identity.name,
-            identity.short_fingerprint()
+        log_turnaway(
+            &pre_auth.refusals,
+            peer,
+            Turnaway::IdentityFull,
+            Some(&identity.name),
         );
         let text = format!("too many connections of this identity (limit {limit})");
         session::refuse_busy(tls, &text, BUSY_RETRY_AFTER_SECS).await;
@@ -486,10 +487,11 @@ async fn connection(
         shared
             .metrics
             .connection_refused(RefusedReason::max_connections);
-        tracing::warn!(
-            "{peer}: {} refused: {} sessions open (--max-connections)",
-            identity.name,
-            shared.max_sessions
+        log_turnaway(
+            &pre_auth.refusals,
+            peer,
+            Turnaway::SessionsFull,
+            Some(&identity.name),
         );
         let text = format!("the server is full ({} sessions)", shared.max_sessions);
         session::refuse_busy(tls, &text, BUSY_RETRY_AFTER_SECS).await;

@@ -65,7 +65,7 @@ pub async fn idle_sockets(cfg: &Config) -> Row {
         let (hello, opened) = (hello.clone(), opened.clone());
         attackers.spawn(async move {
             loop {
-                if let Ok(mut stream) = TcpStream::connect(addr).await {
+                if let Ok(mut stream) = super::attacker_tcp(addr).await {
                     opened.fetch_add(1, Ordering::Relaxed);
                     if socket % 2 == 1 {
                         let _ = stream.write_all(&hello).await;

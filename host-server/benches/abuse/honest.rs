@@ -244,9 +244,26 @@ pub struct WebClient {
 
 impl WebClient {
     pub fn new(url: &str, token: Option<String>) -> WebClient {
+        WebClient::from(url, token, None)
+    }
+
+    /// A new visitor: another person, so another source address (127.1.N.V), as people
+    /// arriving at a page come from their own addresses.
+    pub fn visitor(url: &str, token: Option<String>, client: usize, visitor: u64) -> WebClient {
+        let address = std::net::Ipv4Addr::new(127, 1, client as u8, (visitor % 250) as u8 + 1);
+        WebClient::from(url, token, Some(address.into()))
+    }
+
+    /// A client whose requests come from [`super::ATTACKER_IP`].
+    pub fn attacker(url: &str, token: Option<String>) -> WebClient {
+        WebClient::from(url, token, Some(super::ATTACKER_IP))
+    }
+
+    fn from(url: &str, token: Option<String>, source: Option<std::net::IpAddr>) -> WebClient {
         WebClient {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .local_address(source)
                 .build()
                 .expect("an HTTP client"),
             url: url.to_string(),
@@ -343,13 +360,14 @@ async fn web_client(
     tally: Arc<Mutex<Tally>>,
     limit: Duration,
 ) {
-    let web = WebClient::new(&url, token);
+    let mut web = WebClient::new(&url, token.clone());
     let data = ferry_testkit::data::pseudo_random(UPLOAD_BYTES, n as u64 + 1);
     let mut session: Option<WebSession> = None;
     let mut round = 0u64;
     while !stopped(&stop) {
         // Every fourth round a new visitor arrives (a browser without the cookie).
         if round.is_multiple_of(4) || session.is_none() {
+            web = WebClient::visitor(&url, token.clone(), n, round / 4);
             let mut made = None;
             let op = async {
                 match web.new_session().await? {

@@ -15,7 +15,8 @@ pub mod server;
 pub mod store;
 pub mod web;
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,18 @@ use ferry_tokio::client::ClientOptions;
 use self::honest::{Honest, Tally, Workload};
 use self::report::{Figures, Row, ServerFigures};
 use self::server::{Server, ServerSpec};
+
+/// Where attacks come from: another loopback address than the honest clients' 127.0.0.1, as
+/// an attacker on the internet is another source than the people it locks out (the server's
+/// per-source limits are meant to single it out).
+pub const ATTACKER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A TCP connection to `addr` from [`ATTACKER_IP`].
+pub async fn attacker_tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(ATTACKER_IP, 0))?;
+    socket.connect(addr).await
+}
 
 /// Seconds per attack in the bench (`FERRY_ABUSE_SECS`, default 20).
 pub const SECS_ENV: &str = "FERRY_ABUSE_SECS";

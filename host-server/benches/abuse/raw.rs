@@ -48,7 +48,7 @@ pub struct Raw {
 impl Raw {
     /// TCP and TLS (no protocol hello yet).
     pub async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> io::Result<Raw> {
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = super::attacker_tcp(addr).await?;
         let name = ServerName::IpAddress(addr.ip().into());
         let stream = TlsConnector::from(tls).connect(name, tcp).await?;
         Ok(Raw {

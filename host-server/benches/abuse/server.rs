@@ -42,6 +42,9 @@ struct Output {
 impl Output {
     fn push(&self, line: String) {
         self.lines.fetch_add(1, Ordering::Relaxed);
+        if std::env::var_os("FERRY_ABUSE_ECHO").is_some() {
+            eprintln!("SERVER: {line}");
+        }
         let mut tail = self.tail.lock().unwrap();
         if tail.len() >= 20 {
             tail.remove(0);

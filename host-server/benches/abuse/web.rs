@@ -1,6 +1,7 @@
 //! Attacks on the web page: new visitors until the session cap (7a), downloads whose
 //! readers never read (7b), slow and idle HTTP connections (7c), access-token guessing (10).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,13 +36,20 @@ fn host(url: &str) -> &str {
     url.trim_start_matches("http://")
 }
 
+/// The page's socket address from its URL or `host:port`.
+fn page_addr(url: &str) -> SocketAddr {
+    host(url)
+        .parse()
+        .expect("the page listens on an IP address")
+}
+
 /// 7a: cookie-less visitors, each asking for a session, then a new visitor.
 pub async fn sessions(cfg: &Config) -> Row {
     let visitors = cfg.pick(1_000, 100);
     let setup = Setup::new(SESSIONS, &[]);
     let scenario = setup.start(cfg, web_spec(), Honesty::Web { token: None });
     let url = scenario.server.web.clone().expect("the page");
-    let web = Arc::new(WebClient::new(&url, None));
+    let web = Arc::new(WebClient::attacker(&url, None));
     let (made, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -60,7 +68,7 @@ pub async fn sessions(cfg: &Config) -> Row {
     }
     while attackers.join_next().await.is_some() {}
     let flood = started.elapsed();
-    let later = web.new_session().await;
+    let later = WebClient::new(&url, None).new_session().await;
     scenario.wait_out().await;
     let issued = ferry_certs::CertDir::new(&scenario.server.certs)
         .list()
@@ -124,7 +132,7 @@ pub async fn stalled_downloads(cfg: &Config) -> Row {
     let setup = Setup::new(STALLED, &[]);
     let scenario = setup.start(cfg, web_spec(), Honesty::Web { token: None });
     let url = scenario.server.web.clone().expect("the page");
-    let web = WebClient::new(&url, None);
+    let web = WebClient::attacker(&url, None);
     let Ok((_, Some(session))) = web.new_session().await else {
         panic!("the attacker's web session");
     };
@@ -133,7 +141,9 @@ pub async fn stalled_downloads(cfg: &Config) -> Row {
     assert_eq!(status, Ok(200), "the attacker's upload");
     let mut readers = Vec::new();
     for _ in 0..READERS {
-        let mut stream = TcpStream::connect(host(&url)).await.expect("the page");
+        let mut stream = super::attacker_tcp(page_addr(&url))
+            .await
+            .expect("the page");
         let request = format!(
             "GET /api/file?name=big.bin HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
             host(&url),
@@ -146,7 +156,8 @@ pub async fn stalled_downloads(cfg: &Config) -> Row {
         readers.push(stream);
     }
     // The attack's time counts from here: the upload before it can take a while.
-    let deadline = tokio::time::Instant::now() + scenario.cfg.secs;
+    let stalled_since = tokio::time::Instant::now();
+    let deadline = stalled_since + scenario.cfg.secs;
     let mut peak = 0;
     let mut last = 0;
     while tokio::time::Instant::now() < deadline {
@@ -154,21 +165,41 @@ pub async fn stalled_downloads(cfg: &Config) -> Row {
         peak = peak.max(last);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The readers stay connected, still reading nothing: the page must let go on its own.
+    let give_up = stalled_since + ferry_web::DEFAULT_SEND_TIMEOUT + Duration::from_secs(15);
+    while last > 0 && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = staged_bytes(&scenario.server, &scenario.server.scratch);
+        peak = peak.max(last);
+    }
+    let released_after = stalled_since.elapsed();
     drop(readers);
     let figures = Figures {
         attack_ops: READERS as u64,
         unit: "download",
-        attacker_bytes: Some(last),
-        checks: vec![Check::new(
-            "staged downloads bounded (at most one file's size held for readers that never read)",
-            peak <= size as u64,
-            format!(
-                "peak {} held for {READERS} stalled downloads of {}; {} still held at the end",
-                mib(peak),
-                mib(size as u64),
-                mib(last)
+        attacker_bytes: Some(peak),
+        checks: vec![
+            Check::new(
+                "staged downloads within the page's scratch cap",
+                peak <= ferry_web::DEFAULT_SCRATCH_MAX,
+                format!(
+                    "peak {} held for {READERS} stalled downloads of {} (cap {})",
+                    mib(peak),
+                    mib(size as u64),
+                    mib(ferry_web::DEFAULT_SCRATCH_MAX)
+                ),
             ),
-        )],
+            Check::new(
+                "staged downloads released while their readers still read nothing",
+                last == 0,
+                format!(
+                    "{} still held {:.0} s after the readers stalled (send timeout {} s)",
+                    mib(last),
+                    released_after.as_secs_f64(),
+                    ferry_web::DEFAULT_SEND_TIMEOUT.as_secs()
+                ),
+            ),
+        ],
         notes: vec![format!(
             "{READERS} × GET /api/file of a {} file, never read; held = unlinked files the server keeps open in its TMPDIR",
             mib(size as u64)
@@ -191,7 +222,7 @@ pub async fn slow_connections(cfg: &Config) -> Row {
         let (address, opened) = (host(&url).to_string(), opened.clone());
         attackers.spawn(async move {
             loop {
-                if let Ok(mut stream) = TcpStream::connect(&address).await {
+                if let Ok(mut stream) = super::attacker_tcp(page_addr(&address)).await {
                     opened.fetch_add(1, Ordering::Relaxed);
                     let request = if n % 2 == 0 {
                         format!("GET / HTTP/1.1\r\nHost: {address}\r\nUser-Agent: slow")
@@ -258,7 +289,7 @@ pub async fn token(cfg: &Config) -> Row {
         },
     );
     let url = scenario.server.web.clone().expect("the page");
-    let guesser = Arc::new(WebClient::new(&url, None));
+    let guesser = Arc::new(WebClient::attacker(&url, None));
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut attackers = JoinSet::new();
