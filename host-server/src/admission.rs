@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(
             summary,
             "refused 1003 handshakes in the last 10 s: 1002 per-source cap, 0 budget full, \
-             1 early drop; 1 handshakes timed out; 1 authenticated connections told BUSY"
+             1 early drop; 1 handshakes timed out; 2 authenticated connections told BUSY"
         );
         // A new interval logs again, and a quiet one writes no summary.
         assert!(log.note(peer, per_source, None).is_some());

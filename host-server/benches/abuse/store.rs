@@ -188,12 +188,23 @@ impl AsyncRead for CutReader {
     }
 }
 
-/// 4: under a 4 MiB quota, 4 MiB uploads in 16-byte chunks abandoned half-way (`mallory`),
-/// and one-byte files until refused (`trudy`).
+/// A 16-byte chunk offer is refused at the hello (reported); the uploads then use these.
+const SERVER_MIN_CHUNK: u32 = 1024;
+/// `--max-files` of the quota attack: one-byte files cost a block and a record each on
+/// disk, which the byte quota does not see; the file limit bounds them.
+const MAX_FILES: u64 = 128;
+
+/// 4: under a 4 MiB quota and 128 files, 2 MiB uploads in the smallest chunks the server
+/// takes abandoned half-way (`mallory`), and one-byte files until refused (`trudy`).
 pub async fn quota(cfg: &Config) -> Row {
     let setup = Setup::new(QUOTA, &[MALLORY, TRUDY]);
     let spec = ServerSpec {
-        args: vec!["--quota".into(), SMALL_QUOTA.to_string()],
+        args: vec![
+            "--quota".into(),
+            SMALL_QUOTA.to_string(),
+            "--max-files".into(),
+            MAX_FILES.to_string(),
+        ],
         ..ServerSpec::default()
     };
     let scenario = setup.start(cfg, spec, Honesty::Protocol);
@@ -204,11 +215,13 @@ pub async fn quota(cfg: &Config) -> Row {
         Ok((_, chunk)) => chunk.to_string(),
         Err(e) => format!("unknown ({e})"),
     };
+    // The smallest chunks the server takes (`--min-chunk-size`, 1 KiB by default).
     let mut tiny = scenario.options(MALLORY);
-    tiny.chunk_size = MIN_CHUNK_SIZE;
+    tiny.chunk_size = SERVER_MIN_CHUNK;
     tiny.retries = 0;
     let abandoned = tokio::spawn(async move {
-        let data = ferry_testkit::data::pseudo_random(SMALL_QUOTA as usize, 9);
+        // Half the quota each: the second abandoned one must already be refused.
+        let data = ferry_testkit::data::pseudo_random(SMALL_QUOTA as usize / 2, 9);
         let mut outcomes = Vec::new();
         for k in 0.. {
             if tokio::time::Instant::now() >= deadline {
@@ -223,7 +236,7 @@ pub async fn quota(cfg: &Config) -> Row {
             let name = format!("q-{k}");
             // Half the bytes, or a share of the attack's time, whichever comes first.
             let mut progress = |_| {};
-            let upload = client.upload_stream(&name, SMALL_QUOTA, reader, &mut progress);
+            let upload = client.upload_stream(&name, SMALL_QUOTA / 2, reader, &mut progress);
             let outcome = match tokio::time::timeout(secs / 3, upload).await {
                 Ok(Ok(_)) => "completed".to_string(),
                 Ok(Err(e)) if e.refusal_code().is_some() => format!("refused: {e}"),
