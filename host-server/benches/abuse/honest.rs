@@ -33,6 +33,8 @@ pub struct Tally {
     pub latency: Histogram<u64>,
     /// The first failures, for the report.
     pub failures: Vec<String>,
+    /// Failures told "server disk full" (all of them, also counted in `attempted`).
+    pub disk_full: u64,
 }
 
 impl Default for Tally {
@@ -43,14 +45,21 @@ impl Default for Tally {
             ok_in_target: 0,
             latency: Histogram::new(3).expect("a histogram"),
             failures: Vec::new(),
+            disk_full: 0,
         }
     }
 }
+
+/// What the server tells a client whose upload met a full disk.
+pub const DISK_FULL: &str = "server disk full";
 
 impl Tally {
     pub fn record(&mut self, what: &str, took: Duration, result: Result<(), String>) {
         self.attempted += 1;
         let _ = self.latency.record(took.as_micros().max(1) as u64);
+        if matches!(&result, Err(why) if why.contains(DISK_FULL)) {
+            self.disk_full += 1;
+        }
         match result {
             Ok(()) => {
                 self.ok += 1;

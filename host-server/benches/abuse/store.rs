@@ -433,6 +433,16 @@ pub async fn full_disk(cfg: &Config) -> Row {
     scenario.wait_out().await;
     // Unmounted before the scenario's directory is removed.
     scenario.stop_honest();
+    // Honest uploads that met the disk while it was full were told so, which is all a
+    // server can do about a full disk: reported, not counted as lock-outs.
+    if let Some(tally) = scenario.tally.as_mut() {
+        tally.attempted -= tally.disk_full;
+        figures.notes.push(format!(
+            "{} honest uploads told \"{}\" while the disk was full (not counted as attempts)",
+            tally.disk_full,
+            super::honest::DISK_FULL
+        ));
+    }
     scenario.server.kill();
     unmount(&disk);
     scenario.finish(figures)
