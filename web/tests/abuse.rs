@@ -419,12 +419,7 @@ async fn a_request_with_two_host_headers_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_access_tokens_are_refused_at_start_naming_the_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    ferry_certs::init(
-        &ferry_certs::CertDir::new(dir.path()),
-        &ferry_certs::InitOptions::default(),
-    )
-    .unwrap();
+    let dir = support::fresh_ca();
     let options = ferry_web::WebOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         certs_dir: dir.path().to_path_buf(),

@@ -65,12 +65,7 @@ async fn the_binary_serves_the_page_and_stops_on_sigterm() {
 
 #[test]
 fn the_binary_refuses_a_public_address_without_a_token() {
-    let dir = tempfile::tempdir().unwrap();
-    ferry_certs::init(
-        &ferry_certs::CertDir::new(dir.path()),
-        &ferry_certs::InitOptions::default(),
-    )
-    .unwrap();
+    let dir = support::fresh_ca();
     let output = Command::new(BIN)
         .args(["--listen", "0.0.0.0:0", "--certs"])
         .arg(dir.path())
@@ -86,12 +81,7 @@ fn the_binary_refuses_a_public_address_without_a_token() {
 
 #[test]
 fn the_binary_refuses_a_short_token_naming_its_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    ferry_certs::init(
-        &ferry_certs::CertDir::new(dir.path()),
-        &ferry_certs::InitOptions::default(),
-    )
-    .unwrap();
+    let dir = support::fresh_ca();
     let output = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--token", "12345", "--certs"])
         .arg(dir.path())

@@ -367,12 +367,7 @@ async fn the_page_is_locked_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_loopback_address_needs_an_access_token() {
-    let dir = tempfile::tempdir().unwrap();
-    ferry_certs::init(
-        &ferry_certs::CertDir::new(dir.path()),
-        &ferry_certs::InitOptions::default(),
-    )
-    .unwrap();
+    let dir = support::fresh_ca();
     let options = ferry_web::WebOptions {
         listen: "0.0.0.0:0".parse().unwrap(),
         certs_dir: dir.path().to_path_buf(),

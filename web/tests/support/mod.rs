@@ -159,6 +159,17 @@ async fn start_web(options: WebOptions) -> WebTask {
 }
 
 /// A reqwest client that talks to the page (no proxies, short timeouts).
+/// A temporary directory holding a new CA (and the server and `local` certificates).
+pub fn fresh_ca() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ferry_certs::init(
+        &ferry_certs::CertDir::new(dir.path()),
+        &ferry_certs::InitOptions::default(),
+    )
+    .unwrap();
+    dir
+}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
