@@ -3,7 +3,6 @@
 //! every refusal is counted for `/metrics`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,25 +18,7 @@ const TOKEN_GUESS_PERIOD: Duration = Duration::from_secs(10);
 
 /// The address a request or connection comes from, set by the connection loop as a request
 /// extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Source(pub IpAddr);
-
-impl Source {
-    /// One key per IPv4 address, per IPv6 /64 (one host's share), IPv4-mapped IPv6 as IPv4.
-    pub(crate) fn of(ip: IpAddr) -> Source {
-        match ip {
-            IpAddr::V4(_) => Source(ip),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(IpAddr::V4(v4)),
-                None => {
-                    let mut octets = v6.octets();
-                    octets[8..].fill(0);
-                    Source(IpAddr::V6(octets.into()))
-                }
-            },
-        }
-    }
-}
+pub(crate) use ferry_tokio::source::Source;
 
 /// Refusals and evictions, for `/metrics`.
 #[derive(Debug, Default)]
@@ -216,19 +197,6 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_group_ipv6_by_64_and_unmap_ipv4() {
-        let a = Source::of("2001:db8::1".parse().unwrap());
-        let b = Source::of("2001:db8::ffff:2".parse().unwrap());
-        let c = Source::of("2001:db8:0:1::1".parse().unwrap());
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_eq!(
-            Source::of("::ffff:10.0.0.1".parse().unwrap()),
-            Source::of("10.0.0.1".parse().unwrap())
-        );
-    }
 
     #[test]
     fn connections_are_capped_per_source_and_in_total() {

@@ -279,9 +279,7 @@ fn check_token(
     given: &[u8],
     expected: &[u8; 32],
 ) -> Result<bool, Intercept> {
-    let source = source.unwrap_or(Source(std::net::IpAddr::V4(
-        std::net::Ipv4Addr::UNSPECIFIED,
-    )));
+    let source = source.unwrap_or(Source::of(std::net::Ipv4Addr::UNSPECIFIED.into()));
     state
         .limits
         .token_allowed(source)

@@ -49,3 +49,4 @@ pub mod journal;
 pub mod link;
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod source;
