@@ -53,5 +53,6 @@ pub use digest::{chunk_digest, Digest, FileDigest};
 pub use framing::{buffer_len, Framing};
 pub use transfer::{Layout, TransferError};
 pub use wire::{
-    max_body_len, retry_after_secs, ErrorCode, Frame, Held, ListEntries, ListEntry, RETRY_AFTER,
+    max_body_len, retry_after_secs, ErrorCode, FileAttrs, Frame, Held, ListEntries, ListEntry,
+    RETRY_AFTER,
 };

@@ -148,6 +148,17 @@ pub fn retry_after_secs(text: &str) -> Option<u32> {
     tail.parse().ok()
 }
 
+/// What a client says about a file besides its bytes, kept with the file and given back in
+/// listings so that a download can restore it. `None`: not given (the server records the
+/// commit time and no mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileAttrs {
+    /// Modification time, seconds since the Unix epoch.
+    pub modified: Option<u64>,
+    /// Unix permission bits (`0o777` at most; set-id and sticky bits are never kept).
+    pub mode: Option<u32>,
+}
+
 /// What a receiver already holds of a file: every chunk below `prefix`, and chunk
 /// `prefix + 1 + i` for every bit `i` set in `mask`. `digest` is the
 /// [`HeldDigest`](crate::digest::HeldDigest) over those chunks, in index order.

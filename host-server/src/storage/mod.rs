@@ -30,7 +30,7 @@ pub mod local;
 
 use std::time::Duration;
 
-use ferry_core::{Digest, Layout};
+use ferry_core::{chunk_digest, Digest, FileAttrs, Layout};
 use serde::{Deserialize, Serialize};
 
 pub use error::StorageError;
@@ -73,6 +73,54 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         chunk_size: u32,
     ) -> Result<Vec<FileMeta>, StorageError>;
 
+    /// One level of the tree below `prefix` (empty, or ending in `/`), in name order after
+    /// `start_after`, at most `limit` items: the files directly in it and, unless
+    /// `recursive`, each folder once (its name ends in `/`; folders are implied by the files
+    /// below them, as in an object store). `recursive` lists every file below `prefix`
+    /// instead, folders not shown. A `start_after` that ends in `/` skips that folder whole.
+    fn list_tree(
+        &self,
+        client: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+        recursive: bool,
+        chunk_size: u32,
+    ) -> Result<Vec<ListItem>, StorageError> {
+        let mut items = Vec::new();
+        let mut cursor = start_after.to_string();
+        while items.len() < limit {
+            let after = folder_end(&cursor);
+            let page = self.list(client, prefix, &after, limit - items.len(), chunk_size)?;
+            let Some(last) = page.last() else { break };
+            cursor = last.name.clone();
+            for meta in page {
+                let rest = &meta.name[prefix.len()..];
+                match rest.find('/').filter(|_| !recursive) {
+                    None => items.push(ListItem::File(meta)),
+                    Some(slash) => {
+                        let folder = format!("{prefix}{}", &rest[..=slash]);
+                        cursor = folder.clone();
+                        items.push(ListItem::Folder(folder));
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// Commits small files that arrived whole, each verified by the caller against `digest`,
+    /// as one batch: a backend may make them durable together (one flush for the batch)
+    /// before any is reported. Results come in the order of `items`. The default commits
+    /// them one by one as uploads.
+    fn put_batch(&self, client: &str, items: Vec<PutItem>) -> Vec<Result<FileMeta, StorageError>> {
+        items
+            .into_iter()
+            .map(|item| put_as_upload(self, client, item))
+            .collect()
+    }
+
     /// Deletes a committed file and its metadata ([`StorageError::NotFound`] if none).
     fn delete(&self, client: &str, name: &str) -> Result<(), StorageError>;
 
@@ -112,6 +160,10 @@ pub trait Upload: Send + Sync + std::fmt::Debug {
         digest: &Digest,
         data: &[u8],
     ) -> Result<(), StorageError>;
+
+    /// What the client said about the file (modification time, mode): recorded with it by
+    /// [`Upload::commit`], also when an identical file is already stored.
+    fn set_attributes(&mut self, attrs: FileAttrs);
 
     /// Makes the chunks stored so far durable, so that the upload resumes after a crash.
     fn checkpoint(&self) -> Result<(), StorageError>;
@@ -155,6 +207,61 @@ pub enum Precondition {
     Digest(Digest),
 }
 
+/// A small file that arrived whole (see [`Store::put_batch`]).
+#[derive(Debug, Clone)]
+pub struct PutItem {
+    /// The file name.
+    pub name: String,
+    /// All of its bytes.
+    pub data: Vec<u8>,
+    /// The chunk size its digest is computed with.
+    pub chunk_size: u32,
+    /// Its whole-file digest (ferry-core's `FileDigest`), already verified.
+    pub digest: Digest,
+    /// What the client said about it.
+    pub attrs: FileAttrs,
+}
+
+/// One entry of [`Store::list_tree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListItem {
+    /// A committed file.
+    File(FileMeta),
+    /// A folder: the full prefix, ending in `/`.
+    Folder(String),
+}
+
+/// The cursor that lists after `start_after`, past the whole folder if it names one.
+fn folder_end(start_after: &str) -> String {
+    if start_after.ends_with('/') {
+        // Every name in the folder starts with it; char::MAX sorts after all of them.
+        format!("{start_after}{}", char::MAX)
+    } else {
+        start_after.to_string()
+    }
+}
+
+/// [`Store::put_batch`] for one item, through an ordinary upload.
+fn put_as_upload<S: Store + ?Sized>(
+    store: &S,
+    client: &str,
+    item: PutItem,
+) -> Result<FileMeta, StorageError> {
+    let size = item.data.len() as u64;
+    let mut upload = store.begin_upload(client, &item.name, size, item.chunk_size, false)?;
+    upload.set_attributes(item.attrs);
+    if !upload.is_already_stored() {
+        let layout = upload.layout();
+        for index in 0..layout.chunks() {
+            let offset = layout.offset(index);
+            let len = layout.len(index);
+            let data = &item.data[offset as usize..offset as usize + len];
+            upload.store(index, offset, &chunk_digest(data), data)?;
+        }
+    }
+    upload.commit(&item.digest, Precondition::None)
+}
+
 /// What is known of a committed file: returned with every read, list and commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
@@ -166,8 +273,12 @@ pub struct FileMeta {
     pub chunk_size: u32,
     /// Whole-file digest (ferry-core's `FileDigest`), hex.
     pub digest: String,
-    /// Commit time, seconds since the Unix epoch.
+    /// Modification time, seconds since the Unix epoch: the client's, if it gave one,
+    /// else the commit time.
     pub modified: u64,
+    /// Unix permission bits the client gave, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
     /// Inode of the data file this describes.
     pub inode: u64,
 }

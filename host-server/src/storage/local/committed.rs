@@ -82,6 +82,7 @@ pub(super) fn open_file_locked(
         chunk_size,
         digest: digest.finish().to_string(),
         modified: md.modified().map(unix_secs).unwrap_or(0),
+        mode: None,
         inode: md.ino(),
     };
     write_meta(dirs, &key, &file, &meta)?;

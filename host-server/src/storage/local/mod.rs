@@ -70,7 +70,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_core::{chunk_digest, Layout};
+use ferry_core::{chunk_digest, FileAttrs, Layout};
 use ferry_tokio::flush::Flusher;
 
 pub use self::migrate::Migration;
@@ -318,6 +318,7 @@ impl Store for LocalStore {
                 layout,
                 state,
                 chunks,
+                attrs: FileAttrs::default(),
                 _lock: name_lock,
             })
         };

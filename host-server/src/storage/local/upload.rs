@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use ferry_core::{Digest, FileDigest, Layout};
+use ferry_core::{Digest, FileAttrs, FileDigest, Layout};
 use ferry_tokio::flush::Flusher;
 use ferry_tokio::journal;
 
@@ -48,6 +48,8 @@ pub(super) struct LocalUpload {
     pub(super) chunks: BTreeMap<u64, Digest>,
     /// Writes `.part` to disk while the upload runs.
     pub(super) flusher: Option<Flusher>,
+    /// What the client said about the file, recorded by the commit.
+    pub(super) attrs: FileAttrs,
     pub(super) _lock: NameLock,
 }
 
@@ -127,6 +129,10 @@ impl Upload for LocalUpload {
 
     /// Flushes the partial data and records to disk, so that the upload resumes after a
     /// crash or power loss.
+    fn set_attributes(&mut self, attrs: FileAttrs) {
+        self.attrs = attrs;
+    }
+
     fn checkpoint(&self) -> Result<(), StorageError> {
         if let UploadState::Partial { part, held } = &self.state {
             let context = || format!("syncing the partial upload {:?}", self.name);
@@ -222,7 +228,11 @@ impl LocalUpload {
             size: self.layout.size,
             chunk_size: self.layout.chunk_size,
             digest: digest.to_string(),
-            modified: unix_secs(SystemTime::now()),
+            modified: self
+                .attrs
+                .modified
+                .unwrap_or_else(|| unix_secs(SystemTime::now())),
+            mode: self.attrs.mode,
             inode: md.ino(),
         };
         // Before the fsync, which makes an attribute durable with the data. It names the new
