@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const MIB: u64 = 1 << 20;
-/// Size of each file in the many-small-files case.
+/// Size of each file in the trees of small files.
 pub const SMALL_FILE: usize = 4096;
 /// The one cipher sshd offers, so that scp, sftp and rsync all use it.
 pub const SSH_CIPHER: &str = "aes128-gcm@openssh.com";
@@ -15,7 +15,6 @@ pub struct Config {
     pub sizes: Vec<u64>,
     pub clients: Vec<usize>,
     pub client_sizes: Vec<u64>,
-    pub small_files: usize,
     pub budget: Duration,
     pub out: PathBuf,
     pub work_root: PathBuf,
@@ -110,13 +109,12 @@ impl Config {
             sizes,
             clients,
             client_sizes: vec![MIB, 16 * MIB],
-            small_files: 1000,
             budget,
             out,
             work_root,
             keep: flag("FERRY_BENCH_KEEP"),
             sections: env_list("FERRY_BENCH_ONLY")
-                .unwrap_or_else(|| all(&["single", "concurrency", "small"])),
+                .unwrap_or_else(|| all(&["single", "concurrency", "trees"])),
             tools: env_list("FERRY_BENCH_TOOLS")
                 .unwrap_or_else(|| all(&["ferry", "nginx", "scp", "sftp", "rsync"])),
         }

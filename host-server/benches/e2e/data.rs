@@ -104,19 +104,51 @@ pub fn list_dirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-pub fn same_tree(files: &[PathBuf], remote: &Path) -> Result<(), String> {
-    let copies = fs::read_dir(remote)
-        .map_err(|e| format!("{}: {e}", remote.display()))?
-        .count();
-    if copies != files.len() {
+/// One file of a test tree: its path relative to the tree's root, and its size.
+pub struct TreeFile {
+    pub rel: PathBuf,
+    pub size: u64,
+}
+
+/// Writes `files` below `root` (reproducible contents, one seed per file).
+pub fn write_tree(root: &Path, files: &[TreeFile], seed: u64) {
+    for (i, file) in files.iter().enumerate() {
+        let path = root.join(&file.rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        write_random(&path, file.size, seed + i as u64);
+    }
+}
+
+/// Every regular file below `dir`, recursively.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether `copy` holds exactly the files of the tree at `source` (same paths, same bytes,
+/// nothing more).
+pub fn same_tree_at(source: &Path, files: &[TreeFile], copy: &Path) -> Result<(), String> {
+    let found = files_below(copy).len();
+    if found != files.len() {
         return Err(format!(
-            "{copies} files in {}, expected {}",
-            remote.display(),
+            "{found} files below {}, expected {}",
+            copy.display(),
             files.len()
         ));
     }
     for file in files {
-        same_bytes(file, &remote.join(file.file_name().unwrap()))?;
+        same_bytes(&source.join(&file.rel), &copy.join(&file.rel))?;
     }
     Ok(())
 }

@@ -26,8 +26,10 @@
 //! - concurrency: 1, 16 and 256 `ferry upload` / `curl` processes at once, each with its own
 //!   client certificate, each moving 1 MiB or 16 MiB: aggregate MB/s, p50 and p99 of the
 //!   per-transfer time, server CPU and peak RSS (a fresh `ferry-server` per scenario);
-//! - many small files: 1000 files of 4 KiB in one `ferry upload` (its default 4 connections),
-//!   against `scp -r` and `rsync -a` over ssh;
+//! - directory trees in one command, `ferry upload -r` against `scp -r` and `rsync -a` over
+//!   ssh: 1000 and 10,000 files of 4 KiB in nested folders, and 1000 files of mixed sizes
+//!   (1 KiB to 64 MiB, about 210 MiB); then `ferry sync` of the unchanged 10,000-file tree
+//!   against `rsync -a` of it (quick: the 1000-file tree and its sync only);
 //! - verifies every transfer, outside the timed part: Ferry's exit code and whole-file digest
 //!   (against the digest computed here) and the bytes stored; every other tool's copy is
 //!   compared byte for byte with the source.
@@ -38,7 +40,7 @@
 //!
 //! Knobs (environment): `FERRY_BENCH_QUICK=1` (64 MiB only, 1 and 16 clients, 1 run),
 //! `FERRY_BENCH_RUNS=N` (default 5), `FERRY_BENCH_SIZES=64M,1G`, `FERRY_BENCH_CLIENTS=1,16,256`,
-//! `FERRY_BENCH_ONLY=single,concurrency,small`, `FERRY_BENCH_TOOLS=ferry,nginx,scp,sftp,rsync`,
+//! `FERRY_BENCH_ONLY=single,concurrency,trees`, `FERRY_BENCH_TOOLS=ferry,nginx,scp,sftp,rsync`,
 //! `FERRY_BENCH_BUDGET_SECS` (default 1500: no new run starts after it), `FERRY_BENCH_DIR`
 //! (where the temporary directory goes), `FERRY_BENCH_KEEP=1` (keep it), `FERRY_BENCH_OUT`.
 //!
@@ -126,9 +128,9 @@ fn main() {
         bench.concurrency(nginx.as_ref(), &identities);
         loads.insert("after_concurrency".into(), report::loadavg());
     }
-    if bench.config.section("small") {
-        bench.small(&ferry, sshd.as_ref());
-        loads.insert("after_small".into(), report::loadavg());
+    if bench.config.section("trees") {
+        bench.trees(&ferry, sshd.as_ref());
+        loads.insert("after_trees".into(), report::loadavg());
     }
     let elapsed = bench.started.elapsed().as_secs_f64();
     drop(sshd);

@@ -296,62 +296,83 @@ fn concurrency_section(md: &mut String, results: &[Value]) -> Vec<Value> {
     summary
 }
 
-/// The many-small-files table and Ferry's speed-up; returns the table's JSON.
-fn small_section(
-    md: &mut String,
-    config: &Config,
-    small: &[Summary],
-    ratios: &mut Vec<Value>,
-) -> Vec<Value> {
-    let wall_of = |tool: &str| small.iter().find(|s| s.tool == tool).map(|s| s.wall);
-    let _ = writeln!(
-        md,
-        "\n## Many small files: {} files of 4 KiB in one command\n",
-        config.small_files
-    );
-    let rows = small
-        .iter()
-        .map(|s| {
-            vec![
-                tool_label(&s.tool).to_string(),
-                format!("{:.2}", s.wall),
-                format!("{:.0}", config.small_files as f64 / s.wall),
-                format!("{:.2}", s.client_cpu),
-                format!("{:.2}", s.server_cpu),
-                mib(s.server_rss_kb),
-                format!("{}{}", s.runs, failed_suffix(s.failed)),
-            ]
-        })
-        .collect();
-    md.push_str(&markdown_table(
-        &[
-            ("tool", false),
-            ("time s", true),
-            ("files/s", true),
-            ("client CPU s", true),
-            ("server CPU s", true),
-            ("server peak RSS MiB", true),
-            ("runs", true),
-        ],
-        rows,
-    ));
-    if let Some(f) = wall_of("ferry") {
-        let vs_scp = wall_of("scp").map(|w| w / f).unwrap_or(f64::NAN);
-        let vs_rsync = wall_of("rsync").map(|w| w / f).unwrap_or(f64::NAN);
-        let _ = writeln!(
-            md,
-            "\nFerry speed-up: {} over scp -r, {:.2}× over rsync.",
-            ratio_cell(vs_scp, 20.0),
-            vs_rsync
-        );
-        ratios.push(json!({
-            "small_files": config.small_files,
-            "ferry_speedup_over_scp": vs_scp.is_finite().then_some(vs_scp),
-            "ferry_speedup_over_rsync": vs_rsync.is_finite().then_some(vs_rsync),
-            "target_over_scp": 20.0,
-        }));
+/// What Ferry is to beat in a tree case: (tool, speed-up) pairs from issue 14's targets.
+fn tree_targets(label: &str) -> &'static [(&'static str, f64)] {
+    if label.starts_with("sync") {
+        &[("rsync", 5.0)]
+    } else if label.starts_with("mixed") {
+        &[("rsync", 1.0)]
+    } else {
+        &[("scp", 10.0), ("rsync", 5.0)]
     }
-    small.iter().map(Summary::to_json).collect()
+}
+
+/// The number of files a tree case's label names ("10000 × 4 KiB", "sync 1000 unchanged").
+fn files_in(label: &str) -> f64 {
+    label
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|part| !part.is_empty())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// One table per tree case with Ferry's speed-ups against the targets; returns the JSON.
+fn trees_section(md: &mut String, trees: &[Summary], ratios: &mut Vec<Value>) -> Vec<Value> {
+    let mut labels: Vec<&str> = Vec::new();
+    for s in trees {
+        if !labels.contains(&s.op.as_str()) {
+            labels.push(&s.op);
+        }
+    }
+    for label in labels {
+        let case: Vec<&Summary> = trees.iter().filter(|s| s.op == label).collect();
+        let wall_of = |tool: &str| case.iter().find(|s| s.tool == tool).map(|s| s.wall);
+        let _ = writeln!(md, "\n## Tree: {label} in one command\n");
+        let rows = case
+            .iter()
+            .map(|s| {
+                vec![
+                    tool_label(&s.tool).to_string(),
+                    format!("{:.2}", s.wall),
+                    format!("{:.0}", files_in(label) / s.wall),
+                    format!("{:.1}", s.mb_s),
+                    format!("{:.2}", s.client_cpu),
+                    format!("{:.2}", s.server_cpu),
+                    mib(s.server_rss_kb),
+                    format!("{}{}", s.runs, failed_suffix(s.failed)),
+                ]
+            })
+            .collect();
+        md.push_str(&markdown_table(
+            &[
+                ("tool", false),
+                ("time s", true),
+                ("files/s", true),
+                ("MB/s", true),
+                ("client CPU s", true),
+                ("server CPU s", true),
+                ("server peak RSS MiB", true),
+                ("runs", true),
+            ],
+            rows,
+        ));
+        let Some(ferry) = wall_of("ferry") else {
+            continue;
+        };
+        let mut cells = Vec::new();
+        for &(tool, target) in tree_targets(label) {
+            let speedup = wall_of(tool).map(|w| w / ferry).unwrap_or(f64::NAN);
+            cells.push(format!("{} over {tool}", ratio_cell(speedup, target)));
+            ratios.push(json!({
+                "tree": label,
+                "over": tool,
+                "ferry_speedup": speedup.is_finite().then_some(speedup),
+                "target": target,
+            }));
+        }
+        let _ = writeln!(md, "\nFerry speed-up: {}.", cells.join(", "));
+    }
+    trees.iter().map(Summary::to_json).collect()
 }
 
 /// The markdown for stdout and the JSON for the output file.
@@ -383,12 +404,8 @@ pub fn report(bench: &Bench, loads: &BTreeMap<String, String>, elapsed: f64) -> 
     } else {
         concurrency_section(&mut md, &bench.concurrency)
     };
-    let small = summarize(&bench.samples, "small");
-    let small_json = if small.is_empty() {
-        Vec::new()
-    } else {
-        small_section(&mut md, config, &small, &mut ratios)
-    };
+    let trees = summarize(&bench.samples, "trees");
+    let trees_json = trees_section(&mut md, &trees, &mut ratios);
     let _ = writeln!(
         md,
         "\nFerry makes every upload durable before it reports it verified (the server fsyncs the \
@@ -412,7 +429,7 @@ pub fn report(bench: &Bench, loads: &BTreeMap<String, String>, elapsed: f64) -> 
         "single": single.iter().map(Summary::to_json).collect::<Vec<_>>(),
         "ratios": ratios,
         "concurrency": concurrency,
-        "small_files": small_json,
+        "trees": trees_json,
         "notes": bench.notes,
         "samples": bench.samples.iter().map(Sample::to_json).collect::<Vec<_>>(),
         "concurrency_runs": bench.concurrency,

@@ -1,9 +1,9 @@
-//! The measured cases: single transfers, concurrent clients and many small files, each
+//! The measured cases: single transfers, concurrent clients and directory trees, each
 //! verified outside its timed part. [`Bench`] holds what they share and what they measured.
 
 mod concurrency;
 mod single;
-mod small;
+mod tree;
 
 use std::fs;
 use std::net::SocketAddr;
