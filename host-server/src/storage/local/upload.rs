@@ -252,8 +252,8 @@ impl LocalUpload {
         part.sync_all().map_err(io_err(context()))?;
         let (files_sync, new_folders) = {
             let mut state = lock(&self.identity);
-            check(condition, &self.dirs, &self.name, self.layout.chunk_size)?;
             check_conflict(&self.dirs.files, &self.name)?;
+            check(condition, &self.dirs, &self.name, self.layout.chunk_size)?;
             let replaced = file_len(path)?;
             let new_folders = create_folders(&self.dirs.files, &self.name)?;
             fs::rename(&part_path, path).map_err(io_err(context()))?;
