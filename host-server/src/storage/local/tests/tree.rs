@@ -224,3 +224,30 @@ fn an_identical_file_sent_again_records_its_new_attributes() {
     let (_, third) = send(FileAttrs::default());
     assert_eq!((third.modified, third.mode), (2_000, Some(0o600)));
 }
+
+#[test]
+fn partial_uploads_of_nested_names_resume_and_expire() {
+    let (tmp, storage) = storage(10_000);
+    let payload = data(40, 3);
+    let mut upload = storage
+        .begin_upload(CLIENT, "deep/er/name", 40, CHUNK, false)
+        .unwrap();
+    store(upload.as_mut(), &payload, [0]);
+    drop(upload);
+    // No folder is made before the commit: a partial lives in `partial/` by its key.
+    let files = tmp.path().join("storage").join(CLIENT).join("files");
+    assert!(!files.join("deep").exists());
+    let resumed = storage
+        .begin_upload(CLIENT, "deep/er/name", 40, CHUNK, false)
+        .unwrap();
+    assert_eq!(resumed.held_chunks().count(), 1);
+    drop(resumed);
+    let later = SystemTime::now() + Duration::from_secs(3601);
+    assert_eq!(storage.expire_partials(later).unwrap(), 1);
+    assert_eq!(storage.usage(CLIENT).unwrap(), 0);
+    // A batch's temporary file left by a crash expires too.
+    let partial = storage.dirs(CLIENT).unwrap().partial;
+    fs::write(partial.join(".tmpcrashed"), b"x").unwrap();
+    storage.expire_partials(later).unwrap();
+    assert!(!partial.join(".tmpcrashed").exists());
+}
