@@ -1,6 +1,7 @@
 // Ferry web page: resumable uploads (tus, through the vendored tus-js-client) with rate,
-// ETA, pause, resume, retry and cancel per file and a total bar; the file list, downloads
-// and deletes. Names are only ever put into the page as text, never as markup.
+// ETA, pause, resume, retry and cancel per file and a total bar; folders (dropped or picked)
+// upload each file under its path in the folder; the file list, one folder at a time,
+// downloads and deletes. Names are only ever put into the page as text, never as markup.
 "use strict";
 
 (function () {
@@ -11,6 +12,8 @@
   const RATE_WINDOW_MS = 5000;
 
   const input = document.getElementById("file-input");
+  const folderInput = document.getElementById("folder-input");
+  const breadcrumb = document.getElementById("breadcrumb");
   const dropZone = document.getElementById("drop-zone");
   const uploads = document.getElementById("uploads");
   const finished = document.getElementById("finished");
@@ -25,6 +28,8 @@
   const queue = [];
   const jobs = [];
   let running = 0;
+  // The folder the file list shows: "" (the top) or a path ending in "/".
+  let folder = "";
 
   function el(tag, props, children) {
     const node = document.createElement(tag);
@@ -192,9 +197,10 @@
     return now > t0 ? ((job.sent - b0) * 1000) / (now - t0) : 0;
   }
 
-  function enqueue(files) {
-    for (const file of files) {
-      const name = file.name;
+  // Each upload is { file, name }: the name is the file's path in a folder it came in with,
+  // else its own name.
+  function enqueue(picked) {
+    for (const { file, name } of picked) {
       const progress = el("progress", { max: "100", value: "0", "aria-label": "Progress of " + name });
       const status = el("span", { class: "status", text: "Waiting…" });
       const button = (label, cls) => {
@@ -213,7 +219,7 @@
         status,
       ]);
       uploads.append(item);
-      const job = { file, item, progress, status, pause, resume, retry, cancel, upload: null,
+      const job = { file, name, item, progress, status, pause, resume, retry, cancel, upload: null,
         state: "waiting", sent: 0, samples: [] };
       jobs.push(job);
       if (file.size > maxUpload) {
@@ -270,7 +276,7 @@
   function collapse(job, text) {
     job.item.remove();
     const item = el("li", { "data-state": "verified" }, [
-      nameNode(job.file.name, "span", "name"),
+      nameNode(job.name, "span", "name"),
       el("span", { class: "status", text }),
     ]);
     if (job.digest) item.appendChild(digestNode(job.digest));
@@ -280,14 +286,19 @@
   }
 
   function start(job) {
-    const { file } = job;
+    const { file, name } = job;
     const started = performance.now();
+    const metadata = { filename: file.name, filetype: file.type || "application/octet-stream" };
+    // A file of a folder: its path is its name, and tells it from a namesake in another folder
+    // when a reload resumes uploads.
+    const inFolder = name !== file.name;
+    if (inFolder) metadata.relativePath = name;
     setState(job, "uploading", "Starting…");
     job.samples = [];
-    const upload = new tus.Upload(file, {
+    const options = {
       endpoint: "/api/tus/",
       headers: { "X-CSRF-Token": csrf },
-      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+      metadata,
       // A cut connection or a restarting server: ask again for the offset and go on.
       retryDelays: [0, 1000, 2000, 3000, 5000, 5000, 10000, 10000, 20000],
       removeFingerprintOnSuccess: true,
@@ -319,7 +330,11 @@
         setState(job, "failed", "Failed: " + why);
         done(job);
       },
-    });
+    };
+    if (inFolder) {
+      options.fingerprint = () => Promise.resolve(["ferry", name, file.type, file.size, file.lastModified].join("-"));
+    }
+    const upload = new tus.Upload(file, options);
     job.upload = upload;
     // A file picked again after a reload resumes the upload the page holds for it.
     upload.findPreviousUploads().then((previous) => {
@@ -332,10 +347,37 @@
     });
   }
 
+  const named = (files) => Array.from(files, (file) => ({ file, name: file.name }));
+
   input.addEventListener("change", () => {
-    if (input.files.length > 0) enqueue(Array.from(input.files));
+    if (input.files.length > 0) enqueue(named(input.files));
     input.value = "";
   });
+
+  // A picked folder: each file with its path from the folder (the folder's name first).
+  folderInput.addEventListener("change", () => {
+    const picked = Array.from(folderInput.files, (file) => ({ file, name: file.webkitRelativePath || file.name }));
+    if (picked.length > 0) enqueue(picked);
+    folderInput.value = "";
+  });
+
+  // The files below a dropped entry, with their paths: a directory's reader hands out its
+  // entries in batches until an empty one.
+  async function filesOf(entry) {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      return [{ file, name: entry.fullPath.replace(/^\/+/, "") }];
+    }
+    if (!entry.isDirectory) return [];
+    const reader = entry.createReader();
+    const found = [];
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (batch.length === 0) break;
+      for (const child of batch) found.push(...await filesOf(child));
+    }
+    return found;
+  }
 
   dropZone.addEventListener("click", () => input.click());
   dropZone.addEventListener("keydown", (event) => {
@@ -353,10 +395,19 @@
   for (const type of ["dragleave", "drop"]) {
     dropZone.addEventListener(type, () => dropZone.classList.remove("over"));
   }
-  dropZone.addEventListener("drop", (event) => {
+  dropZone.addEventListener("drop", async (event) => {
     event.preventDefault();
-    if (event.dataTransfer && event.dataTransfer.files.length > 0) {
-      enqueue(Array.from(event.dataTransfer.files));
+    const transfer = event.dataTransfer;
+    if (!transfer) return;
+    // Entries are taken before the first wait: the drop's items are gone after it.
+    const entries = Array.from(transfer.items || [])
+      .map((item) => (item.kind === "file" && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+    if (entries.length > 0 && entries.every((entry) => entry) && entries.some((entry) => entry.isDirectory)) {
+      const picked = [];
+      for (const entry of entries) picked.push(...await filesOf(entry));
+      if (picked.length > 0) enqueue(picked);
+    } else if (transfer.files.length > 0) {
+      enqueue(named(transfer.files));
     }
   });
   // A file dropped elsewhere on the page must not make the browser navigate to it.
@@ -382,26 +433,83 @@
       filesStatus.textContent = "Cannot list your files: " + errorText(text, response.status);
       return;
     }
-    const files = JSON.parse(text);
+    showFolder(JSON.parse(text));
+  }
+
+  // The breadcrumb of the folder shown: the top, then each folder down to it.
+  function showBreadcrumb() {
+    breadcrumb.replaceChildren();
+    const parts = folder === "" ? [] : folder.slice(0, -1).split("/");
+    const crumbs = [["All files", ""]].concat(parts.map((part, i) => [part, parts.slice(0, i + 1).join("/") + "/"]));
+    crumbs.forEach(([label, path], i) => {
+      if (i > 0) breadcrumb.appendChild(el("span", { class: "separator", text: "/", "aria-hidden": "true" }));
+      if (i === crumbs.length - 1) {
+        breadcrumb.appendChild(el("span", { class: "here", "aria-current": "location", text: label }));
+      } else {
+        const up = el("button", { type: "button", class: "crumb", text: label });
+        up.addEventListener("click", () => { folder = path; refreshFiles(); });
+        breadcrumb.appendChild(up);
+      }
+    });
+  }
+
+  // One level of the list: the files directly in the folder shown and each folder in it once.
+  let lastFiles = [];
+  function showFolder(files) {
+    lastFiles = files;
+    const below = files.filter((file) => file.name.startsWith(folder));
+    if (folder !== "" && below.length === 0) {
+      folder = "";
+      return showFolder(files);
+    }
+    showBreadcrumb();
+    const folders = new Map();
+    const here = [];
+    for (const file of below) {
+      const rest = file.name.slice(folder.length);
+      const slash = rest.indexOf("/");
+      if (slash < 0) {
+        here.push(file);
+        continue;
+      }
+      const path = folder + rest.slice(0, slash + 1);
+      const seen = folders.get(path) || { files: 0, size: 0 };
+      folders.set(path, { files: seen.files + 1, size: seen.size + file.size });
+    }
     tbody.replaceChildren();
-    for (const file of files) {
-      const link = el("a", { href: "/api/file?name=" + encodeURIComponent(file.name), download: file.name, text: "Download" });
+    for (const [path, { files: count, size }] of folders) {
+      const label = path.slice(folder.length);
+      const open = el("button", { type: "button", class: "folder" }, [nameNode(label, "span", "file-name")]);
+      open.setAttribute("aria-label", "Open the folder " + path);
+      open.addEventListener("click", () => { folder = path; showFolder(lastFiles); });
+      tbody.appendChild(el("tr", { class: "folder-row" }, [
+        el("td", { class: "name" }, [open]),
+        el("td", { class: "num", text: humanSize(size), title: size + " bytes" }),
+        el("td", { class: "digest-cell", text: count + (count === 1 ? " file" : " files") }),
+        el("td", { class: "when" }),
+        el("td", { class: "actions" }),
+      ]));
+    }
+    for (const file of here) {
+      const base = file.name.slice(folder.length);
+      const link = el("a", { href: "/api/file?name=" + encodeURIComponent(file.name), download: base, text: "Download" });
       link.setAttribute("aria-label", "Download " + file.name);
       const remove = el("button", { type: "button", class: "danger", text: "Delete" });
       remove.setAttribute("aria-label", "Delete " + file.name);
       remove.addEventListener("click", () => removeFile(file.name));
       const when = new Date(file.modified * 1000);
       tbody.appendChild(el("tr", null, [
-        el("td", { class: "name" }, [nameNode(file.name, "span", "file-name")]),
+        el("td", { class: "name" }, [nameNode(base, "span", "file-name")]),
         el("td", { class: "num", text: humanSize(file.size), title: file.size + " bytes" }),
         el("td", { class: "digest-cell" }, [digestNode(file.digest)]),
         el("td", { class: "when" }, [el("time", { datetime: when.toISOString(), text: when.toLocaleString() })]),
         el("td", { class: "actions" }, [link, remove]),
       ]));
     }
-    filesStatus.textContent = files.length === 0
+    const where = folder === "" ? "" : " in " + folder;
+    filesStatus.textContent = below.length === 0
       ? "No files yet."
-      : files.length + (files.length === 1 ? " file." : " files.");
+      : below.length + (below.length === 1 ? " file" : " files") + where + ".";
   }
 
   async function removeFile(name) {

@@ -4,7 +4,7 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | `OPTIONS` | `/api/tus/`, `/api/tus/ID` | `Tus-Version`, `Tus-Extension`, `Tus-Max-Size` |
-//! | `POST` | `/api/tus/` | creates an upload (`Upload-Length`, `Upload-Metadata` `filename`); `201` + `Location` |
+//! | `POST` | `/api/tus/` | creates an upload (`Upload-Length`, `Upload-Metadata` `filename`, and `relativePath` for a file of a folder); `201` + `Location` |
 //! | `HEAD` | `/api/tus/ID` | `Upload-Offset`: what the Ferry server holds, verified, from the start |
 //! | `PATCH` | `/api/tus/ID` | bytes from `Upload-Offset` on (`application/offset+octet-stream`) |
 //! | `DELETE` | `/api/tus/ID` | forgets the upload |
@@ -259,7 +259,10 @@ pub(crate) async fn options(state: Arc<State>) -> Response {
     response
 }
 
-/// The file name from `Upload-Metadata` (`filename` or `name`, base64).
+/// The file name from `Upload-Metadata` (base64 values): `relativePath`, the file's path in
+/// a folder the page uploads (`photos/2024/a.jpg`, kept whole: the Ferry server checks each
+/// component), else `filename` or `name`, of which only the last component counts (some
+/// browsers send a whole local path).
 fn metadata_name(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     use base64::Engine;
     let Some(value) = headers.get("upload-metadata") else {
@@ -270,10 +273,11 @@ fn metadata_name(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         return Err(bad("too long"));
     }
     let text = value.to_str().map_err(|_| bad("not ASCII"))?;
+    let mut base = None;
     for pair in text.split(',') {
         let mut parts = pair.trim().splitn(2, ' ');
         let key = parts.next().unwrap_or("");
-        if key != "filename" && key != "name" {
+        if !matches!(key, "filename" | "name" | "relativePath") {
             continue;
         }
         let encoded = parts.next().unwrap_or("").trim();
@@ -281,10 +285,14 @@ fn metadata_name(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             .decode(encoded)
             .map_err(|_| bad("the file name is not base64"))?;
         let name = String::from_utf8(bytes).map_err(|_| bad("the file name is not UTF-8"))?;
-        let base = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string();
-        return Ok(Some(base));
+        if key == "relativePath" {
+            return Ok(Some(name));
+        }
+        if base.is_none() {
+            base = Some(name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string());
+        }
     }
-    Ok(None)
+    Ok(base)
 }
 
 /// `POST /api/tus/`: creates an upload.
@@ -637,4 +645,51 @@ pub(crate) async fn delete(id: String, state: Arc<State>, headers: HeaderMap) ->
     };
     state.uploads.forget(&id);
     tus_response(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn metadata(pairs: &[(&str, &str)]) -> HeaderMap {
+        let text: Vec<String> = pairs
+            .iter()
+            .map(|(key, value)| {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+                format!("{key} {encoded}")
+            })
+            .collect();
+        let mut headers = HeaderMap::new();
+        headers.insert("upload-metadata", text.join(",").parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_relative_path_names_a_file_of_a_folder() {
+        let name = |pairs: &[(&str, &str)]| metadata_name(&metadata(pairs)).unwrap();
+        assert_eq!(name(&[("filename", "a.txt")]).as_deref(), Some("a.txt"));
+        assert_eq!(
+            name(&[("filename", "C:\\x\\a.txt")]).as_deref(),
+            Some("a.txt")
+        );
+        assert_eq!(
+            name(&[("filename", "/tmp/x/a.txt")]).as_deref(),
+            Some("a.txt")
+        );
+        assert_eq!(
+            name(&[("filename", "a.txt"), ("relativePath", "dir/sub/a.txt")]).as_deref(),
+            Some("dir/sub/a.txt")
+        );
+        assert_eq!(
+            name(&[("relativePath", "dir/a.txt"), ("filename", "a.txt")]).as_deref(),
+            Some("dir/a.txt")
+        );
+        // Passed on as sent: the Ferry server refuses what is not a name.
+        assert_eq!(
+            name(&[("relativePath", "../escape")]).as_deref(),
+            Some("../escape")
+        );
+        assert_eq!(name(&[("filetype", "text/plain")]), None);
+    }
 }

@@ -5,7 +5,9 @@
 //! overflow, actions inside the viewport), follows a link to the page from another site
 //! (same identity afterwards) and deletes the file with its Delete button. A second test cuts
 //! a large upload by restarting the Ferry server, then the page, and checks that it finishes
-//! without re-sending what the server held, and that the browser still sees its files.
+//! without re-sending what the server held, and that the browser still sees its files. A
+//! third uploads a picked folder and a dropped one (each file under its path) and walks the
+//! list's folders and breadcrumb.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (CI installs them). It fails, never skips,
 //! when they are missing. `FERRY_WEB_SCREENSHOTS=DIR` saves screenshots of the page at both
@@ -374,6 +376,211 @@ async fn chromium_uploads_a_file_through_the_page() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(env.stored_names(&identity).len(), 1);
+    browser.quit().await.unwrap();
+    drop(driver);
+    env.stop().await;
+}
+
+/// The rows of the file list as shown: folders with their `/`, then files (read in one go:
+/// the list is redrawn when it refreshes).
+async fn rows(browser: &WebDriver) -> Vec<String> {
+    let ret = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#files tbody td.name'), td => td.textContent)",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    ret.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until the file list shows `expected`.
+async fn wait_rows(browser: &WebDriver, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = rows(browser).await;
+        if shown == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the list shows {shown:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Clicks the first element matching `css` whose text is `text`.
+async fn click_text(browser: &WebDriver, css: &str, text: &str) {
+    for element in browser.find_all(By::Css(css)).await.unwrap() {
+        if element.text().await.unwrap() == text {
+            element.click().await.unwrap();
+            return;
+        }
+    }
+    panic!("no {css} reading {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_uploads_a_folder_with_its_paths_and_lists_its_folders() {
+    let env = Env::start().await;
+    let http = support::http_client();
+    let driver = start_driver(&http).await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = open_browser(&http, &driver, profile.path()).await;
+
+    // A folder with files at three depths; two files of one name in different folders.
+    let local = tempfile::tempdir().unwrap();
+    let album = local.path().join("album");
+    let files: [(&str, Vec<u8>); 4] = [
+        ("album/a.txt", b"top of the folder".to_vec()),
+        ("album/sub/b.bin", pseudo_random(300 * 1024 + 5, 7)),
+        (
+            "album/sub/deeper/c \u{e9}.txt",
+            b"two folders down".to_vec(),
+        ),
+        ("album/sub/deeper/a.txt", b"a namesake".to_vec()),
+    ];
+    for (name, data) in &files {
+        let path = local.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+
+    browser.goto(format!("{}/", env.base())).await.unwrap();
+    wait_status(&browser, "No files yet").await;
+    // Picking the folder uploads every file in it under its path.
+    let input = browser.find(By::Id("folder-input")).await.unwrap();
+    input.send_keys(album.display().to_string()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = browser
+            .find_all(By::Css("#finished-list li"))
+            .await
+            .unwrap()
+            .len();
+        if done == files.len() {
+            break;
+        }
+        let failed = browser
+            .find_all(By::Css("#uploads li[data-state=\"failed\"]"))
+            .await
+            .unwrap();
+        if let Some(item) = failed.first() {
+            panic!("an upload failed: {:?}", item.text().await.unwrap());
+        }
+        assert!(Instant::now() < deadline, "the uploads did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let identity = text_of(&browser, "#identity").await;
+    // The server holds each file byte for byte, in its folders.
+    for (name, data) in &files {
+        let stored = std::fs::read(env.stored(&identity, name)).expect(name);
+        assert!(stored == *data, "{name}: the server holds other bytes");
+    }
+    let listed = browser
+        .execute("return fetch('/api/files').then(r => r.json())", Vec::new())
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = files.iter().map(|(name, _)| name.to_string()).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+
+    // The list shows one level: the folder, opened with a click, down and back up the
+    // breadcrumb.
+    browser.refresh().await.unwrap();
+    wait_rows(&browser, &["album/"]).await;
+    wait_status(&browser, "4 files.").await;
+    click_text(&browser, "#files button.folder", "album/").await;
+    wait_rows(&browser, &["sub/", "a.txt"]).await;
+    assert_eq!(text_of(&browser, "#breadcrumb .here").await, "album");
+    click_text(&browser, "#files button.folder", "sub/").await;
+    wait_rows(&browser, &["deeper/", "b.bin"]).await;
+    wait_status(&browser, "3 files in album/sub/.").await;
+    click_text(&browser, "#files button.folder", "deeper/").await;
+    wait_rows(&browser, &["a.txt", "c \u{e9}.txt"]).await;
+    // Each file's actions name its whole path.
+    let download = browser.find(By::Css("#files tbody tr a")).await.unwrap();
+    let label = download
+        .attr("aria-label")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(label, "Download album/sub/deeper/a.txt");
+    click_text(&browser, "#breadcrumb button.crumb", "album").await;
+    wait_rows(&browser, &["sub/", "a.txt"]).await;
+    check_layout(&browser, 390, "folder").await;
+    click_text(&browser, "#breadcrumb button.crumb", "All files").await;
+    wait_rows(&browser, &["album/"]).await;
+
+    // A dropped folder: WebDriver cannot drop one, so the drop event carries entries shaped
+    // as the browser's (FileSystemDirectoryEntry, whose reader hands out entries in batches
+    // until an empty one), and real File objects.
+    browser
+        .execute(
+            r#"const file = (path, text) => ({ isFile: true, isDirectory: false, fullPath: path,
+                 file(ok) { ok(new File([text], path.split("/").pop())); } });
+               const dir = (path, batches) => ({ isFile: false, isDirectory: true, fullPath: path,
+                 createReader() { const left = batches.concat([[]]); return { readEntries(ok) { ok(left.shift()); } }; } });
+               const dropped = dir("/dropped", [
+                 [file("/dropped/one.txt", "one"), dir("/dropped/inner", [[file("/dropped/inner/two.txt", "two")]])],
+                 [file("/dropped/three.txt", "three")],
+               ]);
+               const event = new Event("drop", { bubbles: true, cancelable: true });
+               Object.defineProperty(event, "dataTransfer", { value: {
+                 items: [{ kind: "file", webkitGetAsEntry: () => dropped }], files: [] } });
+               document.getElementById("drop-zone").dispatchEvent(event);"#,
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser
+        .find_all(By::Css("#finished-list li"))
+        .await
+        .unwrap()
+        .len()
+        < 3
+    // (the list of finished uploads started again with the reload)
+    {
+        let uploads = text_of(&browser, "#uploads").await;
+        let finished = browser
+            .execute(
+                "return document.getElementById('finished-list').textContent",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the dropped folder was not uploaded: {uploads:?}, {:?}",
+            finished.json()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (name, data) in [
+        ("dropped/one.txt", "one"),
+        ("dropped/inner/two.txt", "two"),
+        ("dropped/three.txt", "three"),
+    ] {
+        let stored = std::fs::read(env.stored(&identity, name)).expect(name);
+        assert_eq!(stored, data.as_bytes(), "{name}");
+    }
+    wait_rows(&browser, &["album/", "dropped/"]).await;
+
     browser.quit().await.unwrap();
     drop(driver);
     env.stop().await;

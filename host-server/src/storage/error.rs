@@ -56,6 +56,15 @@ pub enum StorageError {
     /// Another upload of the same name by the same identity is running.
     #[error("an upload of this name is already running")]
     Busy,
+    /// The name collides with the tree: a folder of its path is a file, or the name is a
+    /// folder (it holds files).
+    #[error("invalid name: {reason} (storing {name:?})")]
+    NameConflict {
+        /// The name.
+        name: String,
+        /// Which part collides.
+        reason: String,
+    },
     /// No such file.
     #[error("no such file")]
     NotFound,
@@ -87,9 +96,59 @@ impl StorageError {
             StorageError::Busy => ErrorCode::BUSY,
             StorageError::PreconditionFailed => ErrorCode::SOURCE_CHANGED,
             StorageError::NotFound => ErrorCode::NOT_FOUND,
+            StorageError::NameConflict { .. } => ErrorCode::INVALID_NAME,
             StorageError::Io { .. }
             | StorageError::DiskFull { .. }
             | StorageError::Inconsistent(_) => ErrorCode::STORAGE,
+        }
+    }
+
+    /// The same error again, for each item of a batch that one failed step fails together.
+    pub(crate) fn duplicate(&self) -> StorageError {
+        let again = |source: &io::Error| io::Error::new(source.kind(), source.to_string());
+        match self {
+            StorageError::QuotaExceeded {
+                used,
+                requested,
+                quota,
+            } => StorageError::QuotaExceeded {
+                used: *used,
+                requested: *requested,
+                quota: *quota,
+            },
+            StorageError::FileLimit { files, max } => StorageError::FileLimit {
+                files: *files,
+                max: *max,
+            },
+            StorageError::WebQuotaExceeded {
+                used,
+                requested,
+                quota,
+            } => StorageError::WebQuotaExceeded {
+                used: *used,
+                requested: *requested,
+                quota: *quota,
+            },
+            StorageError::DiskFull { context, source } => StorageError::DiskFull {
+                context: context.clone(),
+                source: again(source),
+            },
+            StorageError::TooLarge { size, max } => StorageError::TooLarge {
+                size: *size,
+                max: *max,
+            },
+            StorageError::Busy => StorageError::Busy,
+            StorageError::NameConflict { name, reason } => StorageError::NameConflict {
+                name: name.clone(),
+                reason: reason.clone(),
+            },
+            StorageError::NotFound => StorageError::NotFound,
+            StorageError::PreconditionFailed => StorageError::PreconditionFailed,
+            StorageError::Io { context, source } => StorageError::Io {
+                context: context.clone(),
+                source: again(source),
+            },
+            StorageError::Inconsistent(text) => StorageError::Inconsistent(text.clone()),
         }
     }
 
