@@ -37,6 +37,8 @@ mod output;
 mod plan;
 mod progress;
 mod setup;
+mod sync;
+mod tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -213,6 +213,7 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
             names,
             output,
             no_clobber,
+            ..
         } => {
             if output.as_deref() == Some(Path::new(STDIO)) {
                 return match &names[..] {
@@ -278,10 +279,11 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
             }
             steps
         }
-        Command::List => vec![Step::List],
+        Command::List { .. } => vec![Step::List],
         // Handled before any plan: nothing to send.
         Command::Login { .. } | Command::Config => Vec::new(),
-        Command::Delete { names } => names
+        Command::Sync { .. } => Vec::new(),
+        Command::Delete { names, .. } => names
             .iter()
             .map(|name| Step::Delete { name: name.clone() })
             .collect(),
