@@ -21,7 +21,6 @@ pub(crate) enum Step {
         name: String,
         dest: Dest,
     },
-    List,
     Delete {
         name: String,
     },
@@ -279,10 +278,10 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
             }
             steps
         }
-        Command::List { .. } => vec![Step::List],
-        // Handled before any plan: nothing to send.
+                // Handled before any plan: nothing to send.
         Command::Login { .. } | Command::Config => Vec::new(),
-        Command::Sync { .. } => Vec::new(),
+        // Tree commands: run by `trees`, without a plan.
+        Command::List { .. } | Command::Sync { .. } => Vec::new(),
         Command::Delete { names, .. } => names
             .iter()
             .map(|name| Step::Delete { name: name.clone() })
