@@ -1,16 +1,24 @@
 //! File name validation: every name a client sends passes [`validate_name`] before it
 //! touches a path.
 //!
-//! A file name is one path component, stored as `STORAGE/<identity>/files/<name>`. The rules
-//! keep it one component on every file system a client might copy it to, and keep it
-//! unambiguous to a person reading it:
+//! A file name is a path of one or more components separated by `/` (`photos/2024/a.jpg`),
+//! stored as `STORAGE/<identity>/files/<name>`; folders are implied by the files below them,
+//! as object-store keys are. The whole path:
 //!
 //! | rule | why |
 //! |---|---|
 //! | Unicode NFC; the normalised form is the stored name | `é` typed as one code point or as `e` + accent names one file |
+//! | at most 1024 bytes of UTF-8 (after normalisation) and at most 64 components | the wire limit; bounds the depth of directories a client can make |
+//! | no empty component: no leading `/` (absolute), no trailing `/`, no `//` | one spelling per name, never a path outside the client's directory |
+//!
+//! Each component keeps it one name on every file system a client might copy it to, and
+//! keeps it unambiguous to a person reading it:
+//!
+//! | rule | why |
+//! |---|---|
 //! | 1 to 255 bytes of UTF-8 (after normalisation) | a Linux file name is at most 255 bytes |
-//! | not `.` or `..` | they name directories |
-//! | no `/` or `\` | separators (POSIX, Windows) |
+//! | not `.` or `..` | they name directories (`a/../../x` would climb out) |
+//! | no `\` | the Windows separator (`/` separates components) |
 //! | no look-alike separators: U+2044, U+2215, U+2216, U+29F8, U+29F9, U+FE68, U+FF0F, U+FF3C, U+2571, U+2572, U+29F5 | Windows' "best fit" code page mapping turns some into `/` or `\`, and a person reads them as a path |
 //! | no look-alike dots: U+2024, U+2025, U+FE52, U+FF0E | `‥` or `．．` reads as `..` |
 //! | none of `< > : " \| ? *` | not allowed by Windows; `:` also opens NTFS alternate data streams |
@@ -25,8 +33,12 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-/// The longest name, in bytes of UTF-8 (the usual file system limit, and the wire limit).
+/// The longest component of a name, in bytes of UTF-8 (the usual file system limit).
 pub const MAX_NAME_BYTES: usize = 255;
+/// The longest whole name (path), in bytes of UTF-8 (the wire limit).
+pub const MAX_PATH_BYTES: usize = 1024;
+/// The most components a name may have.
+pub const MAX_COMPONENTS: usize = 64;
 
 /// Why a file name was refused. The `Display` text is sent to the client (at most 128 bytes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,16 +46,31 @@ pub enum NameError {
     /// The name is empty.
     #[error("invalid name: empty")]
     Empty,
-    /// The name is longer than [`MAX_NAME_BYTES`] bytes.
+    /// A component is longer than [`MAX_NAME_BYTES`] bytes.
     #[error("invalid name: {len} bytes, at most 255 allowed")]
     TooLong {
         /// Its length in bytes (after normalisation).
         len: usize,
     },
+    /// The whole name is longer than [`MAX_PATH_BYTES`] bytes.
+    #[error("invalid name: a path of {len} bytes, at most 1024 allowed")]
+    PathTooLong {
+        /// Its length in bytes (after normalisation).
+        len: usize,
+    },
+    /// More than [`MAX_COMPONENTS`] components.
+    #[error("invalid name: {count} path components, at most 64 allowed")]
+    TooDeep {
+        /// How many components it has.
+        count: usize,
+    },
+    /// An empty component: a leading `/` (absolute path), a trailing `/` or `//`.
+    #[error("invalid name: empty path component (leading, trailing or double '/')")]
+    EmptyComponent,
     /// `.` or `..`.
     #[error("invalid name: '.' and '..' are not file names")]
     DotName,
-    /// A path separator.
+    /// A path separator other than `/` between components.
     #[error("invalid name: contains a path separator {ch:?}")]
     Separator {
         /// The separator.
@@ -173,35 +200,55 @@ pub fn validate_name(name: &str) -> Result<String, NameError> {
     if normalised.is_empty() {
         return Err(NameError::Empty);
     }
-    if normalised.len() > MAX_NAME_BYTES {
-        return Err(NameError::TooLong {
+    if normalised.len() > MAX_PATH_BYTES {
+        return Err(NameError::PathTooLong {
             len: normalised.len(),
         });
     }
-    if normalised == "." || normalised == ".." {
+    let count = normalised.split('/').count();
+    if count > MAX_COMPONENTS {
+        return Err(NameError::TooDeep { count });
+    }
+    for component in normalised.split('/') {
+        check_component(component)?;
+    }
+    Ok(normalised)
+}
+
+/// One `/`-separated component of a normalised name.
+fn check_component(component: &str) -> Result<(), NameError> {
+    if component.is_empty() {
+        return Err(NameError::EmptyComponent);
+    }
+    if component.len() > MAX_NAME_BYTES {
+        return Err(NameError::TooLong {
+            len: component.len(),
+        });
+    }
+    if component == "." || component == ".." {
         return Err(NameError::DotName);
     }
-    if normalised.starts_with(char::is_whitespace) || normalised.ends_with(char::is_whitespace) {
+    if component.starts_with(char::is_whitespace) || component.ends_with(char::is_whitespace) {
         return Err(NameError::SurroundingWhitespace);
     }
-    if normalised.starts_with('-') {
+    if component.starts_with('-') {
         return Err(NameError::LeadingDash);
     }
-    if normalised.ends_with('.') {
+    if component.ends_with('.') {
         return Err(NameError::TrailingDot);
     }
-    let stem = normalised.split('.').next().unwrap_or_default();
+    let stem = component.split('.').next().unwrap_or_default();
     if is_device_name(stem) {
         return Err(NameError::DeviceName {
             stem: stem.to_string(),
         });
     }
-    Ok(normalised)
+    Ok(())
 }
 
 fn check_chars(name: &str) -> Result<(), NameError> {
     for ch in name.chars() {
-        if ch == '/' || ch == '\\' {
+        if ch == '\\' {
             return Err(NameError::Separator { ch });
         }
         if is_invisible_control(ch) {
@@ -272,16 +319,7 @@ mod tests {
 
     #[test]
     fn separators_and_traversal() {
-        for name in [
-            "a/b",
-            "/etc/passwd",
-            "../x",
-            "..\\x",
-            "a\\b",
-            "/",
-            "./a",
-            "C:\\x",
-        ] {
+        for name in ["..\\x", "a\\b", "\\", "C:\\x"] {
             assert!(
                 matches!(
                     refused(name),
@@ -290,9 +328,12 @@ mod tests {
                 "{name}"
             );
         }
-        assert_eq!(refused("a/b"), NameError::Separator { ch: '/' });
+        assert_eq!(refused("a\\b"), NameError::Separator { ch: '\\' });
         for ch in LOOKALIKE_SEPARATORS {
             let name = format!("..{ch}etc{ch}passwd");
+            assert_eq!(refused(&name), NameError::LookalikeSeparator { ch: *ch });
+            // Inside a component of a path too.
+            let name = format!("a/b{ch}c/d");
             assert_eq!(refused(&name), NameError::LookalikeSeparator { ch: *ch });
         }
         for name in ["\u{2025}", "\u{FF0E}\u{FF0E}", "a\u{2024}b", "x\u{FE52}y"] {
@@ -302,6 +343,76 @@ mod tests {
         assert_eq!(
             refused("\u{2571}etc"),
             NameError::LookalikeSeparator { ch: '\u{2571}' }
+        );
+        assert_eq!(
+            refused("a/\u{2025}/x"),
+            NameError::LookalikeDot { ch: '\u{2025}' }
+        );
+    }
+
+    #[test]
+    fn paths_of_components_pass() {
+        for name in [
+            "a/b",
+            "photos/2024/05/img 001.jpg",
+            ".config/app/settings.toml",
+            "a..b/c..d",
+            "日本/語.txt",
+        ] {
+            assert_eq!(validate_name(name).as_deref(), Ok(name), "{name}");
+        }
+        let deepest = vec!["d"; MAX_COMPONENTS].join("/");
+        assert_eq!(validate_name(&deepest).as_deref(), Ok(deepest.as_str()));
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for (name, error) in [
+            ("a/../../x", NameError::DotName),
+            ("../x", NameError::DotName),
+            ("a/..", NameError::DotName),
+            ("a/./b", NameError::DotName),
+            ("./a", NameError::DotName),
+            ("/abs", NameError::EmptyComponent),
+            ("/etc/passwd", NameError::EmptyComponent),
+            ("/", NameError::EmptyComponent),
+            ("a//b", NameError::EmptyComponent),
+            ("a/", NameError::EmptyComponent),
+            ("a/b/", NameError::EmptyComponent),
+            ("a/ b", NameError::SurroundingWhitespace),
+            ("a /b", NameError::SurroundingWhitespace),
+            ("a/-rf", NameError::LeadingDash),
+            ("a./b", NameError::TrailingDot),
+        ] {
+            assert_eq!(refused(name), error, "{name}");
+        }
+        assert!(matches!(
+            refused("docs/CON/x"),
+            NameError::DeviceName { .. }
+        ));
+        assert!(matches!(refused("x/nul.txt"), NameError::DeviceName { .. }));
+        assert_eq!(refused("a/b\u{0}/c"), NameError::Control { ch: '\u{0}' });
+    }
+
+    #[test]
+    fn paths_are_bounded_in_length_and_depth() {
+        let too_deep = vec!["d"; MAX_COMPONENTS + 1].join("/");
+        assert_eq!(
+            refused(&too_deep),
+            NameError::TooDeep {
+                count: MAX_COMPONENTS + 1
+            }
+        );
+        // Components of 255 bytes each: four fit in 1024 bytes with their separators.
+        let long = "a".repeat(MAX_NAME_BYTES);
+        let four = [long.as_str(); 4].join("/");
+        assert_eq!(four.len(), 1023);
+        assert!(validate_name(&four).is_ok());
+        let five = [long.as_str(); 5].join("/");
+        assert_eq!(refused(&five), NameError::PathTooLong { len: five.len() });
+        assert_eq!(
+            refused(&format!("a/{}", "b".repeat(256))),
+            NameError::TooLong { len: 256 }
         );
     }
 
@@ -373,6 +484,10 @@ mod tests {
         assert_eq!(validate_name(composed).as_deref(), Ok(composed));
         // Hangul jamo compose into one syllable.
         assert_eq!(validate_name("\u{1100}\u{1161}").as_deref(), Ok("\u{AC00}"));
+        assert_eq!(
+            validate_name("cafe\u{301}/cafe\u{301}.txt").as_deref(),
+            Ok("caf\u{e9}/caf\u{e9}.txt")
+        );
     }
 
     #[test]
@@ -381,7 +496,10 @@ mod tests {
             refused(""),
             refused(&"a".repeat(300)),
             refused(".."),
-            refused("a/b"),
+            refused("a\\b"),
+            refused("a//b"),
+            refused(&"a/".repeat(65)),
+            refused(&"a".repeat(1100)),
             refused("a\u{FF0F}b"),
             refused("a|b"),
             refused("a\u{0}b"),

@@ -182,8 +182,11 @@ async fn bad_names_are_refused_with_the_reason() {
     let server = InProcess::start(root.path(), |_| {}).await;
     let mut client = server.local().await;
     for (name, reason) in [
-        ("../escape", "path separator"),
-        ("/etc/passwd", "path separator"),
+        ("../escape", "'.' and '..'"),
+        ("a/../../escape", "'.' and '..'"),
+        ("/etc/passwd", "empty path component"),
+        ("a//b", "empty path component"),
+        ("dir/", "empty path component"),
         ("a\\b", "path separator"),
         ("..", "'.' and '..'"),
         (".", "'.' and '..'"),

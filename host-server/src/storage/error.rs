@@ -56,6 +56,15 @@ pub enum StorageError {
     /// Another upload of the same name by the same identity is running.
     #[error("an upload of this name is already running")]
     Busy,
+    /// The name collides with the tree: a folder of its path is a file, or the name is a
+    /// folder (it holds files).
+    #[error("invalid name: {reason} (storing {name:?})")]
+    NameConflict {
+        /// The name.
+        name: String,
+        /// Which part collides.
+        reason: String,
+    },
     /// No such file.
     #[error("no such file")]
     NotFound,
@@ -87,6 +96,7 @@ impl StorageError {
             StorageError::Busy => ErrorCode::BUSY,
             StorageError::PreconditionFailed => ErrorCode::SOURCE_CHANGED,
             StorageError::NotFound => ErrorCode::NOT_FOUND,
+            StorageError::NameConflict { .. } => ErrorCode::INVALID_NAME,
             StorageError::Io { .. }
             | StorageError::DiskFull { .. }
             | StorageError::Inconsistent(_) => ErrorCode::STORAGE,

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use ferry_core::{chunk_digest, Digest, FileDigest, Layout};
 
 use super::quota::IdentityState;
+use super::tree::is_absent;
 use super::{lock, name_key, unix_secs, IdentityDirs};
 use crate::storage::error::{io_err, StorageError};
 use crate::storage::{parse_digest, FileMeta, StoredFile};
@@ -101,7 +102,7 @@ pub(super) fn committed_chunks(
 ) -> Result<Option<BTreeMap<u64, Digest>>, StorageError> {
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_absent(&e) => return Ok(None),
         Err(e) => return Err(io_err(format!("opening {}", path.display()))(e)),
     };
     let md = file
@@ -136,7 +137,7 @@ fn open_data(path: &Path) -> Result<File, StorageError> {
             Ok(_) => Err(StorageError::NotFound),
             Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
         },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::NotFound),
+        Err(e) if is_absent(&e) => Err(StorageError::NotFound),
         Err(e) => Err(io_err(format!("opening {}", path.display()))(e)),
     }
 }

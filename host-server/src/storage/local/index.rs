@@ -1,23 +1,19 @@
-//! Sorted name indexes for listing: one directory scan per identity builds a `BTreeSet`
-//! of its committed names, which commits and deletes keep current, so that a page of a
+//! Sorted name indexes for listing: one walk of `files/` per identity (see `tree::walk`)
+//! builds a `BTreeSet` of its committed names (full paths), which commits and deletes keep current, so that a page of a
 //! listing costs a range of the set (and the metadata of the page's files), never a read
 //! of the whole directory. Indexes idle for [`IDLE`] are dropped, and all of them together
 //! hold at most [`BUDGET`] bytes (least recently used dropped first); an identity whose
 //! names alone exceed the budget is listed by a scan that keeps one page.
 //!
-//! Sorted names keep prefixes cheap: the names under a prefix are one range of the set.
+//! Sorted names keep prefixes cheap: the names under a prefix are one range of the set, and
+//! so are the names in a folder, which one level of a tree listing skips with one lookup.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs;
-use std::io;
 use std::ops::Bound;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::lock;
-use crate::names::validate_name;
-use crate::storage::error::{io_err, StorageError};
 
 /// Indexes unused for this long are dropped.
 pub(super) const IDLE: Duration = Duration::from_secs(300);
@@ -69,14 +65,15 @@ pub(super) struct NameIndexes {
     inner: Mutex<Indexes>,
 }
 
-/// Names in `set` that start with `prefix` and sort after `start_after`, at most `limit`.
-fn page_of<'a>(
-    names: impl IntoIterator<Item = &'a String>,
+/// Names in `names` that start with `prefix` and sort after `start_after`, at most `limit`.
+pub(super) fn page_of(
+    names: &BTreeSet<String>,
     prefix: &str,
+    start_after: &str,
     limit: usize,
 ) -> Vec<String> {
     names
-        .into_iter()
+        .range::<str, _>((lower_bound(prefix, start_after), Bound::Unbounded))
         .take_while(|name| name.starts_with(prefix))
         .take(limit)
         .cloned()
@@ -91,46 +88,95 @@ fn lower_bound<'a>(prefix: &'a str, start_after: &'a str) -> Bound<&'a str> {
     }
 }
 
+/// An entry of one level of a tree listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum TreeName {
+    /// A committed file's name.
+    File(String),
+    /// A folder: the full prefix, ending in `/`.
+    Folder(String),
+}
+
+/// The first string after every name in `folder` (which ends in `/`): `a/b/` gives `a/b0`,
+/// as `0` follows `/`.
+fn past_folder(folder: &str) -> String {
+    format!("{}0", &folder[..folder.len() - 1])
+}
+
+/// [`Store::list_tree`](crate::storage::Store::list_tree) over sorted names: the files
+/// directly below `prefix` and each folder once (or, `recursive`, every file below it), after
+/// `start_after` (past the whole folder if it ends in `/`), at most `limit`. Costs a range
+/// lookup per folder, never a walk through a folder's names.
+pub(super) fn tree_page_of(
+    names: &BTreeSet<String>,
+    prefix: &str,
+    start_after: &str,
+    limit: usize,
+    recursive: bool,
+) -> Vec<TreeName> {
+    let mut page = Vec::new();
+    // (bound, inclusive)
+    let mut from = match start_after.strip_suffix('/') {
+        Some(_) => (past_folder(start_after), true),
+        None => (start_after.to_string(), false),
+    };
+    if from.0.as_str() < prefix {
+        from = (prefix.to_string(), true);
+    }
+    'pages: while page.len() < limit {
+        let lower = match &from {
+            (bound, true) => Bound::Included(bound.as_str()),
+            (bound, false) => Bound::Excluded(bound.as_str()),
+        };
+        for name in names.range::<str, _>((lower, Bound::Unbounded)) {
+            if !name.starts_with(prefix) {
+                break 'pages;
+            }
+            let rest = &name[prefix.len()..];
+            match rest.find('/').filter(|_| !recursive) {
+                None => {
+                    page.push(TreeName::File(name.clone()));
+                    if page.len() >= limit {
+                        break 'pages;
+                    }
+                }
+                Some(slash) => {
+                    let folder = format!("{prefix}{}", &rest[..=slash]);
+                    from = (past_folder(&folder), true);
+                    page.push(TreeName::Folder(folder));
+                    continue 'pages;
+                }
+            }
+        }
+        break;
+    }
+    page
+}
+
 impl NameIndexes {
-    /// A page of `client`'s names, from its index if it has one; `None` if it has none
-    /// (build one with [`NameIndexes::build`]).
-    pub(super) fn page(
+    /// Reads `client`'s index, if it has one (else build one with [`NameIndexes::install`]).
+    pub(super) fn with<T>(
         &self,
         client: &str,
-        prefix: &str,
-        start_after: &str,
-        limit: usize,
-    ) -> Option<Vec<String>> {
+        read: impl FnOnce(&BTreeSet<String>) -> T,
+    ) -> Option<T> {
         let mut indexes = lock(&self.inner);
         indexes.drop_idle();
         let index = indexes.by_client.get_mut(client)?;
         index.used = Instant::now();
-        let range = index
-            .names
-            .range::<str, _>((lower_bound(prefix, start_after), Bound::Unbounded));
-        Some(page_of(range, prefix, limit))
+        Some(read(&index.names))
     }
 
-    /// Scans `files` for `client`'s names, keeps the index if it fits the budget, and
-    /// returns the page. The caller holds the identity's lock, so no commit or delete
-    /// runs meanwhile.
-    pub(super) fn build(
-        &self,
-        client: &str,
-        files: &Path,
-        prefix: &str,
-        start_after: &str,
-        limit: usize,
-    ) -> Result<Vec<String>, StorageError> {
-        if let Some(page) = self.page(client, prefix, start_after, limit) {
-            return Ok(page);
-        }
-        let names = scan(files)?;
+    /// Keeps `names`, the result of a walk of `client`'s `files/`, as its index if they fit
+    /// the budget. The caller holds the identity's lock, so no commit or delete ran since
+    /// the walk.
+    pub(super) fn install(&self, client: &str, names: BTreeSet<String>) {
         let bytes = names.iter().map(|name| cost(name)).sum();
-        let range = names.range::<str, _>((lower_bound(prefix, start_after), Bound::Unbounded));
-        let page = page_of(range, prefix, limit);
+        let mut indexes = lock(&self.inner);
+        if let Some(old) = indexes.by_client.remove(client) {
+            indexes.bytes -= old.bytes;
+        }
         if bytes <= BUDGET {
-            let mut indexes = lock(&self.inner);
             indexes.make_room(bytes);
             indexes.bytes += bytes;
             let index = Index {
@@ -140,7 +186,6 @@ impl NameIndexes {
             };
             indexes.by_client.insert(client.to_string(), index);
         }
-        Ok(page)
     }
 
     /// `name` was committed (call under the identity's lock).
@@ -207,25 +252,4 @@ impl Indexes {
             }
         }
     }
-}
-
-/// The names in `files` a client could have stored (no stray files, no temporaries).
-fn scan(files: &Path) -> Result<BTreeSet<String>, StorageError> {
-    let context = || format!("listing {}", files.display());
-    let entries = match fs::read_dir(files) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => return Err(io_err(context())(e)),
-    };
-    let mut names = BTreeSet::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(context()))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if validate_name(&name).is_ok_and(|n| n == name) {
-            names.insert(name);
-        }
-    }
-    Ok(names)
 }

@@ -2,7 +2,7 @@
 //! uploads, with quotas, resumable uploads and atomic commits.
 //!
 //! ```text
-//! STORAGE/<client>/files/<name>           committed files, plain bytes
+//! STORAGE/<client>/files/<name>           committed files, plain bytes (`a/b/c` in folders `a/b/`)
 //! STORAGE/<client>/meta/<key>.json        FileMeta of files/<name> where xattrs are missing
 //! STORAGE/<client>/partial/<key>.part     upload data, written at chunk offsets (sparse, declared size)
 //! STORAGE/<client>/partial/<key>.held     header, then one record per stored chunk
@@ -49,11 +49,18 @@
 //! **Full disk.** An I/O error for a full file system (ENOSPC, EDQUOT) is
 //! [`StorageError::DiskFull`]; the session then aborts the upload, which frees its partial.
 //!
-//! **Listing** reads a page of a sorted name index (see `index`), not the directory.
+//! **Folders.** A name of several components (`a/b/c`) is stored in real directories,
+//! created by its commit (each new one fsynced in its parent) and removed by the delete that
+//! leaves them empty. A name whose folder is a file, or that is a folder itself, is refused
+//! ([`StorageError::NameConflict`]).
+//!
+//! **Listing** reads a page of a sorted name index (see `index`), not the directory. One
+//! walk of `files/` counts an identity's usage and builds its index together.
 //!
 //! Modules: `committed` (committed files and their metadata), `partial` (`.part` and
 //! `.held`), `upload` (store, checkpoint, commit), `quota` (usage), `index` (sorted names
-//! for listing), `dir_sync` (shared directory fsyncs).
+//! for listing), `tree` (folders and the walk of `files/`), `dir_sync` (shared directory
+//! fsyncs).
 
 mod committed;
 mod dir_sync;
@@ -61,9 +68,10 @@ mod index;
 mod migrate;
 mod partial;
 mod quota;
+mod tree;
 mod upload;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -76,12 +84,13 @@ use ferry_tokio::flush::Flusher;
 pub use self::migrate::Migration;
 
 use self::committed::{committed_chunks, open_file};
-use self::index::NameIndexes;
+use self::index::{page_of, tree_page_of, NameIndexes, TreeName};
 use self::partial::{create_partial, load_partial, remove_partial};
-use self::quota::{journal_reservation, usage, IdentityState};
+use self::quota::{journal_reservation, usage, IdentityState, Usage};
+use self::tree::{check_conflict, is_absent, remove_empty_folders};
 use self::upload::{LocalUpload, UploadState};
 use super::error::{io_err, StorageError};
-use super::{FileMeta, Store, StoredFile, Upload};
+use super::{FileMeta, ListItem, Store, StoredFile, Upload};
 
 /// Storage limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,9 +281,69 @@ impl LocalStore {
             let dirs = self.dirs(&other)?;
             let identity = self.identity_lock(&other);
             let mut state = lock(&identity);
-            total = total.saturating_add(usage(&dirs, &mut state, None)?.bytes);
+            let committed = self.committed_usage(&other, &dirs, &mut state)?;
+            total = total.saturating_add(usage(&dirs, committed, None)?.bytes);
         }
         Ok(total)
+    }
+
+    /// An identity's committed files, counted once by a walk of `files/` that builds its
+    /// name index too, then kept current by commits and deletes.
+    fn committed_usage(
+        &self,
+        client: &str,
+        dirs: &IdentityDirs,
+        state: &mut IdentityState,
+    ) -> Result<Usage, StorageError> {
+        if let Some(committed) = state.committed {
+            return Ok(committed);
+        }
+        let (names, committed) = tree::walk(&dirs.files)?;
+        state.committed = Some(committed);
+        self.index.install(client, names);
+        Ok(committed)
+    }
+
+    /// Reads `client`'s sorted names: its index, or a walk of `files/` that builds the index
+    /// (and counts the usage) under the identity's lock.
+    fn over_names<T>(
+        &self,
+        client: &str,
+        dirs: &IdentityDirs,
+        identity: &Mutex<IdentityState>,
+        read: impl Fn(&BTreeSet<String>) -> T,
+    ) -> Result<T, StorageError> {
+        if let Some(found) = self.index.with(client, &read) {
+            return Ok(found);
+        }
+        let mut state = lock(identity);
+        if let Some(found) = self.index.with(client, &read) {
+            return Ok(found);
+        }
+        let (names, committed) = tree::walk(&dirs.files)?;
+        state.committed = Some(committed);
+        let found = read(&names);
+        self.index.install(client, names);
+        Ok(found)
+    }
+
+    /// The metadata of the committed files `names`, skipping those deleted meanwhile.
+    fn metas(
+        &self,
+        dirs: &IdentityDirs,
+        identity: &Mutex<IdentityState>,
+        names: impl IntoIterator<Item = String>,
+        chunk_size: u32,
+    ) -> Result<Vec<FileMeta>, StorageError> {
+        let mut metas = Vec::new();
+        for name in names {
+            match open_file(dirs, identity, &name, chunk_size) {
+                Ok(stored) => metas.push(stored.meta),
+                Err(StorageError::NotFound) => {} // deleted meanwhile, or by hand
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(metas)
     }
 }
 
@@ -295,6 +364,8 @@ impl Store for LocalStore {
         }
         let dirs = self.dirs(client)?;
         dirs.create()?;
+        // Early, before any data comes; the commit checks again under the identity's lock.
+        check_conflict(&dirs.files, name)?;
         let key = name_key(name);
         let name_lock = self
             .lock_name_waiting(client, &key)
@@ -341,7 +412,8 @@ impl Store for LocalStore {
             0
         };
         let mut state = lock(&identity);
-        let used = usage(&dirs, &mut state, Some((name, &key)))?;
+        let committed = self.committed_usage(client, &dirs, &mut state)?;
+        let used = usage(&dirs, committed, Some((name, &key)))?;
         if used.bytes.saturating_add(reserved) > self.config.quota {
             return Err(StorageError::QuotaExceeded {
                 used: used.bytes,
@@ -382,7 +454,8 @@ impl Store for LocalStore {
         let dirs = self.dirs(client)?;
         let identity = self.identity_lock(client);
         let mut state = lock(&identity);
-        Ok(usage(&dirs, &mut state, None)?.bytes)
+        let committed = self.committed_usage(client, &dirs, &mut state)?;
+        Ok(usage(&dirs, committed, None)?.bytes)
     }
 
     fn open(
@@ -410,24 +483,40 @@ impl Store for LocalStore {
     ) -> Result<Vec<FileMeta>, StorageError> {
         let dirs = self.dirs(client)?;
         let identity = self.identity_lock(client);
-        let names = match self.index.page(client, prefix, start_after, limit) {
-            Some(names) => names,
-            None => {
-                let _state = lock(&identity);
-                self.index
-                    .build(client, &dirs.files, prefix, start_after, limit)?
-            }
-        };
+        let names = self.over_names(client, &dirs, &identity, |names| {
+            page_of(names, prefix, start_after, limit)
+        })?;
         // The metadata of this page's files only.
-        let mut metas = Vec::with_capacity(names.len());
-        for name in names {
-            match open_file(&dirs, &identity, &name, chunk_size) {
-                Ok(stored) => metas.push(stored.meta),
-                Err(StorageError::NotFound) => {} // deleted meanwhile, or by hand
-                Err(e) => return Err(e),
+        self.metas(&dirs, &identity, names, chunk_size)
+    }
+
+    /// From the sorted name index: a range lookup per folder, the metadata of the page's
+    /// files only.
+    fn list_tree(
+        &self,
+        client: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+        recursive: bool,
+        chunk_size: u32,
+    ) -> Result<Vec<ListItem>, StorageError> {
+        let dirs = self.dirs(client)?;
+        let identity = self.identity_lock(client);
+        let entries = self.over_names(client, &dirs, &identity, |names| {
+            tree_page_of(names, prefix, start_after, limit, recursive)
+        })?;
+        let mut items = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match entry {
+                TreeName::Folder(folder) => items.push(ListItem::Folder(folder)),
+                TreeName::File(name) => {
+                    let meta = self.metas(&dirs, &identity, [name], chunk_size)?;
+                    items.extend(meta.into_iter().map(ListItem::File));
+                }
             }
         }
-        Ok(metas)
+        Ok(items)
     }
 
     fn delete(&self, client: &str, name: &str) -> Result<(), StorageError> {
@@ -438,10 +527,12 @@ impl Store for LocalStore {
         let size = match fs::symlink_metadata(&path) {
             Ok(md) if md.is_file() => md.len(),
             Ok(_) => return Err(StorageError::NotFound),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) if is_absent(&e) => return Err(StorageError::NotFound),
             Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
         };
         fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+        // Under the identity's lock: a commit into the folder cannot be creating it meanwhile.
+        let changed_dir = remove_empty_folders(&dirs.files, name);
         state.count_committed(Some(size), None);
         self.index.removed(client, name);
         let meta = dirs.meta_path(&name_key(name));
@@ -450,10 +541,14 @@ impl Store for LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(format!("removing {}", meta.display()))(e)),
         }
-        // Outside the identity's lock, so that concurrent commits share the fsync.
+        // Outside the identity's lock, so that concurrent commits share the fsync of `files/`.
         let files_sync = state.files_sync.clone();
         drop(state);
-        files_sync.sync(&dirs.files)?;
+        if changed_dir == dirs.files {
+            files_sync.sync(&dirs.files)?;
+        } else {
+            tree::sync_dirs([changed_dir])?;
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use ferry_core::Layout;
 use ferry_tokio::journal;
 
 use super::dir_sync::DirSync;
+use super::tree::is_absent;
 use super::IdentityDirs;
 use crate::storage::error::{io_err, StorageError};
 
@@ -68,20 +69,13 @@ pub(super) fn journal_reservation(layout: Layout) -> u64 {
 }
 
 /// Usage of an identity, not counting `exclude`'s committed file and partial upload: the
-/// counted `files/` plus what is in `partial/` (few: only running or abandoned uploads).
+/// `committed` files (counted, see [`IdentityState::committed`]) plus what is in `partial/`
+/// (few: only running or abandoned uploads).
 pub(super) fn usage(
     dirs: &IdentityDirs,
-    state: &mut IdentityState,
+    committed: Usage,
     exclude: Option<(&str, &str)>,
 ) -> Result<Usage, StorageError> {
-    let committed = match state.committed {
-        Some(usage) => usage,
-        None => {
-            let usage = committed_usage(&dirs.files)?;
-            state.committed = Some(usage);
-            usage
-        }
-    };
     let (excluded_bytes, excluded_files) = match exclude {
         Some((name, _)) => match file_len(&dirs.files.join(name))? {
             Some(len) => (len, 1),
@@ -101,19 +95,6 @@ pub(super) fn usage(
             .saturating_sub(excluded_files)
             .saturating_add(partial.files),
     })
-}
-
-/// Size and number of the regular files in `files/`; nothing if it is missing.
-fn committed_usage(dir: &Path) -> Result<Usage, StorageError> {
-    let mut usage = Usage::default();
-    for_each_entry(dir, |_, path| {
-        if let Some(len) = file_len(path)? {
-            usage.bytes = usage.bytes.saturating_add(len);
-            usage.files += 1;
-        }
-        Ok(())
-    })?;
-    Ok(usage)
 }
 
 /// What the partial uploads in `partial/` use, but the one of key `exclude`: each `.part`
@@ -187,7 +168,7 @@ pub(super) fn file_len(path: &Path) -> Result<Option<u64>, StorageError> {
     match fs::symlink_metadata(path) {
         Ok(md) if md.is_file() => Ok(Some(md.len())),
         Ok(_) => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if is_absent(&e) => Ok(None),
         Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
     }
 }

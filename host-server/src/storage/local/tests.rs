@@ -713,3 +713,4 @@ fn the_store_is_private_whatever_the_umask() {
 }
 
 mod limits;
+mod tree;

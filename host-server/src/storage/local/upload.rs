@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -13,10 +13,12 @@ use ferry_core::{Digest, FileAttrs, FileDigest, Layout};
 use ferry_tokio::flush::Flusher;
 use ferry_tokio::journal;
 
-use super::committed::{open_file_locked, write_meta};
+use super::committed::{open_file_locked, write_meta, LocalFile};
+use super::dir_sync::DirSync;
 use super::index::NameIndexes;
 use super::partial::remove_partial;
 use super::quota::{file_len, IdentityState};
+use super::tree::{check_conflict, create_folders, is_absent, parent_dir, sync_dirs};
 use super::{lock, unix_secs, IdentityDirs, NameLock};
 use crate::storage::error::{io_err, StorageError};
 use crate::storage::{FileMeta, Precondition, StoredFile, Upload};
@@ -173,11 +175,14 @@ impl Upload for LocalUpload {
         let part = match std::mem::replace(&mut self.state, UploadState::Done) {
             UploadState::Partial { part, held: _ } => part,
             UploadState::AlreadyStored => {
-                // The committed file is this file already.
+                // The committed file is this file already: only its attributes may be new.
                 let guard = lock(&self.identity);
                 let chunk_size = self.layout.chunk_size;
                 let result = check(condition, &self.dirs, &self.name, chunk_size)
-                    .and_then(|()| open_file_locked(&self.dirs, &self.name, chunk_size));
+                    .and_then(|()| open_file_locked(&self.dirs, &self.name, chunk_size))
+                    .and_then(|stored| {
+                        record_attributes(&self.dirs, &self.key, stored, self.attrs)
+                    });
                 drop(guard);
                 if result.is_err() {
                     self.state = UploadState::AlreadyStored;
@@ -239,17 +244,19 @@ impl LocalUpload {
         // inode, so until the rename the old file stays readable under its own metadata.
         write_meta(&self.dirs, &self.key, part, &meta)?;
         part.sync_all().map_err(io_err(context()))?;
-        let files_sync = {
+        let (files_sync, new_folders) = {
             let mut state = lock(&self.identity);
             check(condition, &self.dirs, &self.name, self.layout.chunk_size)?;
+            check_conflict(&self.dirs.files, &self.name)?;
             let replaced = file_len(path)?;
+            let new_folders = create_folders(&self.dirs.files, &self.name)?;
             fs::rename(&part_path, path).map_err(io_err(context()))?;
             state.count_committed(replaced, Some(meta.size));
             self.index.inserted(&self.client, &self.name);
-            state.files_sync.clone()
+            (state.files_sync.clone(), new_folders)
         };
-        // Outside the identity's lock, so that concurrent commits share the fsync.
-        files_sync.sync(&self.dirs.files)?;
+        // Outside the identity's lock, so that concurrent commits share the fsync of `files/`.
+        sync_entries(&files_sync, &self.dirs.files, &self.name, new_folders)?;
         let held_path = self.dirs.held_path(&self.key);
         match fs::remove_file(&held_path) {
             Ok(()) => {}
@@ -259,6 +266,49 @@ impl LocalUpload {
         // Not synced: a `.held` that outlives a crash has no `.part` and is removed as such.
         Ok(meta)
     }
+}
+
+/// Makes the entries a commit changed durable: the file's own directory and the parent of
+/// each folder it created. `files/` itself through its shared fsync.
+pub(super) fn sync_entries(
+    files_sync: &DirSync,
+    files: &Path,
+    name: &str,
+    new_folders: Vec<PathBuf>,
+) -> Result<(), StorageError> {
+    let mut dirs = new_folders;
+    dirs.push(parent_dir(files, name));
+    let (top, nested): (Vec<_>, Vec<_>) = dirs.into_iter().partition(|dir| dir == files);
+    sync_dirs(nested)?;
+    if !top.is_empty() {
+        files_sync.sync(files)?;
+    }
+    Ok(())
+}
+
+/// Records the attributes a client gave for a file already stored with identical content
+/// (a sync that only touched the modification time sends no data, but updates the time).
+/// The caller holds the identity's lock.
+pub(super) fn record_attributes(
+    dirs: &IdentityDirs,
+    key: &str,
+    mut stored: LocalFile,
+    attrs: FileAttrs,
+) -> Result<LocalFile, StorageError> {
+    let modified = attrs.modified.unwrap_or(stored.meta.modified);
+    let mode = attrs.mode.or(stored.meta.mode);
+    if (modified, mode) == (stored.meta.modified, stored.meta.mode) {
+        return Ok(stored);
+    }
+    stored.meta.modified = modified;
+    stored.meta.mode = mode;
+    write_meta(dirs, key, &stored.file, &stored.meta)?;
+    // An attribute is made durable with the file's own fsync.
+    stored.file.sync_all().map_err(io_err(format!(
+        "recording the attributes of {:?}",
+        stored.meta.name
+    )))?;
+    Ok(stored)
 }
 
 /// Fails with [`StorageError::PreconditionFailed`] unless `condition` holds for what `name`
@@ -275,7 +325,7 @@ fn check(
             let path = dirs.files.join(name);
             match fs::symlink_metadata(&path) {
                 Ok(_) => false,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                Err(e) if is_absent(&e) => true,
                 Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
             }
         }
