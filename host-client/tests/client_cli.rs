@@ -365,7 +365,7 @@ fn exit_codes() {
     let (code, _, _) = run(ferry_at(&server)
         .arg("upload")
         .arg(&path)
-        .args(["--name", "bad/name"]));
+        .args(["--name", "bad/../name"]));
     assert_eq!(code, 4);
     let (code, _, _) = run(ferry_at(&server).args(["delete", "missing"]));
     assert_eq!(code, 4);
