@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ferry_client::{exit, Client, ClientError, ClientOptions};
+use ferry_client::{exit, Client, ClientError, ClientOptions, ErrorCode};
 
 use crate::cli::{Cli, Command};
 use crate::output::{list_rows, Output};
@@ -91,6 +91,9 @@ pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 
                 let folder = tree::folder(prefix);
                 let base = tree::parent_of(&folder).to_string();
                 match collect(&mut client, &folder).await {
+                    Ok(entries) if entries.is_empty() => {
+                        report.failed("download", prefix, nothing_below())
+                    }
                     Ok(entries) => {
                         let fetches = entries
                             .into_iter()
@@ -130,6 +133,9 @@ pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 
             for prefix in names {
                 let folder = tree::folder(prefix);
                 match collect(&mut client, &folder).await {
+                    Ok(entries) if entries.is_empty() => {
+                        report.failed("delete", prefix, nothing_below())
+                    }
                     Ok(entries) => {
                         for entry in entries {
                             delete(&mut client, &mut report, &entry.name, entry.size).await;
@@ -525,6 +531,15 @@ async fn sync_down(client: &mut Client, out: &Output, report: &mut TreeReport<'_
         }
     }
     download_files(client, out, report, job.local, fetches).await;
+}
+
+/// A folder with no file below it: refused as the server refuses a missing name (exit 4).
+fn nothing_below() -> anyhow::Error {
+    ClientError::Refused {
+        code: ErrorCode::NOT_FOUND,
+        text: "no file below it".into(),
+    }
+    .into()
 }
 
 /// `name` without `base/` (empty if `name` is not below `base`: refused later).

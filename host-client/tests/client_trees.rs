@@ -282,6 +282,11 @@ fn delete_r_dry_run_removes_nothing_then_delete_r_removes_the_folder() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(summary(&stdout)["delete"], 6);
     assert_eq!(listed_names(&target, &["-r"]), ["photos-other"]);
+    // Nothing below: refused like a missing name.
+    let (code, _, stderr) = run(ferry(&target).args(["delete", "-r", "photos"]));
+    assert_eq!(code, 4, "{stderr}");
+    let (code, _, stderr) = run(ferry(&target).args(["download", "-r", "photos", "-o"]).arg(dir.path()));
+    assert_eq!(code, 4, "{stderr}");
 }
 
 #[test]
