@@ -41,8 +41,8 @@ mod identity;
 mod output;
 mod plan;
 mod progress;
-mod setup;
 mod remote;
+mod setup;
 mod sync;
 mod tree;
 mod tree_report;
@@ -53,8 +53,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use ferry_client::{
-    exit, Client, ClientError, ClientOptions, Progress, ProgressFn, RoundTripReport,
-    TransferReport,
+    exit, Client, ClientError, ClientOptions, Progress, ProgressFn, RoundTripReport, TransferReport,
 };
 
 use crate::cli::{Cli, Command};

@@ -257,7 +257,12 @@ pub(crate) fn list_rows(entries: &[crate::remote::Entry], header: bool) -> Strin
     }
     for entry in entries {
         match entry.folder {
-            true => table.add_row([entry.name.clone(), String::new(), String::new(), String::new()]),
+            true => table.add_row([
+                entry.name.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]),
             false => table.add_row([
                 entry.name.clone(),
                 entry.size.to_string(),

@@ -278,7 +278,7 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
             }
             steps
         }
-                // Handled before any plan: nothing to send.
+        // Handled before any plan: nothing to send.
         Command::Login { .. } | Command::Config => Vec::new(),
         // Tree commands: run by `trees`, without a plan.
         Command::List { .. } | Command::Sync { .. } => Vec::new(),

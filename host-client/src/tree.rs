@@ -79,20 +79,24 @@ pub(crate) fn walk(root: &Path, follow: bool) -> Result<Walk, ClientError> {
             continue;
         }
         if !kind.is_file() {
-            found
-                .skipped
-                .push(format!("{shown}: not a regular file (fifo, socket or device)"));
+            found.skipped.push(format!(
+                "{shown}: not a regular file (fifo, socket or device)"
+            ));
             continue;
         }
         let relative = if meta.is_dir() {
             entry.path().strip_prefix(root).ok().and_then(slash_path)
         } else {
-            entry.path().file_name().and_then(|n| n.to_str()).map(|n| n.nfc().collect())
+            entry
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| n.nfc().collect())
         };
         let Some(relative) = relative else {
-            found
-                .skipped
-                .push(format!("{shown}: not a UTF-8 name, cannot be named on the server"));
+            found.skipped.push(format!(
+                "{shown}: not a UTF-8 name, cannot be named on the server"
+            ));
             continue;
         };
         if !taken.insert(relative.clone()) {
@@ -296,7 +300,11 @@ mod tests {
             names(&walk),
             ["Caf\u{e9}.txt", "a/b/c.jpg", "link", "top.txt"]
         );
-        assert!(walk.skipped.iter().any(|s| s.contains("loop")), "{:?}", walk.skipped);
+        assert!(
+            walk.skipped.iter().any(|s| s.contains("loop")),
+            "{:?}",
+            walk.skipped
+        );
     }
 
     #[test]

@@ -112,7 +112,9 @@ impl<'a> TreeReport<'a> {
     pub(crate) fn failed(&mut self, action: &'static str, name: &str, error: anyhow::Error) {
         self.files += 1;
         self.failed += 1;
-        let code = self.bar.suspend(|| self.out.error(action, Some(name), &error));
+        let code = self
+            .bar
+            .suspend(|| self.out.error(action, Some(name), &error));
         if self.first_failure == exit::SUCCESS {
             self.first_failure = code;
         }

@@ -276,13 +276,18 @@ async fn download_files(
         let dest = tree::local_relative(&fetch.relative, "")
             .ok_or_else(|| ClientError::InvalidName {
                 name: fetch.name.clone(),
-                reason: format!("would be written outside {}; not downloaded", root.display()),
+                reason: format!(
+                    "would be written outside {}; not downloaded",
+                    root.display()
+                ),
             })
             .and_then(|relative| tree::prepare_dest(root, &relative));
         let bar = &mut report.bar;
         let result = match dest {
             Ok(dest) => client
-                .download_file(&fetch.name, &dest, &mut |p| bar.progress(index, p.done_bytes))
+                .download_file(&fetch.name, &dest, &mut |p| {
+                    bar.progress(index, p.done_bytes)
+                })
                 .await
                 .map(|transfer| (transfer, dest)),
             Err(e) => Err(e),
@@ -298,7 +303,12 @@ async fn download_files(
                         )
                     });
                 }
-                report.ok("download", &fetch.name, fetch.size, Some((&transfer, &dest)));
+                report.ok(
+                    "download",
+                    &fetch.name,
+                    fetch.size,
+                    Some((&transfer, &dest)),
+                );
             }
             Err(e) => report.failed("download", &fetch.name, e.into()),
         }
@@ -318,7 +328,13 @@ async fn delete(client: &mut Client, report: &mut TreeReport<'_>, name: &str, si
 
 /// `ferry list`: pages printed as they arrive. `as_array`: --json prints one array (the
 /// format of a plain `ferry list` before trees); otherwise one JSON object per line.
-async fn list(client: &mut Client, out: &Output, folder: &str, recursive: bool, as_array: bool) -> i32 {
+async fn list(
+    client: &mut Client,
+    out: &Output,
+    folder: &str,
+    recursive: bool,
+    as_array: bool,
+) -> i32 {
     use std::io::Write;
     let (mut files, mut folders, mut bytes, mut first) = (0u64, 0u64, 0u64, true);
     if out.json && as_array {
@@ -340,7 +356,11 @@ async fn list(client: &mut Client, out: &Output, folder: &str, recursive: bool, 
                 write!(stdout, "{comma}{json}")
             }),
             (true, false) => page.iter().try_for_each(|entry| {
-                writeln!(stdout, "{}", serde_json::to_string(entry).unwrap_or_default())
+                writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string(entry).unwrap_or_default()
+                )
             }),
             (false, _) if out.quiet => Ok(()),
             (false, _) => write!(stdout, "{}", list_rows(&page, std::mem::take(&mut first))),
@@ -415,7 +435,12 @@ fn plan_sync(
 }
 
 /// `ferry sync LOCAL_DIR [PREFIX]`: the server's tree made equal to the local one.
-async fn sync_up(client: &mut Client, out: &Output, report: &mut TreeReport<'_>, job: &SyncJob<'_>) {
+async fn sync_up(
+    client: &mut Client,
+    out: &Output,
+    report: &mut TreeReport<'_>,
+    job: &SyncJob<'_>,
+) {
     if !job.local.is_dir() {
         let error = ClientError::Io {
             path: job.local.to_path_buf(),
@@ -473,7 +498,12 @@ async fn sync_up(client: &mut Client, out: &Output, report: &mut TreeReport<'_>,
 
 /// `ferry sync --down PREFIX LOCAL_DIR`: the local tree made equal to the server's. Only
 /// regular files below LOCAL_DIR are ever replaced or removed (links are not followed).
-async fn sync_down(client: &mut Client, out: &Output, report: &mut TreeReport<'_>, job: &SyncJob<'_>) {
+async fn sync_down(
+    client: &mut Client,
+    out: &Output,
+    report: &mut TreeReport<'_>,
+    job: &SyncJob<'_>,
+) {
     if !job.local.exists() && !report.dry_run {
         if let Err(e) = std::fs::create_dir_all(job.local) {
             let error = ClientError::Io {
