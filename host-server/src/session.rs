@@ -17,11 +17,13 @@ use ferry_core::framing::encode_frame;
 use ferry_core::wire::{
     list_page_capacity, ErrorCode, Frame, ListEntry, CONTROL_FRAME_MAX, RETRY_AFTER,
 };
-use ferry_core::{Config, Connection, Digest, Event, Failure};
+use ferry_core::{Config, Connection, Digest, Event, Failure, FileAttrs};
 use ferry_tokio::event::OwnedEvent;
 use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+
+mod tree;
 
 use crate::metrics::{Kind, Metrics, Op, Outcome};
 use crate::names::validate_name;
@@ -462,6 +464,7 @@ impl Session {
                 OwnedEvent::UploadRequested { .. }
                     | OwnedEvent::DownloadRequested { .. }
                     | OwnedEvent::ListRequested { .. }
+                    | OwnedEvent::ListTreeRequested { .. }
                     | OwnedEvent::DeleteRequested { .. }
             )
         );
@@ -476,8 +479,20 @@ impl Session {
         }
         match action {
             Action::Ignore => {}
-            Action::Event(OwnedEvent::UploadRequested { name, size, fresh }) => {
-                self.on_upload(conn, name, size, fresh).await
+            Action::Event(OwnedEvent::UploadRequested {
+                name,
+                size,
+                fresh,
+                attrs,
+            }) => self.on_upload(conn, name, size, fresh, attrs).await,
+            Action::Event(OwnedEvent::ListTreeRequested {
+                prefix,
+                start_after,
+                limit,
+                recursive,
+            }) => {
+                self.on_list_tree(conn, prefix, start_after, limit, recursive)
+                    .await
             }
             Action::Event(OwnedEvent::DownloadRequested { name, .. }) => {
                 self.on_download(conn, name).await
@@ -563,7 +578,14 @@ impl Session {
         None
     }
 
-    async fn on_upload(&mut self, conn: &mut Conn, raw: String, size: u64, fresh: bool) {
+    async fn on_upload(
+        &mut self,
+        conn: &mut Conn,
+        raw: String,
+        size: u64,
+        fresh: bool,
+        attrs: FileAttrs,
+    ) {
         let name = match validate_name(&raw) {
             Ok(name) => name,
             Err(e) => {
@@ -583,7 +605,7 @@ impl Session {
             storage.begin_upload(&client, &task_name, size, chunk_size, fresh)
         })
         .await;
-        let upload = match begun {
+        let mut upload = match begun {
             Ok(Ok(upload)) => upload,
             Ok(Err(e)) => {
                 if let StorageError::Io { .. }
@@ -599,6 +621,7 @@ impl Session {
                 return self.refuse(conn, "upload", &name, ErrorCode::INTERNAL, "internal error");
             }
         };
+        upload.set_attributes(attrs);
         let held: Vec<(u64, Digest)> = upload.held_chunks().collect();
         if let Err(e) = conn.accept_upload(held) {
             tracing::warn!("{}: accept_upload: {e}", self.peer);

@@ -2,7 +2,7 @@
 
 use crate::digest::Digest;
 use crate::transfer::Layout;
-use crate::wire::{Held, ListEntries};
+use crate::wire::{FileAttrs, Held, ListEntries, TreeEntries};
 
 use super::Failure;
 
@@ -26,6 +26,8 @@ pub enum Event<'a> {
         size: u64,
         /// Drop any partial copy held for this name.
         fresh: bool,
+        /// Modification time and mode the client gave (`OpenUploadWith`), if any.
+        attrs: FileAttrs,
     },
     /// Server: a client wants to download. Answer with
     /// [`accept_download`](super::Connection::accept_download) or [`reject`](super::Connection::reject).
@@ -48,6 +50,25 @@ pub enum Event<'a> {
     DeleteRequested {
         /// File name as sent.
         name: &'a str,
+    },
+    /// Server: answer with [`respond_list_tree`](super::Connection::respond_list_tree) or
+    /// [`reject`](super::Connection::reject).
+    ListTreeRequested {
+        /// List below this prefix ("" for everything).
+        prefix: &'a str,
+        /// List names after this one ("" from the start); one ending in `/` skips that folder.
+        start_after: &'a str,
+        /// At most this many entries.
+        limit: u16,
+        /// Every file below `prefix`, or one level with its folders.
+        recursive: bool,
+    },
+    /// Client: one page of a tree listing.
+    TreePage {
+        /// The entries.
+        entries: TreeEntries<'a>,
+        /// More entries follow the last one.
+        more: bool,
     },
     /// Client: one page of a listing.
     ListPage {

@@ -350,7 +350,7 @@ impl Client {
 
     /// Runs `op` to its end: attempts over (re)connected sessions, backing off between
     /// reconnections, starting over once if the source changed.
-    async fn run<O: Operation>(&mut self, op: &mut O) -> Result<O::Output, ClientError> {
+    pub(crate) async fn run<O: Operation>(&mut self, op: &mut O) -> Result<O::Output, ClientError> {
         let result = self.run_attempts(op).await;
         if let Err(error) = &result {
             op.failed(error);
@@ -830,8 +830,23 @@ mod tests {
         let nfd = "e\u{301}".repeat(100);
         assert_eq!(nfd.len(), 300);
         assert_eq!(check_name(&nfd).unwrap(), "\u{e9}".repeat(100));
-        assert!(check_name(&"e\u{301}".repeat(128)).is_err());
-        for bad in [String::new(), "x".repeat(256)] {
+        assert!(check_name(&"e\u{301}".repeat(513)).is_err());
+        assert!(check_name(&"x".repeat(1024)).is_ok());
+        assert_eq!(check_name("a/b/c.txt").unwrap(), "a/b/c.txt");
+        assert_eq!(
+            check_name("d\u{e9}j\u{e0}/e\u{301}").unwrap(),
+            "d\u{e9}j\u{e0}/\u{e9}"
+        );
+        for bad in [
+            String::new(),
+            "x".repeat(1025),
+            "/etc/passwd".into(),
+            "a//b".into(),
+            "a/".into(),
+            "./a".into(),
+            "a/../../x".into(),
+            "..".into(),
+        ] {
             let error = check_name(&bad).unwrap_err();
             assert_eq!(error.refusal_code(), Some(ErrorCode::INVALID_NAME));
             assert_eq!(error.exit_code(), 4);
