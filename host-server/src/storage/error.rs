@@ -103,6 +103,55 @@ impl StorageError {
         }
     }
 
+    /// The same error again, for each item of a batch that one failed step fails together.
+    pub(crate) fn duplicate(&self) -> StorageError {
+        let again = |source: &io::Error| io::Error::new(source.kind(), source.to_string());
+        match self {
+            StorageError::QuotaExceeded {
+                used,
+                requested,
+                quota,
+            } => StorageError::QuotaExceeded {
+                used: *used,
+                requested: *requested,
+                quota: *quota,
+            },
+            StorageError::FileLimit { files, max } => StorageError::FileLimit {
+                files: *files,
+                max: *max,
+            },
+            StorageError::WebQuotaExceeded {
+                used,
+                requested,
+                quota,
+            } => StorageError::WebQuotaExceeded {
+                used: *used,
+                requested: *requested,
+                quota: *quota,
+            },
+            StorageError::DiskFull { context, source } => StorageError::DiskFull {
+                context: context.clone(),
+                source: again(source),
+            },
+            StorageError::TooLarge { size, max } => StorageError::TooLarge {
+                size: *size,
+                max: *max,
+            },
+            StorageError::Busy => StorageError::Busy,
+            StorageError::NameConflict { name, reason } => StorageError::NameConflict {
+                name: name.clone(),
+                reason: reason.clone(),
+            },
+            StorageError::NotFound => StorageError::NotFound,
+            StorageError::PreconditionFailed => StorageError::PreconditionFailed,
+            StorageError::Io { context, source } => StorageError::Io {
+                context: context.clone(),
+                source: again(source),
+            },
+            StorageError::Inconsistent(text) => StorageError::Inconsistent(text.clone()),
+        }
+    }
+
     /// Whether the file system is full: the failed upload's partial is better freed at once.
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StorageError::DiskFull { .. })

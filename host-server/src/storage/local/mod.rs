@@ -59,9 +59,10 @@
 //!
 //! Modules: `committed` (committed files and their metadata), `partial` (`.part` and
 //! `.held`), `upload` (store, checkpoint, commit), `quota` (usage), `index` (sorted names
-//! for listing), `tree` (folders and the walk of `files/`), `dir_sync` (shared directory
-//! fsyncs).
+//! for listing), `tree` (folders and the walk of `files/`), `batch` (`put_batch`: small
+//! files made durable by one `syncfs`), `dir_sync` (shared directory fsyncs).
 
+mod batch;
 mod committed;
 mod dir_sync;
 mod index;
@@ -90,7 +91,7 @@ use self::quota::{journal_reservation, usage, IdentityState, Usage};
 use self::tree::{check_conflict, is_absent, remove_empty_folders};
 use self::upload::{LocalUpload, UploadState};
 use super::error::{io_err, StorageError};
-use super::{FileMeta, ListItem, Store, StoredFile, Upload};
+use super::{FileMeta, ListItem, PutItem, Store, StoredFile, Upload};
 
 /// Storage limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,21 +288,25 @@ impl LocalStore {
         Ok(total)
     }
 
-    /// An identity's committed files, counted once by a walk of `files/` that builds its
-    /// name index too, then kept current by commits and deletes.
+    /// An identity's committed files (counted once by a walk of `files/` that builds its
+    /// name index too, then kept current by commits and deletes) and the staged files of
+    /// batches being committed.
     fn committed_usage(
         &self,
         client: &str,
         dirs: &IdentityDirs,
         state: &mut IdentityState,
     ) -> Result<Usage, StorageError> {
-        if let Some(committed) = state.committed {
-            return Ok(committed);
-        }
-        let (names, committed) = tree::walk(&dirs.files)?;
-        state.committed = Some(committed);
-        self.index.install(client, names);
-        Ok(committed)
+        let committed = match state.committed {
+            Some(committed) => committed,
+            None => {
+                let (names, committed) = tree::walk(&dirs.files)?;
+                state.committed = Some(committed);
+                self.index.install(client, names);
+                committed
+            }
+        };
+        Ok(committed.plus(state.staged))
     }
 
     /// Reads `client`'s sorted names: its index, or a walk of `files/` that builds the index
@@ -519,6 +524,11 @@ impl Store for LocalStore {
         Ok(items)
     }
 
+    /// Durable together: one `syncfs` for the batch (see `batch`).
+    fn put_batch(&self, client: &str, items: Vec<PutItem>) -> Vec<Result<FileMeta, StorageError>> {
+        self.put_batch_local(client, items)
+    }
+
     fn delete(&self, client: &str, name: &str) -> Result<(), StorageError> {
         let dirs = self.dirs(client)?;
         let identity = self.identity_lock(client);
@@ -544,12 +554,7 @@ impl Store for LocalStore {
         // Outside the identity's lock, so that concurrent commits share the fsync of `files/`.
         let files_sync = state.files_sync.clone();
         drop(state);
-        if changed_dir == dirs.files {
-            files_sync.sync(&dirs.files)?;
-        } else {
-            tree::sync_dirs([changed_dir])?;
-        }
-        Ok(())
+        tree::sync_changed(&files_sync, &dirs.files, [changed_dir])
     }
 
     /// Stray temporary files in `partial/` and `meta/` expire too.

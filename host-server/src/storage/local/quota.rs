@@ -27,6 +27,9 @@ pub(super) struct IdentityState {
     /// [`Store::expire_partials`](crate::storage::Store::expire_partials), so changes made
     /// by hand are counted again on its next run.
     pub(super) committed: Option<Usage>,
+    /// Files of a batch (`Store::put_batch`) written but not yet renamed into `files/`:
+    /// charged like committed files meanwhile.
+    pub(super) staged: Usage,
     /// Fsyncs of `files/`, shared by concurrent commits and deletes (waited for outside
     /// the identity's lock).
     pub(super) files_sync: Arc<DirSync>,
@@ -39,6 +42,24 @@ pub(super) struct Usage {
     pub(super) bytes: u64,
     /// Committed files plus partial uploads.
     pub(super) files: u64,
+}
+
+impl Usage {
+    /// Both together.
+    pub(super) fn plus(self, other: Usage) -> Usage {
+        Usage {
+            bytes: self.bytes.saturating_add(other.bytes),
+            files: self.files.saturating_add(other.files),
+        }
+    }
+
+    /// `self` without `other`.
+    pub(super) fn minus(self, other: Usage) -> Usage {
+        Usage {
+            bytes: self.bytes.saturating_sub(other.bytes),
+            files: self.files.saturating_sub(other.files),
+        }
+    }
 }
 
 impl IdentityState {

@@ -712,5 +712,6 @@ fn the_store_is_private_whatever_the_umask() {
     }
 }
 
+mod batch;
 mod limits;
 mod tree;

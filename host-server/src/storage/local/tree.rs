@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::create_private_dir;
+use super::dir_sync::DirSync;
 use super::quota::Usage;
 use crate::names::{validate_name, MAX_COMPONENTS};
 use crate::storage::error::{io_err, StorageError};
@@ -106,11 +107,21 @@ pub(super) fn remove_empty_folders(files: &Path, name: &str) -> PathBuf {
     dir
 }
 
-/// Fsyncs each directory once.
-pub(super) fn sync_dirs(dirs: impl IntoIterator<Item = PathBuf>) -> Result<(), StorageError> {
+/// Fsyncs each directory once: `files/` through its fsync shared by concurrent commits and
+/// deletes, the folders below it directly.
+pub(super) fn sync_changed(
+    files_sync: &DirSync,
+    files: &Path,
+    dirs: impl IntoIterator<Item = PathBuf>,
+) -> Result<(), StorageError> {
     let mut done = HashSet::new();
     for dir in dirs {
-        if done.insert(dir.clone()) {
+        if !done.insert(dir.clone()) {
+            continue;
+        }
+        if dir == files {
+            files_sync.sync(files)?;
+        } else {
             fs::File::open(&dir)
                 .and_then(|d| d.sync_all())
                 .map_err(io_err(format!("syncing {}", dir.display())))?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -14,11 +14,10 @@ use ferry_tokio::flush::Flusher;
 use ferry_tokio::journal;
 
 use super::committed::{open_file_locked, write_meta, LocalFile};
-use super::dir_sync::DirSync;
 use super::index::NameIndexes;
 use super::partial::remove_partial;
 use super::quota::{file_len, IdentityState};
-use super::tree::{check_conflict, create_folders, is_absent, parent_dir, sync_dirs};
+use super::tree::{check_conflict, create_folders, is_absent, parent_dir, sync_changed};
 use super::{lock, unix_secs, IdentityDirs, NameLock};
 use crate::storage::error::{io_err, StorageError};
 use crate::storage::{FileMeta, Precondition, StoredFile, Upload};
@@ -181,7 +180,14 @@ impl Upload for LocalUpload {
                 let result = check(condition, &self.dirs, &self.name, chunk_size)
                     .and_then(|()| open_file_locked(&self.dirs, &self.name, chunk_size))
                     .and_then(|stored| {
-                        record_attributes(&self.dirs, &self.key, stored, self.attrs)
+                        let (stored, changed) =
+                            record_attributes(&self.dirs, &self.key, stored, self.attrs)?;
+                        if changed {
+                            // An attribute is made durable with the file's own fsync.
+                            let context = format!("recording the attributes of {:?}", self.name);
+                            stored.file.sync_all().map_err(io_err(context))?;
+                        }
+                        Ok(stored)
                     });
                 drop(guard);
                 if result.is_err() {
@@ -256,7 +262,9 @@ impl LocalUpload {
             (state.files_sync.clone(), new_folders)
         };
         // Outside the identity's lock, so that concurrent commits share the fsync of `files/`.
-        sync_entries(&files_sync, &self.dirs.files, &self.name, new_folders)?;
+        let mut changed = new_folders;
+        changed.push(parent_dir(&self.dirs.files, &self.name));
+        sync_changed(&files_sync, &self.dirs.files, changed)?;
         let held_path = self.dirs.held_path(&self.key);
         match fs::remove_file(&held_path) {
             Ok(()) => {}
@@ -268,47 +276,25 @@ impl LocalUpload {
     }
 }
 
-/// Makes the entries a commit changed durable: the file's own directory and the parent of
-/// each folder it created. `files/` itself through its shared fsync.
-pub(super) fn sync_entries(
-    files_sync: &DirSync,
-    files: &Path,
-    name: &str,
-    new_folders: Vec<PathBuf>,
-) -> Result<(), StorageError> {
-    let mut dirs = new_folders;
-    dirs.push(parent_dir(files, name));
-    let (top, nested): (Vec<_>, Vec<_>) = dirs.into_iter().partition(|dir| dir == files);
-    sync_dirs(nested)?;
-    if !top.is_empty() {
-        files_sync.sync(files)?;
-    }
-    Ok(())
-}
-
 /// Records the attributes a client gave for a file already stored with identical content
 /// (a sync that only touched the modification time sends no data, but updates the time).
-/// The caller holds the identity's lock.
+/// Returns whether they changed: if so, the caller makes them durable (an fsync of the file,
+/// or a batch's `syncfs`). The caller holds the identity's lock.
 pub(super) fn record_attributes(
     dirs: &IdentityDirs,
     key: &str,
     mut stored: LocalFile,
     attrs: FileAttrs,
-) -> Result<LocalFile, StorageError> {
+) -> Result<(LocalFile, bool), StorageError> {
     let modified = attrs.modified.unwrap_or(stored.meta.modified);
     let mode = attrs.mode.or(stored.meta.mode);
     if (modified, mode) == (stored.meta.modified, stored.meta.mode) {
-        return Ok(stored);
+        return Ok((stored, false));
     }
     stored.meta.modified = modified;
     stored.meta.mode = mode;
     write_meta(dirs, key, &stored.file, &stored.meta)?;
-    // An attribute is made durable with the file's own fsync.
-    stored.file.sync_all().map_err(io_err(format!(
-        "recording the attributes of {:?}",
-        stored.meta.name
-    )))?;
-    Ok(stored)
+    Ok((stored, true))
 }
 
 /// Fails with [`StorageError::PreconditionFailed`] unless `condition` holds for what `name`
