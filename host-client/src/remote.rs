@@ -2,83 +2,27 @@
 //! by page, uploading many files, re-recording attributes. The one place that knows the
 //! client library's tree API.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ferry_client::{Client, ClientError, FileEntry, TransferReport};
-use ferry_core::FileAttrs;
-use serde::Serialize;
+use ferry_client::{Client, ClientError, FileAttrs, ItemEvent, TransferReport, UploadItem};
 
 use crate::sync::RemoteFile;
 use crate::tree::{list_prefix, LocalFile};
 
 /// A listed file or folder (`ferry list --json` prints these).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Entry {
-    pub(crate) name: String,
-    pub(crate) size: u64,
-    pub(crate) modified: u64,
-    pub(crate) digest: String,
-    pub(crate) chunk_size: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) mode: Option<u32>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub(crate) folder: bool,
-}
+pub(crate) type Entry = ferry_client::FileEntry;
 
-fn is_false(value: &bool) -> bool {
-    !value
-}
-
-impl From<FileEntry> for Entry {
-    fn from(entry: FileEntry) -> Self {
-        Entry {
-            name: entry.name,
-            size: entry.size,
-            modified: entry.modified,
-            digest: entry.digest,
-            chunk_size: entry.chunk_size,
-            mode: None,
-            folder: false,
-        }
-    }
-}
-
-/// One level below `prefix` (folders included), or with `recursive` every file, page by
-/// page.
+/// One level below `folder` (folders included), or with `recursive` every file, page by
+/// page as the server sends them.
 pub(crate) async fn list(
     client: &mut Client,
     folder: &str,
     recursive: bool,
     page: &mut (dyn FnMut(Vec<Entry>) + Send),
 ) -> Result<(), ClientError> {
-    let prefix = list_prefix(folder);
-    let mut entries = Vec::new();
-    let mut last_folder = String::new();
-    for entry in client.list().await? {
-        let Some(rest) = entry.name.strip_prefix(&prefix) else {
-            continue;
-        };
-        match rest.split_once('/') {
-            Some((sub, _)) if !recursive => {
-                let name = format!("{prefix}{sub}/");
-                if name != last_folder {
-                    last_folder = name.clone();
-                    entries.push(Entry {
-                        name,
-                        size: 0,
-                        modified: 0,
-                        digest: String::new(),
-                        chunk_size: 0,
-                        mode: None,
-                        folder: true,
-                    });
-                }
-            }
-            _ => entries.push(entry.into()),
-        }
-    }
-    page(entries);
-    Ok(())
+    client
+        .list_tree(&list_prefix(folder), recursive, page)
+        .await
 }
 
 /// Every file below `folder` (recursively), page by page.
@@ -120,16 +64,9 @@ pub(crate) async fn remote_tree(
     Ok(files)
 }
 
-/// A file to upload: its path, its server name, its attributes.
-pub(crate) struct Item {
-    pub(crate) path: PathBuf,
-    pub(crate) name: String,
-    pub(crate) attrs: FileAttrs,
-}
-
 /// A local file's upload under `name`.
-pub(crate) fn upload_item(file: &LocalFile, name: String) -> Item {
-    Item {
+pub(crate) fn upload_item(file: &LocalFile, name: String) -> UploadItem {
+    UploadItem {
         path: file.path.clone(),
         name,
         attrs: file.attrs,
@@ -143,27 +80,22 @@ pub(crate) enum Event<'a> {
     Done(usize, &'a Result<TransferReport, ClientError>),
 }
 
-/// Uploads `items` on this connection. Outer error: the connection could not be kept up.
+/// Uploads `items` on this connection (small files pipelined). Outer error: the connection
+/// could not be kept up.
 pub(crate) async fn upload_many(
     client: &mut Client,
-    items: &[Item],
+    items: &[UploadItem],
     events: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<Vec<Result<TransferReport, ClientError>>, ClientError> {
-    let mut results = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        events(Event::Started(index));
-        let result = client
-            .upload_file(&item.path, &item.name, &mut |p| {
-                events(Event::Progress(index, p.done_bytes))
-            })
-            .await;
-        events(Event::Done(index, &result));
-        if let Err(ClientError::Connect { .. }) = &result {
-            return result.map(|_| Vec::new());
-        }
-        results.push(result);
-    }
-    Ok(results)
+    client
+        .upload_many(items, &mut |event| match event {
+            ItemEvent::Started { index, .. } => events(Event::Started(index)),
+            ItemEvent::Progress { index, progress } => {
+                events(Event::Progress(index, progress.done_bytes))
+            }
+            ItemEvent::Done { index, result } => events(Event::Done(index, result)),
+        })
+        .await
 }
 
 /// Uploads `path` as `name` with its attributes (an unchanged file sends no data).
@@ -171,7 +103,9 @@ pub(crate) async fn upload_with(
     client: &mut Client,
     path: &Path,
     name: &str,
-    _attrs: FileAttrs,
+    attrs: FileAttrs,
 ) -> Result<TransferReport, ClientError> {
-    client.upload_file(path, name, &mut |_| {}).await
+    client
+        .upload_file_with(path, name, attrs, &mut |_| {})
+        .await
 }

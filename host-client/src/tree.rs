@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_client::ClientError;
-use ferry_core::FileAttrs;
+use ferry_client::FileAttrs;
 use unicode_normalization::UnicodeNormalization;
 
 /// A regular file found in a local tree.
