@@ -46,72 +46,13 @@ pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 
     match &cli.command {
         Command::Upload {
             files, dereference, ..
-        } => {
-            let mut report = TreeReport::new(out, "upload", TreeBar::new(false, 0, 0));
-            let mut items = Vec::new();
-            for dir in files {
-                let walked = tree::base_name(dir).and_then(|base| {
-                    let walk = tree::walk(dir, *dereference)?;
-                    Ok((base, walk))
-                });
-                match walked {
-                    Ok((base, walk)) => {
-                        for warning in &walk.skipped {
-                            report.skip(warning);
-                        }
-                        let is_dir = dir.is_dir();
-                        for file in walk.files {
-                            let name = match is_dir {
-                                true => tree::join_name(&base, &file.relative),
-                                false => file.relative.clone(),
-                            };
-                            items.push((file, name));
-                        }
-                    }
-                    Err(e) => report.failed("upload", &dir.display().to_string(), e.into()),
-                }
-            }
-            let Some(mut client) = connect(&mut report, options).await else {
-                return report.finish();
-            };
-            upload_files(&mut client, out, &mut report, items).await;
-            client.close().await;
-            report.finish()
-        }
+        } => upload_trees(out, options, files, *dereference).await,
         Command::Download { names, output, .. } => {
             let root = output.clone().unwrap_or_else(|| PathBuf::from("."));
             if !root.is_dir() {
                 usage(format!("-o {}: no such directory", root.display()));
             }
-            let mut report = TreeReport::new(out, "download", TreeBar::new(false, 0, 0));
-            let Some(mut client) = connect(&mut report, options).await else {
-                return report.finish();
-            };
-            for prefix in names {
-                let folder = tree::folder(prefix);
-                let base = tree::parent_of(&folder).to_string();
-                match collect(&mut client, &folder).await {
-                    Ok(entries) if entries.is_empty() => {
-                        report.failed("download", prefix, nothing_below())
-                    }
-                    Ok(entries) => {
-                        let fetches = entries
-                            .into_iter()
-                            .map(|entry| Fetch {
-                                relative: below(&entry.name, &base).to_string(),
-                                size: entry.size,
-                                modified: entry.modified,
-                                mode: entry.mode,
-                                name: entry.name,
-                            })
-                            .collect();
-                        download_files(&mut client, out, &mut report, &root, fetches).await
-                    }
-                    Err(e) => report.fatal("list", e.into()),
-                }
-            }
-            client.close().await;
-            report.finish()
+            download_trees(out, options, names, &root).await
         }
         Command::List { prefix, recursive } => {
             let mut report = TreeReport::new(out, "list", TreeBar::new(false, 0, 0));
@@ -183,6 +124,97 @@ pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 
             report.finish()
         }
         _ => exit::OTHER,
+    }
+}
+
+/// `ferry upload -r DIR...`: every file below each DIR, named from DIR's own name.
+async fn upload_trees(
+    out: &Output,
+    options: ClientOptions,
+    files: &[PathBuf],
+    follow: bool,
+) -> i32 {
+    let mut report = TreeReport::new(out, "upload", TreeBar::new(false, 0, 0));
+    let mut items = Vec::new();
+    for dir in files {
+        let walked = tree::base_name(dir).and_then(|base| {
+            let walk = tree::walk(dir, follow)?;
+            Ok((base, walk))
+        });
+        match walked {
+            Ok((base, walk)) => {
+                for warning in &walk.skipped {
+                    report.skip(warning);
+                }
+                let is_dir = dir.is_dir();
+                for file in walk.files {
+                    let name = match is_dir {
+                        true => tree::join_name(&base, &file.relative),
+                        false => file.relative.clone(),
+                    };
+                    items.push((file, name));
+                }
+            }
+            Err(e) => report.failed("upload", &dir.display().to_string(), e.into()),
+        }
+    }
+    refuse_twins(&items);
+    let Some(mut client) = connect(&mut report, options).await else {
+        return report.finish();
+    };
+    upload_files(&mut client, out, &mut report, items).await;
+    client.close().await;
+    report.finish()
+}
+
+/// `ferry download -r PREFIX... -o ROOT`: every file below each PREFIX, below ROOT.
+async fn download_trees(
+    out: &Output,
+    options: ClientOptions,
+    names: &[String],
+    root: &Path,
+) -> i32 {
+    let mut report = TreeReport::new(out, "download", TreeBar::new(false, 0, 0));
+    let Some(mut client) = connect(&mut report, options).await else {
+        return report.finish();
+    };
+    for prefix in names {
+        let folder = tree::folder(prefix);
+        let base = tree::parent_of(&folder).to_string();
+        match collect(&mut client, &folder).await {
+            Ok(entries) if entries.is_empty() => report.failed("download", prefix, nothing_below()),
+            Ok(entries) => {
+                let fetches = entries
+                    .into_iter()
+                    .map(|entry| Fetch {
+                        relative: below(&entry.name, &base).to_string(),
+                        size: entry.size,
+                        modified: entry.modified,
+                        mode: entry.mode,
+                        name: entry.name,
+                    })
+                    .collect();
+                download_files(&mut client, out, &mut report, root, fetches).await
+            }
+            Err(e) => report.fatal("list", e.into()),
+        }
+    }
+    client.close().await;
+    report.finish()
+}
+
+/// Two local files that would be stored under one name (`ferry upload -r a/x b/x`): a
+/// usage error before anything is sent, as for single files.
+fn refuse_twins(items: &[(LocalFile, String)]) {
+    let mut seen = std::collections::HashMap::new();
+    for (file, name) in items {
+        if let Some(first) = seen.insert(name, &file.path) {
+            usage(format!(
+                "{} and {} would both be stored as {name:?}",
+                first.display(),
+                file.path.display()
+            ));
+        }
     }
 }
 

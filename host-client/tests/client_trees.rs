@@ -248,6 +248,14 @@ fn a_tree_round_trips_with_its_layout_modes_and_times() {
         pseudo_random(200_000, 1)
     );
 
+    // Two trees of one name: refused before anything is sent.
+    let other = dir.path().join("other/photos");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("README"), b"another").unwrap();
+    let (code, _, stderr) = run(ferry(&target).args(["upload", "-r"]).arg(&root).arg(&other));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("photos/README"), "{stderr}");
+
     // A plain upload of a directory says to use -r.
     let (code, _, stderr) = run(ferry(&target).arg("upload").arg(&root));
     assert_eq!(code, 6, "{stderr}");
