@@ -36,6 +36,7 @@
 
 mod cli;
 mod config;
+mod fetch;
 mod hints;
 mod identity;
 mod output;

@@ -220,9 +220,12 @@ pub(crate) fn prepare_dest(root: &Path, relative: &Path) -> Result<PathBuf, Clie
                     );
                     return Err(io_error(&dir, refused));
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    std::fs::create_dir(&dir).map_err(|e| io_error(&dir, e))?
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+                    Ok(()) => {}
+                    // Made by a download on another connection meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_real_dir(&dir) => {}
+                    Err(e) => return Err(io_error(&dir, e)),
+                },
                 Err(e) => return Err(io_error(&dir, e)),
             }
         }
@@ -238,6 +241,11 @@ pub(crate) fn prepare_dest(root: &Path, relative: &Path) -> Result<PathBuf, Clie
         }
     }
     Ok(file)
+}
+
+/// A directory, not a symbolic link to one.
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
 }
 
 /// Restores what the server recorded of a downloaded file: modification time first (a

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ferry_client::{exit, Client, ClientError, ClientOptions, ErrorCode};
 
 use crate::cli::{Cli, Command};
+use crate::fetch::{download_files, Connections, Fetch};
 use crate::output::{list_rows, Output};
 use crate::progress::TreeBar;
 use crate::remote::{self, Entry, Event};
@@ -43,6 +44,7 @@ fn usage(message: String) -> ! {
 
 /// Runs a tree command; returns the exit code.
 pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 {
+    let parallel = cli.parallel as usize;
     match &cli.command {
         Command::Upload {
             files, dereference, ..
@@ -52,40 +54,40 @@ pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 
             if !root.is_dir() {
                 usage(format!("-o {}: no such directory", root.display()));
             }
-            download_trees(out, options, names, &root).await
+            download_trees(out, options, parallel, names, &root).await
         }
         Command::List { prefix, recursive } => {
             let mut report = TreeReport::new(out, "list", TreeBar::new(false, 0, 0));
-            let Some(mut client) = connect(&mut report, options).await else {
+            let Some(mut connections) = connect(&mut report, options, parallel).await else {
                 return report.finish();
             };
             let folder = tree::folder(prefix.as_deref().unwrap_or(""));
             let as_array = prefix.is_none() && !recursive;
-            let code = list(&mut client, out, &folder, *recursive, as_array).await;
-            client.close().await;
+            let code = list(connections.first(), out, &folder, *recursive, as_array).await;
+            connections.close().await;
             code
         }
         Command::Delete { names, dry_run, .. } => {
             let mut report = TreeReport::new(out, "delete", TreeBar::new(false, 0, 0));
             report.dry_run = *dry_run;
-            let Some(mut client) = connect(&mut report, options).await else {
+            let Some(mut connections) = connect(&mut report, options, parallel).await else {
                 return report.finish();
             };
             for prefix in names {
                 let folder = tree::folder(prefix);
-                match collect(&mut client, &folder).await {
+                match collect(connections.first(), &folder).await {
                     Ok(entries) if entries.is_empty() => {
                         report.failed("delete", prefix, nothing_below())
                     }
                     Ok(entries) => {
                         for entry in entries {
-                            delete(&mut client, &mut report, &entry.name, entry.size).await;
+                            delete(connections.first(), &mut report, &entry.name, entry.size).await;
                         }
                     }
                     Err(e) => report.fatal("list", e.into()),
                 }
             }
-            client.close().await;
+            connections.close().await;
             report.finish()
         }
         Command::Sync {
@@ -113,14 +115,14 @@ pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 
                 delete: *delete,
                 follow: *dereference,
             };
-            let Some(mut client) = connect(&mut report, options).await else {
+            let Some(mut connections) = connect(&mut report, options, parallel).await else {
                 return report.finish();
             };
             match down {
-                false => sync_up(&mut client, out, &mut report, &job).await,
-                true => sync_down(&mut client, out, &mut report, &job).await,
+                false => sync_up(connections.first(), out, &mut report, &job).await,
+                true => sync_down(&mut connections, out, &mut report, &job).await,
             }
-            client.close().await;
+            connections.close().await;
             report.finish()
         }
         _ => exit::OTHER,
@@ -159,11 +161,11 @@ async fn upload_trees(
         }
     }
     refuse_twins(&items);
-    let Some(mut client) = connect(&mut report, options).await else {
+    let Some(mut connections) = connect(&mut report, options, 1).await else {
         return report.finish();
     };
-    upload_files(&mut client, out, &mut report, items).await;
-    client.close().await;
+    upload_files(connections.first(), out, &mut report, items).await;
+    connections.close().await;
     report.finish()
 }
 
@@ -171,17 +173,18 @@ async fn upload_trees(
 async fn download_trees(
     out: &Output,
     options: ClientOptions,
+    parallel: usize,
     names: &[String],
     root: &Path,
 ) -> i32 {
     let mut report = TreeReport::new(out, "download", TreeBar::new(false, 0, 0));
-    let Some(mut client) = connect(&mut report, options).await else {
+    let Some(mut connections) = connect(&mut report, options, parallel).await else {
         return report.finish();
     };
     for prefix in names {
         let folder = tree::folder(prefix);
         let base = tree::parent_of(&folder).to_string();
-        match collect(&mut client, &folder).await {
+        match collect(connections.first(), &folder).await {
             Ok(entries) if entries.is_empty() => report.failed("download", prefix, nothing_below()),
             Ok(entries) => {
                 let fetches = entries
@@ -194,12 +197,12 @@ async fn download_trees(
                         name: entry.name,
                     })
                     .collect();
-                download_files(&mut client, out, &mut report, root, fetches).await
+                download_files(&mut connections, out, &mut report, root, fetches).await
             }
             Err(e) => report.fatal("list", e.into()),
         }
     }
-    client.close().await;
+    connections.close().await;
     report.finish()
 }
 
@@ -218,10 +221,18 @@ fn refuse_twins(items: &[(LocalFile, String)]) {
     }
 }
 
-/// Connects, or reports why not.
-async fn connect(report: &mut TreeReport<'_>, options: ClientOptions) -> Option<Client> {
-    match Client::connect(options).await {
-        Ok(client) => Some(client),
+/// Connects (one connection; downloads open more, up to `parallel`), or reports why not.
+async fn connect(
+    report: &mut TreeReport<'_>,
+    options: ClientOptions,
+    parallel: usize,
+) -> Option<Connections> {
+    match Client::connect(options.clone()).await {
+        Ok(client) => Some(Connections {
+            open: vec![client],
+            options,
+            parallel,
+        }),
         Err(e) => {
             report.fatal("connect", e.into());
             None
@@ -276,74 +287,6 @@ async fn upload_files(
             }
         }
         Err(e) => report.fatal("upload", e.into()),
-    }
-}
-
-/// A server file to download to `relative` below a local directory.
-struct Fetch {
-    name: String,
-    relative: String,
-    size: u64,
-    modified: u64,
-    mode: Option<u32>,
-}
-
-/// Downloads `fetches` into `root`, one after another, restoring times and modes. A
-/// relative path that is not plain names (`..`, empty parts) or that passes through
-/// anything but a real directory is refused: nothing is written outside `root`.
-async fn download_files(
-    client: &mut Client,
-    out: &Output,
-    report: &mut TreeReport<'_>,
-    root: &Path,
-    fetches: Vec<Fetch>,
-) {
-    if fetches.is_empty() {
-        return;
-    }
-    let total = fetches.iter().map(|f| f.size).sum();
-    report.bar = TreeBar::new(out.bars, fetches.len(), total);
-    for (index, fetch) in fetches.iter().enumerate() {
-        report.bar.start(index, &fetch.name);
-        let dest = tree::local_relative(&fetch.relative, "")
-            .ok_or_else(|| ClientError::InvalidName {
-                name: fetch.name.clone(),
-                reason: format!(
-                    "would be written outside {}; not downloaded",
-                    root.display()
-                ),
-            })
-            .and_then(|relative| tree::prepare_dest(root, &relative));
-        let bar = &mut report.bar;
-        let result = match dest {
-            Ok(dest) => client
-                .download_file(&fetch.name, &dest, &mut |p| {
-                    bar.progress(index, p.done_bytes)
-                })
-                .await
-                .map(|transfer| (transfer, dest)),
-            Err(e) => Err(e),
-        };
-        report.bar.done(index, fetch.size);
-        match result {
-            Ok((transfer, dest)) => {
-                if let Err(e) = tree::restore_attrs(&dest, fetch.modified, fetch.mode) {
-                    report.bar.suspend(|| {
-                        eprintln!(
-                            "ferry: warning: {}: time and mode not restored: {e}",
-                            dest.display()
-                        )
-                    });
-                }
-                report.ok(
-                    "download",
-                    &fetch.name,
-                    fetch.size,
-                    Some((&transfer, &dest)),
-                );
-            }
-            Err(e) => report.failed("download", &fetch.name, e.into()),
-        }
     }
 }
 
@@ -531,7 +474,7 @@ async fn sync_up(
 /// `ferry sync --down PREFIX LOCAL_DIR`: the local tree made equal to the server's. Only
 /// regular files below LOCAL_DIR are ever replaced or removed (links are not followed).
 async fn sync_down(
-    client: &mut Client,
+    connections: &mut Connections,
     out: &Output,
     report: &mut TreeReport<'_>,
     job: &SyncJob<'_>,
@@ -557,7 +500,7 @@ async fn sync_down(
         .into_iter()
         .map(|file| (file.relative.clone(), file))
         .collect();
-    let Some(remote) = remote_files(client, report, job.folder).await else {
+    let Some(remote) = remote_files(connections.first(), report, job.folder).await else {
         return;
     };
     let Some(plan) = plan_sync(report, &local, &remote, job, true) else {
@@ -592,7 +535,7 @@ async fn sync_down(
             _ => {}
         }
     }
-    download_files(client, out, report, job.local, fetches).await;
+    download_files(connections, out, report, job.local, fetches).await;
 }
 
 /// A folder with no file below it: refused as the server refuses a missing name (exit 4).
