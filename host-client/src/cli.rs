@@ -74,7 +74,8 @@ pub(crate) struct Cli {
     #[arg(long, short, global = true)]
     pub(crate) quiet: bool,
     /// Connections used at once when several files are named (results still print in
-    /// command-line order)
+    /// command-line order), and by `download -r` and `sync --down` (tree uploads go pipelined
+    /// over one connection)
     #[arg(long, short = 'j', global = true, env = "FERRY_PARALLEL", default_value_t = DEFAULT_PARALLEL,
           value_parser = clap::value_parser!(u32).range(1..=MAX_PARALLEL as i64))]
     pub(crate) parallel: u32,
