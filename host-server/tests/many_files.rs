@@ -39,7 +39,10 @@ async fn start(root: &Path) -> Running {
         let until_stopped = async move {
             let _ = stopped.changed().await;
         };
-        server.serve(until_stopped).await.expect("the server serves")
+        server
+            .serve(until_stopped)
+            .await
+            .expect("the server serves")
     });
     Running { addr, certs, stop }
 }
@@ -93,6 +96,7 @@ async fn five_hundred_small_files_go_on_one_connection_with_their_attributes() {
         .expect("alice connects");
     let mut done = vec![0u32; items.len()];
     let mut started = 0;
+    let clock = std::time::Instant::now();
     let results = client
         .upload_many(&items, &mut |event| match event {
             ItemEvent::Started { .. } => started += 1,
@@ -104,6 +108,7 @@ async fn five_hundred_small_files_go_on_one_connection_with_their_attributes() {
         })
         .await
         .expect("the connection holds");
+    eprintln!("upload_many of 500 small files: {:?}", clock.elapsed());
     assert_eq!(proxy.connections(), 1, "one connection for the whole batch");
     assert_eq!(started, 500);
     assert!(done.iter().all(|&n| n == 1), "each file reported once");
@@ -135,5 +140,60 @@ async fn five_hundred_small_files_go_on_one_connection_with_their_attributes() {
             .await
             .unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), contents[i], "{}", item.name);
+    }
+}
+
+/// Measures (does not assert) 1000 files of 4 KiB sent with `upload_many` against the
+/// one-by-one loop of `upload_file_with`, each on a fresh identity's namespace.
+/// Run with `cargo test -p ferry-server --test many_files -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn measure_a_thousand_files_of_4_kib() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = start(temp.path()).await;
+    let pki = Pki::open(&server.certs);
+    let source = temp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let items: Vec<UploadItem> = (0..1000)
+        .map(|i| {
+            let name = format!("m{i:04}.bin");
+            let path = write_file(&source, &name, &pseudo_random(4096, i));
+            UploadItem {
+                path,
+                name,
+                attrs: FileAttrs::default(),
+            }
+        })
+        .collect();
+    for round in 0..2 {
+        let mut client = Client::connect(pki.client_options("alice", server.addr))
+            .await
+            .unwrap();
+        let clock = std::time::Instant::now();
+        for item in &items {
+            let name = format!("loop{round}/{}", item.name).replace('/', "-");
+            client
+                .upload_file_with(&item.path, &name, item.attrs, &mut |_| {})
+                .await
+                .unwrap();
+        }
+        let one_by_one = clock.elapsed();
+        let renamed: Vec<UploadItem> = items
+            .iter()
+            .map(|item| UploadItem {
+                name: format!("many{round}-{}", item.name),
+                ..item.clone()
+            })
+            .collect();
+        let clock = std::time::Instant::now();
+        let results = client.upload_many(&renamed, &mut |_| {}).await.unwrap();
+        let many = clock.elapsed();
+        assert!(results.iter().all(Result::is_ok));
+        eprintln!(
+            "round {round}: 1000 x 4 KiB: one by one {:.3} s, upload_many {:.3} s ({:.1}x)",
+            one_by_one.as_secs_f64(),
+            many.as_secs_f64(),
+            one_by_one.as_secs_f64() / many.as_secs_f64()
+        );
     }
 }
