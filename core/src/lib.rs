@@ -36,8 +36,8 @@
 //!
 //! | configuration | buffers | state besides buffers | `Connection` with inline buffers |
 //! |---|---|---|---|
-//! | 1 KiB chunks, window 4 | 2 × 2,126 B | 4,212 B | 8,464 B |
-//! | 64 KiB chunks, window 16 | 2 × 66,889 B | 4,894 B | 138,672 B |
+//! | 1 KiB chunks, window 4 | 2 × 2,126 B | 5,060 B | 9,312 B |
+//! | 64 KiB chunks, window 16 | 2 × 66,889 B | 8,142 B | 141,920 B |
 
 #![no_std]
 

@@ -23,6 +23,7 @@ use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+mod put;
 mod tree;
 
 use crate::metrics::{Kind, Metrics, Op, Outcome};
@@ -157,6 +158,8 @@ enum Action {
     Event(OwnedEvent),
     Stored(u64),
     StoreFailed(StorageError),
+    /// A `Put` was copied into the batch: the connection may take the next frame.
+    PutTaken(u32),
     Ignore,
 }
 
@@ -215,6 +218,8 @@ struct Session {
     requested: bool,
     active: Option<Active>,
     read_buf: Vec<u8>,
+    /// `Put`s taken and not yet committed (at most the window).
+    puts: Vec<put::TakenPut>,
 }
 
 /// Tells an authenticated client that the server is busy, with a retry-after, and closes:
@@ -275,6 +280,7 @@ pub(crate) async fn serve<S>(
         requested: false,
         active: None,
         read_buf: Vec::new(),
+        puts: Vec::new(),
     };
     tracing::debug!(
         "{}: connected as {} ({})",
@@ -310,6 +316,15 @@ impl Session {
             let action = match conn.poll_event(now) {
                 Some(event) => self.on_event(event),
                 None => {
+                    // Puts that arrived back to back are committed together once nothing
+                    // more is readable at once, or the window is full.
+                    let window = conn.negotiated().map_or(1, |(_, w)| usize::from(w));
+                    if !self.puts.is_empty()
+                        && (!link.can_defer_flush() || self.puts.len() >= window)
+                    {
+                        self.commit_puts(conn).await;
+                        continue;
+                    }
                     let current = *phase.borrow_and_update();
                     let idle = !conn.is_busy() && self.active.is_none();
                     if current == Phase::Stopping || (current == Phase::Draining && idle) {
@@ -345,8 +360,21 @@ impl Session {
     }
 
     /// Copies an event out of the connection; a chunk to store is written right here, while
-    /// its data is borrowed from the connection, instead of being copied.
+    /// its data is borrowed from the connection, instead of being copied; a `Put` is taken
+    /// into the batch.
     fn on_event(&mut self, event: Event<'_>) -> Action {
+        if let Event::PutRequested {
+            seq,
+            name,
+            attrs,
+            digest,
+            data,
+        } = event
+        {
+            self.puts
+                .push(put::TakenPut::new(seq, name, data, digest, attrs));
+            return Action::PutTaken(seq);
+        }
         if let Event::StoreChunk {
             index,
             offset,
@@ -477,8 +505,16 @@ impl Session {
                     .await;
             }
         }
+        if matches!(action, Action::PutTaken(_)) {
+            self.requested = true;
+        }
         match action {
             Action::Ignore => {}
+            Action::PutTaken(seq) => {
+                if let Err(e) = conn.accept_put(seq) {
+                    tracing::warn!("{}: accept_put: {e}", self.peer);
+                }
+            }
             Action::Event(OwnedEvent::UploadRequested {
                 name,
                 size,

@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use ferry_core::FileDigest;
 use ferry_server::{Server, ServerOptions};
 use ferry_testkit::data::{pseudo_random, write_file};
 use ferry_testkit::pki::Pki;
-use ferry_testkit::proxy::Proxy;
+use ferry_testkit::proxy::{Direction, Proxy};
 use ferry_tokio::client::{Client, FileAttrs, FileEntry, ItemEvent, UploadItem};
 use tokio::sync::watch;
 
@@ -39,7 +40,10 @@ async fn start(root: &Path) -> Running {
         let until_stopped = async move {
             let _ = stopped.changed().await;
         };
-        server.serve(until_stopped).await.expect("the server serves")
+        server
+            .serve(until_stopped)
+            .await
+            .expect("the server serves")
     });
     Running { addr, certs, stop }
 }
@@ -93,6 +97,7 @@ async fn five_hundred_small_files_go_on_one_connection_with_their_attributes() {
         .expect("alice connects");
     let mut done = vec![0u32; items.len()];
     let mut started = 0;
+    let clock = std::time::Instant::now();
     let results = client
         .upload_many(&items, &mut |event| match event {
             ItemEvent::Started { .. } => started += 1,
@@ -104,6 +109,7 @@ async fn five_hundred_small_files_go_on_one_connection_with_their_attributes() {
         })
         .await
         .expect("the connection holds");
+    eprintln!("upload_many of 500 small files: {:?}", clock.elapsed());
     assert_eq!(proxy.connections(), 1, "one connection for the whole batch");
     assert_eq!(started, 500);
     assert!(done.iter().all(|&n| n == 1), "each file reported once");
@@ -135,5 +141,114 @@ async fn five_hundred_small_files_go_on_one_connection_with_their_attributes() {
             .await
             .unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), contents[i], "{}", item.name);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_batch_ends_with_every_file_verified_exactly_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = start(temp.path()).await;
+    let proxy = Proxy::start(server.addr).await;
+    let pki = Pki::open(&server.certs);
+    let source = temp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let (mut items, mut contents) = small_files(&source, 300);
+    // Two files larger than a chunk (64 KiB) go through the chunked path in between.
+    for (i, size) in [(150, 200_000usize), (250, 70_000)] {
+        let data = pseudo_random(size, 1000 + i as u64);
+        items[i].path = write_file(&source, &format!("big{i}.bin"), &data);
+        contents[i] = data;
+    }
+    // Cut the first connection once about a third of the bytes went up (TLS included).
+    proxy.cut_next(Direction::Upstream, 300_000);
+    let mut client = Client::connect(pki.client_options("alice", proxy.addr))
+        .await
+        .expect("alice connects");
+    let mut done = vec![0u32; items.len()];
+    let results = client
+        .upload_many(&items, &mut |event| {
+            if let ItemEvent::Done { index, result } = event {
+                assert!(result.is_ok(), "{index}: {result:?}");
+                done[index] += 1;
+            }
+        })
+        .await
+        .expect("the client reconnects");
+    assert!(proxy.connections() >= 2, "the connection was cut");
+    assert!(
+        done.iter().all(|&n| n == 1),
+        "each file reported exactly once"
+    );
+    assert!(results.iter().all(Result::is_ok));
+    assert!(results.iter().any(|r| r.as_ref().unwrap().attempts > 1));
+
+    let (entries, _) = listing(&mut client, "", true).await;
+    let mut names: Vec<&str> = items.iter().map(|item| item.name.as_str()).collect();
+    names.sort_unstable();
+    let listed: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
+    assert_eq!(listed, names, "every file stored once, nothing else");
+    for entry in &entries {
+        let i = items
+            .iter()
+            .position(|item| item.name == entry.name)
+            .unwrap();
+        assert_eq!(entry.size, contents[i].len() as u64, "{}", entry.name);
+        let digest = FileDigest::of(&contents[i], entry.chunk_size);
+        assert_eq!(entry.digest, digest.to_string(), "{}", entry.name);
+    }
+}
+
+/// Measures (does not assert) 1000 files of 4 KiB sent with `upload_many` against the
+/// one-by-one loop of `upload_file_with`, each on a fresh identity's namespace.
+/// Run with `cargo test -p ferry-server --test many_files -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn measure_a_thousand_files_of_4_kib() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = start(temp.path()).await;
+    let pki = Pki::open(&server.certs);
+    let source = temp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let items: Vec<UploadItem> = (0..1000)
+        .map(|i| {
+            let name = format!("m{i:04}.bin");
+            let path = write_file(&source, &name, &pseudo_random(4096, i));
+            UploadItem {
+                path,
+                name,
+                attrs: FileAttrs::default(),
+            }
+        })
+        .collect();
+    for round in 0..2 {
+        let mut client = Client::connect(pki.client_options("alice", server.addr))
+            .await
+            .unwrap();
+        let clock = std::time::Instant::now();
+        for item in &items {
+            let name = format!("loop{round}/{}", item.name).replace('/', "-");
+            client
+                .upload_file_with(&item.path, &name, item.attrs, &mut |_| {})
+                .await
+                .unwrap();
+        }
+        let one_by_one = clock.elapsed();
+        let renamed: Vec<UploadItem> = items
+            .iter()
+            .map(|item| UploadItem {
+                name: format!("many{round}-{}", item.name),
+                ..item.clone()
+            })
+            .collect();
+        let clock = std::time::Instant::now();
+        let results = client.upload_many(&renamed, &mut |_| {}).await.unwrap();
+        let many = clock.elapsed();
+        assert!(results.iter().all(Result::is_ok));
+        eprintln!(
+            "round {round}: 1000 x 4 KiB: one by one {:.3} s, upload_many {:.3} s ({:.1}x)",
+            one_by_one.as_secs_f64(),
+            many.as_secs_f64(),
+            one_by_one.as_secs_f64() / many.as_secs_f64()
+        );
     }
 }

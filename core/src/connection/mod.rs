@@ -24,6 +24,7 @@ mod config;
 mod errors;
 mod events;
 mod frames;
+mod puts;
 mod receive;
 mod requests;
 
@@ -113,6 +114,10 @@ enum Held_ {
     ListPage {
         tree: bool,
     },
+    /// Server: a verified `Put` whose data the shell takes.
+    Put {
+        seq: u32,
+    },
 }
 
 #[allow(clippy::large_enum_variant)] // no allocator: both halves live inline
@@ -173,6 +178,7 @@ pub struct Connection<B, const W: usize> {
     min_chunk: u32,
     last_request: Option<(u32, Option<Reply>)>,
     transfer: Option<Transfer<W>>,
+    puts: puts::Puts<W>,
     stats: Stats,
 }
 
@@ -241,6 +247,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             min_chunk: MIN_CHUNK_SIZE,
             last_request: None,
             transfer: None,
+            puts: puts::Puts::default(),
             stats: Stats::default(),
         })
     }
@@ -286,6 +293,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                 .as_ref()
                 .is_some_and(|t| !matches!(t.phase, Phase::Verified(_)))
             || self.held_frame != Held_::None
+            || !self.puts.is_empty()
     }
 
     // ----- driving -----
@@ -315,6 +323,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             return None;
         }
         if let Some(reply) = self.replies.pop_front() {
+            return self.encode(&reply_frame(&reply));
+        }
+        if let Some(reply) = self.next_put_answer() {
             return self.encode(&reply_frame(&reply));
         }
         if let Some(transfer) = self.transfer.as_mut() {
@@ -469,6 +480,34 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                     });
                 }
                 return None;
+            }
+            Held_::Put { seq } => {
+                let (chunk_size, _) = self.negotiated()?;
+                let Some(Frame::Put {
+                    name,
+                    modified,
+                    mode,
+                    digest,
+                    data,
+                    ..
+                }) = self.current_frame()
+                else {
+                    return None;
+                };
+                let mut file = crate::digest::FileDigest::new(chunk_size, data.len() as u64);
+                if !data.is_empty() {
+                    file.push(&digest);
+                }
+                return Some(Event::PutRequested {
+                    seq,
+                    name,
+                    attrs: FileAttrs {
+                        modified: (modified != 0).then_some(modified),
+                        mode: (mode != 0).then_some(mode),
+                    },
+                    digest: file.finish(),
+                    data,
+                });
             }
             Held_::Request { .. } => {
                 return match self.current_frame()? {

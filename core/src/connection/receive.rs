@@ -264,11 +264,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         true
     }
 
-    /// A `Put`: pipelined small files are not taken by this end yet.
-    fn on_put(&mut self, _seq: u32) {
-        self.close(Failure::Protocol, true);
-    }
-
     fn on_resume_status(&mut self, seq: u32, held: Held) {
         let Some(Outstanding {
             seq: current,
@@ -404,6 +399,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
     }
 
     fn on_verified(&mut self, id: u32, size: u64, digest: Digest) {
+        if self.on_put_verified(id, size, digest) {
+            return;
+        }
         let Some(sender) = self.sender_for(id) else {
             return;
         };
@@ -428,6 +426,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         self.peer_text = text;
         if seq == 0 {
             return self.close(Failure::Peer(code), false);
+        }
+        if self.on_put_error(seq, code) {
+            return;
         }
         let ours = self.outstanding.as_ref().is_some_and(|o| o.seq == seq)
             || self.transfer.as_ref().is_some_and(|t| t.id == seq);

@@ -122,6 +122,35 @@ pub enum OwnedEvent {
         /// The peer's text, if it sent one.
         text: String,
     },
+    /// Server: a whole small file arrived in a `Put` (its data is in the scratch buffer).
+    PutRequested {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// File name as sent (validate it before it touches a path).
+        name: String,
+        /// Modification time and mode the client gave.
+        attrs: FileAttrs,
+        /// Whole-file digest with the negotiated chunk size.
+        digest: Digest,
+    },
+    /// Client: the server made the file of `Put` `seq` durable and verified it.
+    PutVerified {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// File size.
+        size: u64,
+        /// Whole-file digest.
+        digest: Digest,
+    },
+    /// Client: the `Put` `seq` failed; the connection stays usable.
+    PutFailed {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// Why.
+        failure: Failure,
+        /// The peer's text, if it sent one.
+        text: String,
+    },
     /// The connection is finished.
     Closed {
         /// Why.
@@ -256,6 +285,30 @@ impl OwnedEvent {
             Event::Commit { size, digest } => OwnedEvent::Commit { size, digest },
             Event::Verified { size, digest } => OwnedEvent::Verified { size, digest },
             Event::Failed { failure, text } => OwnedEvent::Failed {
+                failure,
+                text: text.into(),
+            },
+            Event::PutRequested {
+                seq,
+                name,
+                attrs,
+                digest,
+                data,
+            } => {
+                scratch.clear();
+                scratch.extend_from_slice(data);
+                OwnedEvent::PutRequested {
+                    seq,
+                    name: name.into(),
+                    attrs,
+                    digest,
+                }
+            }
+            Event::PutVerified { seq, size, digest } => {
+                OwnedEvent::PutVerified { seq, size, digest }
+            }
+            Event::PutFailed { seq, failure, text } => OwnedEvent::PutFailed {
+                seq,
                 failure,
                 text: text.into(),
             },

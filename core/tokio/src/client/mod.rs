@@ -48,6 +48,7 @@ mod error;
 mod op;
 mod options;
 pub mod partial;
+mod put_many;
 mod relay;
 mod report;
 mod session;

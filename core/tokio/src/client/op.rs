@@ -61,6 +61,16 @@ pub(crate) enum OpKind {
     Delete,
 }
 
+/// What [`Operation::fill`] did.
+pub(crate) enum Fill<O> {
+    /// Nothing to send now.
+    Nothing,
+    /// A frame was queued: send it before anything else.
+    Queued,
+    /// The operation is complete.
+    Done(O),
+}
+
 /// One operation, run in attempts over (re)connected connections.
 pub(crate) trait Operation {
     type Output;
@@ -76,6 +86,11 @@ pub(crate) trait Operation {
         scratch: &[u8],
         now: u64,
     ) -> Result<Option<Self::Output>, Interrupt>;
+    /// Called whenever the transmit buffer may be free: an operation that pipelines
+    /// requests queues the next one here.
+    async fn fill(&mut self, _conn: &mut Conn) -> Result<Fill<Self::Output>, Interrupt> {
+        Ok(Fill::Nothing)
+    }
     /// A chunk frame with this index went out.
     fn chunk_sent(&mut self, _index: u64) {}
     /// Grows whenever the operation moves forward (resets the retry count).

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 pub use ferry_core::FileAttrs;
 
 use crate::client::error::ClientError;
+use ferry_core::wire::fits_put;
+
 use crate::client::op::{
     begin_request, check_name, check_prefix, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn,
 };
+use crate::client::put_many::PutManyOp;
 use crate::client::report::{FileEntry, Progress, TransferReport};
 use crate::client::session::{Client, LIST_PAGE};
 use crate::client::upload::{Source, UploadOp};
@@ -79,34 +82,90 @@ impl Client {
         self.run(&mut op).await
     }
 
-    /// Uploads many files on this one connection, in order, each verified before the next
-    /// starts. Reconnects and resumes like every operation. Outer error: the connection
-    /// could not be kept up; inner: each file's own outcome.
+    /// Uploads many files on this one connection: files that fit one chunk go as pipelined
+    /// `Put`s (up to the window in flight), larger ones one at a time through the chunked
+    /// transfer (with `OpenUploadWith`). Reconnects and resumes like every operation.
+    /// Outer error: the connection could not be kept up; inner: each file's own outcome.
     pub async fn upload_many(
         &mut self,
         items: &[UploadItem],
         events: &mut (dyn FnMut(ItemEvent<'_>) + Send),
     ) -> Result<Vec<Result<TransferReport, ClientError>>, ClientError> {
-        let mut results = Vec::with_capacity(items.len());
+        let mut results: Vec<Option<Result<TransferReport, ClientError>>> =
+            (0..items.len()).map(|_| None).collect();
+        let mut names = Vec::with_capacity(items.len());
+        let mut sizes = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let size = std::fs::metadata(&item.path).map_or(0, |meta| meta.len());
-            events(ItemEvent::Started { index, size });
-            let mut progress = |progress| events(ItemEvent::Progress { index, progress });
-            let result = self
-                .upload_file_with(&item.path, &item.name, item.attrs, &mut progress)
-                .await;
-            match result {
-                Err(error) if is_connection_error(&error) => return Err(error),
-                result => {
+            let checked = check_name(&item.name).and_then(|name| {
+                let meta =
+                    std::fs::metadata(&item.path).map_err(|e| ClientError::io(&item.path, e))?;
+                if !meta.is_file() {
+                    let error =
+                        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+                    return Err(ClientError::io(&item.path, error));
+                }
+                Ok((name, meta.len()))
+            });
+            match checked {
+                Ok((name, size)) => {
+                    names.push(name);
+                    sizes.push(size);
+                }
+                Err(error) => {
+                    let result = Err(error);
                     events(ItemEvent::Done {
                         index,
                         result: &result,
                     });
-                    results.push(result);
+                    results[index] = Some(result);
+                    names.push(String::new());
+                    sizes.push(0);
                 }
             }
         }
-        Ok(results)
+        if self.live.is_none() {
+            self.live = Some(self.open_patiently().await?);
+        }
+        let chunk_size = self.negotiated().map_or(0, |(chunk, _)| chunk);
+        let pending = (0..items.len()).filter(|&i| results[i].is_none());
+        let (small, mut big): (Vec<usize>, Vec<usize>) =
+            pending.partition(|&i| fits_put(names[i].len(), sizes[i], chunk_size));
+        if !small.is_empty() {
+            let mut op = PutManyOp::new(items, names.clone(), small, events);
+            self.run(&mut op).await?;
+            for (index, result) in op.results.into_iter().enumerate() {
+                if result.is_some() {
+                    results[index] = result;
+                }
+            }
+            big.extend(op.too_big);
+            big.sort_unstable();
+        }
+        for index in big {
+            let item = &items[index];
+            events(ItemEvent::Started {
+                index,
+                size: sizes[index],
+            });
+            let mut progress = |progress| events(ItemEvent::Progress { index, progress });
+            let result = self
+                .upload_file_with(&item.path, &names[index], item.attrs, &mut progress)
+                .await;
+            if let Err(error) = &result {
+                if is_connection_error(error) {
+                    return Err(result.unwrap_err());
+                }
+            }
+            events(ItemEvent::Done {
+                index,
+                result: &result,
+            });
+            results[index] = Some(result);
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(ClientError::Protocol("no outcome".into()))))
+            .collect())
     }
 
     /// Streams a listing page by page (bounded memory): `recursive` = every file below
