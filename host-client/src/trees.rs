@@ -503,6 +503,10 @@ async fn sync_down(
     let Some(remote) = remote_files(connections.first(), report, job.folder).await else {
         return;
     };
+    if remote.is_empty() && job.delete && !local.is_empty() {
+        // A mistyped PREFIX must not empty LOCAL_DIR.
+        return report.failed("sync", job.folder, nothing_below());
+    }
     let Some(plan) = plan_sync(report, &local, &remote, job, true) else {
         return;
     };

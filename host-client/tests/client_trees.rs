@@ -446,6 +446,13 @@ fn sync_down_makes_a_local_dir_equal() {
     std::fs::remove_file(copy.join("link")).unwrap();
     assert_eq!(snapshot(&copy), as_stored(snapshot(&root)));
 
+    // A PREFIX with nothing below it empties nothing.
+    let (code, _, stderr) = run(ferry(&target)
+        .args(["sync", "--down", "--delete", "albun"])
+        .arg(&copy));
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(snapshot(&copy).len(), 6);
+
     let (code, stdout, _) = run(ferry(&target)
         .args(["sync", "--down", "--json", "album"])
         .arg(&copy));
