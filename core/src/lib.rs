@@ -36,8 +36,8 @@
 //!
 //! | configuration | buffers | state besides buffers | `Connection` with inline buffers |
 //! |---|---|---|---|
-//! | 1 KiB chunks, window 4 | 2 × 1,088 B | 2,480 B | 4,656 B |
-//! | 64 KiB chunks, window 16 | 2 × 65,854 B | 3,140 B | 134,848 B |
+//! | 1 KiB chunks, window 4 | 2 × 2,126 B | 5,060 B | 9,312 B |
+//! | 64 KiB chunks, window 16 | 2 × 66,889 B | 8,142 B | 141,920 B |
 
 #![no_std]
 
@@ -54,5 +54,5 @@ pub use framing::{buffer_len, Framing};
 pub use transfer::{Layout, TransferError};
 pub use wire::{
     max_body_len, retry_after_secs, ErrorCode, FileAttrs, Frame, Held, ListEntries, ListEntry,
-    RETRY_AFTER,
+    TreeEntries, TreeEntry, RETRY_AFTER,
 };

@@ -14,8 +14,9 @@ use crate::digest::Digest;
 pub const MAGIC: u32 = 0x4652_5931;
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
-/// The longest file name, in bytes of UTF-8.
-pub const MAX_NAME_LEN: usize = 255;
+/// The longest file name (a whole `/`-separated path), in bytes of UTF-8. The limits of
+/// each component (255 bytes) and of the depth are the server's, not the wire's.
+pub const MAX_NAME_LEN: usize = 1024;
 /// The longest error text, in bytes of UTF-8.
 pub const MAX_ERROR_TEXT: usize = 128;
 /// The largest window: the ACK bitmap is 64 bits wide.
@@ -28,19 +29,35 @@ pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
 /// Bytes a chunk frame adds to its data: tag (1), transfer (≤5), index (≤10),
 /// digest (1 + 32), data length (≤5).
 pub const CHUNK_FRAME_OVERHEAD: usize = 1 + 5 + 10 + 33 + 5;
-/// Upper bound of every frame that is not a chunk or a list page
-/// (the largest is [`Frame::OpenDownload`] with a 255-byte name, 330 bytes).
-pub const CONTROL_FRAME_MAX: usize = 512;
+/// Upper bound of every frame that is not a chunk, a `Put` or a list page (the largest is
+/// [`Frame::ListTree`] with two names of [`MAX_NAME_LEN`] bytes, 2,062 bytes).
+pub const CONTROL_FRAME_MAX: usize = 2 * MAX_NAME_LEN + 64;
 
-/// The largest frame body for a given chunk size; decoders reject anything longer.
+/// Bytes a [`Frame::Put`] adds to its name and data: tag (1), seq (≤5), name length (≤2),
+/// modified (≤10), mode (≤5), digest (1 + 32), data length (≤5).
+pub const PUT_FRAME_OVERHEAD: usize = 1 + 5 + 2 + 10 + 5 + 33 + 5;
+
+/// Whether a file of `size` bytes named `name` (`name_len` bytes) goes in one
+/// [`Frame::Put`] on a connection of `chunk_size`: at most one chunk (the frame then fits
+/// [`max_body_len`]).
+pub const fn fits_put(name_len: usize, size: u64, chunk_size: u32) -> bool {
+    size <= chunk_size as u64 && name_len <= MAX_NAME_LEN
+}
+
+/// The largest frame body for a given chunk size; decoders reject anything longer. The
+/// largest frame with data is a [`Frame::Put`] of a whole chunk under the longest name.
 pub const fn max_body_len(chunk_size: usize) -> usize {
-    let chunk = chunk_size + CHUNK_FRAME_OVERHEAD;
+    let chunk = chunk_size + PUT_FRAME_OVERHEAD + MAX_NAME_LEN;
     if chunk > CONTROL_FRAME_MAX {
         chunk
     } else {
         CONTROL_FRAME_MAX
     }
 }
+
+/// The fewest bytes a [`TreeEntry`] takes in a list page: as a [`ListEntry`], plus the
+/// mode and the folder flag.
+pub const TREE_ENTRY_MIN_LEN: usize = LIST_ENTRY_MIN_LEN + 2;
 
 /// The fewest bytes a [`ListEntry`] takes in a list page: a one-byte name (with its
 /// length), one-byte size, time and chunk size, and the digest (1 + 32).
@@ -217,6 +234,26 @@ pub struct ListEntry<'a> {
     pub digest: Digest,
 }
 
+/// One entry of a listing by [`Frame::ListTree`]: a file, or a folder (a name ending in
+/// `/`, size 0, zero digest) that holds files below it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeEntry<'a> {
+    /// Full name (path) of the file, or the folder's prefix ending in `/`.
+    pub name: &'a str,
+    /// Size in bytes (0 for a folder).
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch (0 for a folder).
+    pub modified: u64,
+    /// Unix permission bits, 0 if not given.
+    pub mode: u32,
+    /// Chunk size the digest was computed with.
+    pub chunk_size: u32,
+    /// Whole-file digest ([`FileDigest`](crate::digest::FileDigest)); zero for a folder.
+    pub digest: Digest,
+    /// Whether this is a folder.
+    pub folder: bool,
+}
+
 /// Every frame of protocol version 1.
 ///
 /// | frame | fields | sent by | when |
@@ -237,6 +274,9 @@ pub struct ListEntry<'a> {
 /// | `Delete` | seq, name | client | delete a file |
 /// | `Deleted` | seq | server | answer to `Delete` |
 /// | `Error` | seq (request or transfer, 0: connection), code, text | either | a request or transfer failed; with seq 0 the sender closes |
+/// | `Put` | seq, name, modified, mode, SHA-256, data | client | a whole file of at most one chunk; up to `window` unanswered at once; answered `Verified` (transfer = seq) or `Error`, in order |
+/// | `OpenUploadWith` | seq, name, size, fresh, modified, mode | client | `OpenUpload` with attributes (0: not given) |
+/// | `ListTree` | seq, prefix, start after, limit, recursive | client | list below `prefix`: every file (`recursive`) or one level with folders; answered by `ListPage` of [`TreeEntry`]s |
 #[allow(missing_docs)] // the fields are documented in the table above
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -323,6 +363,30 @@ pub enum Frame<'a> {
         code: ErrorCode,
         text: &'a str,
     },
+    Put {
+        seq: u32,
+        name: &'a str,
+        modified: u64,
+        mode: u32,
+        digest: Digest,
+        #[serde(with = "serde_bytes")]
+        data: &'a [u8],
+    },
+    OpenUploadWith {
+        seq: u32,
+        name: &'a str,
+        size: u64,
+        fresh: bool,
+        modified: u64,
+        mode: u32,
+    },
+    ListTree {
+        seq: u32,
+        prefix: &'a str,
+        start_after: &'a str,
+        limit: u16,
+        recursive: bool,
+    },
 }
 
 /// Why a frame body was rejected.
@@ -363,13 +427,15 @@ impl<'a> Frame<'a> {
         Ok(frame)
     }
 
-    /// The `seq` of a request (`OpenUpload`, `OpenDownload`, `Delete`, `List`) whose body
+    /// The `seq` of a request (`OpenUpload`, `OpenUploadWith`, `OpenDownload`, `Delete`,
+    /// `List`, `ListTree`) whose body
     /// [`Frame::decode`] refused with [`DecodeError::NameTooLong`]: that request can be
     /// answered `INVALID_NAME` instead of closing the connection.
     pub fn long_name_request_seq(body: &'a [u8]) -> Option<u32> {
         match postcard::take_from_bytes::<Frame<'a>>(body) {
             Ok((frame, [])) => match frame {
                 Frame::OpenUpload { seq, name, .. }
+                | Frame::OpenUploadWith { seq, name, .. }
                 | Frame::OpenDownload { seq, name, .. }
                 | Frame::Delete { seq, name }
                 | Frame::List {
@@ -377,6 +443,12 @@ impl<'a> Frame<'a> {
                     start_after: name,
                     ..
                 } if name.len() > MAX_NAME_LEN => Some(seq),
+                Frame::ListTree {
+                    seq,
+                    prefix,
+                    start_after,
+                    ..
+                } if prefix.len().max(start_after.len()) > MAX_NAME_LEN => Some(seq),
                 _ => None,
             },
             _ => None,
@@ -386,20 +458,34 @@ impl<'a> Frame<'a> {
     fn validate(&self) -> Result<(), DecodeError> {
         match *self {
             Frame::OpenUpload { name, .. }
+            | Frame::OpenUploadWith { name, .. }
+            | Frame::Put { name, .. }
             | Frame::OpenDownload { name, .. }
             | Frame::Delete { name, .. }
             | Frame::List {
                 start_after: name, ..
             } if name.len() > MAX_NAME_LEN => Err(DecodeError::NameTooLong),
+            Frame::ListTree {
+                prefix,
+                start_after,
+                ..
+            } if prefix.len().max(start_after.len()) > MAX_NAME_LEN => {
+                Err(DecodeError::NameTooLong)
+            }
             Frame::Error { text, .. } if text.len() > MAX_ERROR_TEXT => {
                 Err(DecodeError::TextTooLong)
             }
+            // A page answers `List` (entries are `ListEntry`s) or `ListTree` (`TreeEntry`s):
+            // the frame alone does not say which, so it must be valid as one of them; the
+            // client checks the kind it asked for.
             Frame::ListPage { count, entries, .. } => {
-                let mut iter = ListEntries::new(count, entries);
-                for entry in iter.by_ref() {
-                    entry.map_err(|_| DecodeError::BadListPage)?;
+                if ListEntries::new(count, entries).all(|e| e.is_ok())
+                    || TreeEntries::new(count, entries).all(|e| e.is_ok())
+                {
+                    Ok(())
+                } else {
+                    Err(DecodeError::BadListPage)
                 }
-                Ok(())
             }
             _ => Ok(()),
         }
@@ -413,25 +499,50 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Iterates the entries of a [`Frame::ListPage`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListEntries<'a> {
-    remaining: u16,
-    bytes: &'a [u8],
+/// An entry of a list page: [`ListEntry`] or [`TreeEntry`].
+pub trait PageEntry<'a>: Deserialize<'a> + Serialize {
+    /// The entry's name.
+    fn name(&self) -> &'a str;
 }
 
-impl<'a> ListEntries<'a> {
+impl<'a> PageEntry<'a> for ListEntry<'a> {
+    fn name(&self) -> &'a str {
+        self.name
+    }
+}
+
+impl<'a> PageEntry<'a> for TreeEntry<'a> {
+    fn name(&self) -> &'a str {
+        self.name
+    }
+}
+
+/// Iterates the entries of a [`Frame::ListPage`] answering `List`.
+pub type ListEntries<'a> = PageEntries<'a, ListEntry<'a>>;
+/// Iterates the entries of a [`Frame::ListPage`] answering `ListTree`.
+pub type TreeEntries<'a> = PageEntries<'a, TreeEntry<'a>>;
+
+/// Iterates the entries of a [`Frame::ListPage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageEntries<'a, E> {
+    remaining: u16,
+    bytes: &'a [u8],
+    entry: core::marker::PhantomData<E>,
+}
+
+impl<'a, E> PageEntries<'a, E> {
     /// Iterates `count` entries encoded back to back in `bytes`.
     pub fn new(count: u16, bytes: &'a [u8]) -> Self {
         Self {
             remaining: count,
             bytes,
+            entry: core::marker::PhantomData,
         }
     }
 }
 
-impl<'a> Iterator for ListEntries<'a> {
-    type Item = Result<ListEntry<'a>, DecodeError>;
+impl<'a, E: PageEntry<'a>> Iterator for PageEntries<'a, E> {
+    type Item = Result<E, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
@@ -441,8 +552,8 @@ impl<'a> Iterator for ListEntries<'a> {
             });
         }
         self.remaining -= 1;
-        match postcard::take_from_bytes::<ListEntry<'a>>(self.bytes) {
-            Ok((entry, rest)) if entry.name.len() <= MAX_NAME_LEN => {
+        match postcard::take_from_bytes::<E>(self.bytes) {
+            Ok((entry, rest)) if entry.name().len() <= MAX_NAME_LEN => {
                 self.bytes = rest;
                 Some(Ok(entry))
             }
@@ -461,15 +572,15 @@ impl<'a> Iterator for ListEntries<'a> {
 }
 
 /// Packs list entries into the space of one [`Frame::ListPage`].
-pub(crate) fn pack_entries<'e>(
+pub(crate) fn pack_entries<'e, E: PageEntry<'e>>(
     out: &mut [u8],
-    entries: &mut dyn Iterator<Item = ListEntry<'e>>,
+    entries: &mut dyn Iterator<Item = E>,
 ) -> (usize, u16, bool) {
     let mut used = 0;
     let mut count: u16 = 0;
     let mut more = false;
     for entry in entries {
-        if entry.name.len() > MAX_NAME_LEN {
+        if entry.name().len() > MAX_NAME_LEN {
             continue;
         }
         match postcard::to_slice(&entry, &mut out[used..]) {
@@ -502,9 +613,10 @@ mod tests {
         let mut buf = [0u8; 64];
         let used = postcard::to_slice(&entry, &mut buf).unwrap().len();
         assert_eq!(used, LIST_ENTRY_MIN_LEN);
+        assert_eq!(list_page_capacity(1024), (CONTROL_FRAME_MAX - 16) / 38);
         assert_eq!(
-            list_page_capacity(1024),
-            (1024 + CHUNK_FRAME_OVERHEAD - 16) / 38
+            list_page_capacity(64 * 1024),
+            (64 * 1024 + PUT_FRAME_OVERHEAD + MAX_NAME_LEN - 16) / 38
         );
     }
 
@@ -512,7 +624,7 @@ mod tests {
     fn a_long_name_request_gives_its_seq_back() {
         let long = [b'n'; MAX_NAME_LEN + 1];
         let long = core::str::from_utf8(&long).unwrap();
-        let mut buf = [0u8; 600];
+        let mut buf = [0u8; 2048];
         let len = Frame::Delete { seq: 7, name: long }
             .encode(&mut buf)
             .unwrap();
@@ -579,8 +691,11 @@ mod tests {
         assert_eq!(&used[3..], &bytes);
     }
 
-    const LONG_NAME_RAW: &str = "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn";
-    const LONG_NAME: &str = LONG_NAME_RAW.split_at(MAX_NAME_LEN).0;
+    const LONG_NAME_BYTES: [u8; MAX_NAME_LEN] = [b'n'; MAX_NAME_LEN];
+    const LONG_NAME: &str = match core::str::from_utf8(&LONG_NAME_BYTES) {
+        Ok(name) => name,
+        Err(_) => panic!(),
+    };
 
     fn worst_held() -> Held {
         Held {
@@ -662,8 +777,23 @@ mod tests {
                 code: ErrorCode(u16::MAX),
                 text,
             },
+            Frame::OpenUploadWith {
+                seq: u32::MAX,
+                name: LONG_NAME,
+                size: u64::MAX,
+                fresh: true,
+                modified: u64::MAX,
+                mode: u32::MAX,
+            },
+            Frame::ListTree {
+                seq: u32::MAX,
+                prefix: LONG_NAME,
+                start_after: LONG_NAME,
+                limit: u16::MAX,
+                recursive: true,
+            },
         ];
-        let mut buf = [0u8; 1024];
+        let mut buf = [0u8; 4096];
         for frame in frames {
             let len = frame.encode(&mut buf).unwrap();
             assert!(len <= CONTROL_FRAME_MAX, "{frame:?} is {len} bytes");
@@ -708,6 +838,137 @@ mod tests {
         let len = frame.encode(&mut buf).unwrap();
         assert!(len <= CONTROL_FRAME_MAX);
         assert_eq!(Frame::decode(&buf[..len]), Ok(frame));
+    }
+
+    #[test]
+    fn put_frame_overhead_is_an_upper_bound_and_fits_put_agrees() {
+        let data = [0xffu8; 1000];
+        let mut buf = [0u8; 4096];
+        let frame = Frame::Put {
+            seq: u32::MAX,
+            name: LONG_NAME,
+            modified: u64::MAX,
+            mode: u32::MAX,
+            digest: Digest::from([0xff; 32]),
+            data: &data,
+        };
+        let len = frame.encode(&mut buf).unwrap();
+        assert!(len <= LONG_NAME.len() + data.len() + PUT_FRAME_OVERHEAD);
+        assert_eq!(Frame::decode(&buf[..len]), Ok(frame));
+        assert!(fits_put(10, 4096, 4096));
+        assert!(!fits_put(10, 4097, 4096));
+        assert!(!fits_put(MAX_NAME_LEN + 1, 1, 4096));
+        // A whole chunk under the longest name fits the bound of every chunk size.
+        for chunk in [MIN_CHUNK_SIZE, 1024, 4096, MAX_CHUNK_SIZE] {
+            let mut big = [0u8; 8192];
+            let data = &data[..data.len().min(chunk as usize)];
+            let len = Frame::Put {
+                seq: u32::MAX,
+                name: LONG_NAME,
+                modified: u64::MAX,
+                mode: u32::MAX,
+                digest: Digest::from([0xff; 32]),
+                data,
+            }
+            .encode(&mut big)
+            .unwrap();
+            assert!(len - data.len() + chunk as usize <= max_body_len(chunk as usize));
+        }
+    }
+
+    #[test]
+    fn overlong_names_in_new_frames_are_refused_with_their_seq() {
+        let long = [b'n'; MAX_NAME_LEN + 1];
+        let long = core::str::from_utf8(&long).unwrap();
+        let mut buf = [0u8; 4096];
+        let frames = [
+            Frame::OpenUploadWith {
+                seq: 3,
+                name: long,
+                size: 1,
+                fresh: false,
+                modified: 1,
+                mode: 0o644,
+            },
+            Frame::ListTree {
+                seq: 3,
+                prefix: "",
+                start_after: long,
+                limit: 1,
+                recursive: false,
+            },
+            Frame::ListTree {
+                seq: 3,
+                prefix: long,
+                start_after: "",
+                limit: 1,
+                recursive: true,
+            },
+        ];
+        for frame in frames {
+            let len = frame.encode(&mut buf).unwrap();
+            assert_eq!(Frame::decode(&buf[..len]), Err(DecodeError::NameTooLong));
+            assert_eq!(Frame::long_name_request_seq(&buf[..len]), Some(3));
+        }
+        let put = Frame::Put {
+            seq: 4,
+            name: long,
+            modified: 0,
+            mode: 0,
+            digest: Digest::default(),
+            data: b"x",
+        };
+        let len = put.encode(&mut buf).unwrap();
+        assert_eq!(Frame::decode(&buf[..len]), Err(DecodeError::NameTooLong));
+        // A Put is not a request answered alone: a long name there breaks the protocol.
+        assert_eq!(Frame::long_name_request_seq(&buf[..len]), None);
+    }
+
+    #[test]
+    fn tree_entries_round_trip_and_a_page_must_be_of_one_kind() {
+        let file = TreeEntry {
+            name: "a/b.txt",
+            size: 4096,
+            modified: 1_700_000_000,
+            mode: 0o644,
+            chunk_size: 1 << 20,
+            digest: Digest::from([7; 32]),
+            folder: false,
+        };
+        let folder = TreeEntry {
+            name: "a/c/",
+            size: 0,
+            modified: 0,
+            mode: 0,
+            chunk_size: 0,
+            digest: Digest::default(),
+            folder: true,
+        };
+        let mut space = [0u8; 256];
+        let (used, count, more) = pack_entries(&mut space, &mut [file, folder].into_iter());
+        assert_eq!((count, more), (2, false));
+        let page: heapless::Vec<_, 4> = TreeEntries::new(count, &space[..used])
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(&page[..], &[file, folder]);
+        let mut smallest = [0u8; 64];
+        let tiny = TreeEntry {
+            name: "a",
+            ..folder
+        };
+        let len = postcard::to_slice(&tiny, &mut smallest).unwrap().len();
+        assert_eq!(len, TREE_ENTRY_MIN_LEN);
+        let mut buf = [0u8; 512];
+        let frame = Frame::ListPage {
+            seq: 9,
+            more: false,
+            count,
+            entries: &space[..used],
+        };
+        let len = frame.encode(&mut buf).unwrap();
+        assert_eq!(Frame::decode(&buf[..len]), Ok(frame));
+        // The same bytes are no page of `ListEntry`s.
+        assert!(ListEntries::new(count, &space[..used]).any(|e| e.is_err()));
     }
 
     #[test]

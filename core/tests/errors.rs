@@ -12,7 +12,7 @@ fn message(error: &dyn core::error::Error) -> String {
 #[test]
 fn errors_display_as_sentences() {
     let cases: [(&dyn core::error::Error, &str); 12] = [
-        (&UsageError::BadName, "the name is longer than 255 bytes"),
+        (&UsageError::BadName, "the name is longer than 1024 bytes"),
         (
             &TransferError::RetriesExhausted { index: 7 },
             "chunk 7 was never acknowledged, however often it was sent",
@@ -41,7 +41,7 @@ fn errors_display_as_sentences() {
             &Failure::Framing(FramingError::FrameTooLong { len: 70_000 }),
             "the peer announced a frame of 70000 bytes, longer than allowed",
         ),
-        (&DecodeError::NameTooLong, "a name longer than 255 bytes"),
+        (&DecodeError::NameTooLong, "a name longer than 1024 bytes"),
         (
             &BufferTooSmall,
             "the output buffer is too small for the frame",

@@ -63,7 +63,8 @@ pub(crate) struct Cli {
     /// The config file [default: $XDG_CONFIG_HOME/ferry/config.toml]
     #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Print machine-readable JSON on stdout: one object per operation (`list`: an array)
+    /// Print machine-readable JSON on stdout: one object per operation (`list`: an array;
+    /// trees and sync: one per file, then a summary)
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// Reconnections per operation after a broken link (backoff 100 ms doubling to 2 s)
@@ -73,7 +74,8 @@ pub(crate) struct Cli {
     #[arg(long, short, global = true)]
     pub(crate) quiet: bool,
     /// Connections used at once when several files are named (results still print in
-    /// command-line order)
+    /// command-line order), and by `download -r` and `sync --down` (tree uploads go pipelined
+    /// over one connection)
     #[arg(long, short = 'j', global = true, env = "FERRY_PARALLEL", default_value_t = DEFAULT_PARALLEL,
           value_parser = clap::value_parser!(u32).range(1..=MAX_PARALLEL as i64))]
     pub(crate) parallel: u32,
@@ -88,16 +90,27 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Upload files (an interrupted upload resumes; an identical file sends no data)
+    ///
+    /// With -r, each DIR is uploaded with its files' paths relative to DIR's parent
+    /// (`ferry upload -r photos` stores `photos/a/b.jpg`), on one connection. Folders are
+    /// implied by their files: empty directories are not stored. Symbolic links are skipped
+    /// unless -L; fifos, sockets and devices are skipped with a warning.
     Upload {
-        /// Files to upload (`-`: standard input, with --name)
+        /// Files to upload (`-`: standard input, with --name); with -r, directories
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Name on the server (one file only; default: the file's name)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "recursive")]
         name: Option<String>,
         /// Refuse a file whose name the server already has
-        #[arg(long)]
+        #[arg(long, conflicts_with = "recursive")]
         no_clobber: bool,
+        /// Upload directories and every file below them
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// With -r, follow symbolic links (a link loop is detected and skipped)
+        #[arg(short = 'L', long, requires = "recursive")]
+        dereference: bool,
     },
     /// Download files (through a partial file, renamed into place once verified)
     Download {
@@ -109,16 +122,65 @@ pub(crate) enum Command {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
         /// Refuse a name whose local file already exists
-        #[arg(long)]
+        #[arg(long, conflicts_with = "recursive")]
         no_clobber: bool,
+        /// Download every file below the PREFIX named, keeping paths relative to PREFIX's
+        /// parent (`download -r photos -o out` writes `out/photos/a/b.jpg`), with their
+        /// permissions and modification times where the file system allows
+        #[arg(short = 'r', long)]
+        recursive: bool,
     },
-    /// List your files on the server
-    List,
-    /// Delete files on the server
+    /// List your files on the server: one level below PREFIX (folders end in `/`), or with
+    /// -r every file below it
+    ///
+    /// Printed page by page as they arrive. --json without PREFIX and -r prints one array
+    /// (as before); with PREFIX or -r one JSON object per line.
+    List {
+        /// A folder (`photos` or `photos/`); default: the top
+        prefix: Option<String>,
+        /// Every file below PREFIX, not one level
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// Delete files on the server; with -r every file below each PREFIX (asks nothing,
+    /// prints each file removed, then a count)
     Delete {
-        /// Names on the server
+        /// Names on the server (with -r: folders)
         #[arg(required = true)]
         names: Vec<String>,
+        /// Delete every file below each name
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Print what would be deleted, delete nothing
+        #[arg(long, requires = "recursive")]
+        dry_run: bool,
+    },
+    /// Make the server's tree under PREFIX equal LOCAL_DIR (or, with --down, LOCAL_DIR equal
+    /// the server's PREFIX)
+    ///
+    /// Compares size and modification time, then (sizes equal, times not) the local file's
+    /// digest with the server's: an unchanged file sends no data. New and changed files are
+    /// sent (or, with --down, downloaded); --delete removes what the other side lacks.
+    /// A rerun after an interruption skips what is done and resumes a cut transfer.
+    /// `ferry sync LOCAL_DIR [PREFIX]` (PREFIX defaults to LOCAL_DIR's name);
+    /// `ferry sync --down PREFIX LOCAL_DIR`.
+    Sync {
+        /// LOCAL_DIR (with --down: PREFIX)
+        first: String,
+        /// PREFIX (with --down: LOCAL_DIR, required)
+        second: Option<String>,
+        /// Download: make LOCAL_DIR equal the server's PREFIX
+        #[arg(long)]
+        down: bool,
+        /// Also remove files the source side does not have (never outside LOCAL_DIR)
+        #[arg(long)]
+        delete: bool,
+        /// Print the plan, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Follow symbolic links in LOCAL_DIR (uploads only)
+        #[arg(short = 'L', long, conflicts_with = "down")]
+        dereference: bool,
     },
     /// Upload a file, download it back, compare chunk by chunk and whole, report both digests
     Roundtrip {
@@ -190,7 +252,13 @@ pub(crate) mod tests {
         }
         assert_eq!(cli.client, "local");
         assert!(!cli.json && !cli.quiet);
-        assert!(matches!(cli.command, Command::List));
+        assert!(matches!(
+            cli.command,
+            Command::List {
+                prefix: None,
+                recursive: false
+            }
+        ));
     }
 
     #[test]
@@ -231,6 +299,10 @@ pub(crate) mod tests {
             &["roundtrip"],
             &["login"],
             &["list", "--parallel", "0"],
+            &["upload", "-L", "a"],
+            &["upload", "-r", "a", "--name", "b"],
+            &["delete", "--dry-run", "a"],
+            &["sync", "--down", "-L", "p", "d"],
         ] {
             let error = parse(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

@@ -14,6 +14,11 @@ pub(crate) fn hint(error: &anyhow::Error, ca_file: Option<&Path>) -> Option<Stri
             Some(refused_hint(server))
         }
         ClientError::Tls { cause, .. } => tls_hint(cause, ca_file),
+        ClientError::Io { path, source }
+            if path.is_dir() && source.kind() == std::io::ErrorKind::InvalidInput =>
+        {
+            Some("it is a directory: use -r to upload it with every file below it".into())
+        }
         _ => None,
     }
 }

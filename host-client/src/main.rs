@@ -3,8 +3,13 @@
 //! ```text
 //! ferry upload FILE... [--name NAME]      upload files (resumes; an identical file sends no data)
 //! ferry download NAME... [-o PATH]        download into PATH (a file, or a directory)
-//! ferry list                              list your files
+//! ferry upload -r DIR... [-L]            upload trees (paths relative to each DIR's parent)
+//! ferry download -r PREFIX... [-o DIR]    download every file below PREFIX into DIR
+//! ferry list [PREFIX] [-r]                list one level (folders end in /), or every file below
 //! ferry delete NAME...                    delete files
+//! ferry delete -r PREFIX... [--dry-run]   delete every file below PREFIX
+//! ferry sync LOCAL_DIR [PREFIX]           make the server's PREFIX equal LOCAL_DIR
+//! ferry sync --down PREFIX LOCAL_DIR      make LOCAL_DIR equal the server's PREFIX
 //! ferry roundtrip FILE [--name NAME]      upload, download back, compare, report both digests
 //! ferry login BUNDLE [--server ADDR]      keep an identity bundle and write the config file
 //! ferry config                            show the server and identity used, and their origin
@@ -31,20 +36,25 @@
 
 mod cli;
 mod config;
+mod fetch;
 mod hints;
 mod identity;
 mod output;
 mod plan;
 mod progress;
+mod remote;
 mod setup;
+mod sync;
+mod tree;
+mod tree_report;
+mod trees;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use ferry_client::{
-    exit, Client, ClientError, ClientOptions, FileEntry, Progress, ProgressFn, RoundTripReport,
-    TransferReport,
+    exit, Client, ClientError, ClientOptions, Progress, ProgressFn, RoundTripReport, TransferReport,
 };
 
 use crate::cli::{Cli, Command};
@@ -123,6 +133,16 @@ async fn run(cli: Cli, matches: ArgMatches) -> i32 {
         .as_ref()
         .ok()
         .map(|found| found.value.ca_file().to_path_buf());
+    let options = match settings.client_options() {
+        Ok(mut options) => {
+            options.retries = cli.retries;
+            options
+        }
+        Err(e) => return out.error("connect", None, &e),
+    };
+    if trees::is_tree_command(&cli.command) {
+        return trees::run(&cli, &out, options).await;
+    }
     // Check what can be checked locally before connecting.
     let plan = match plan(&cli) {
         Ok(plan) => plan,
@@ -132,13 +152,6 @@ async fn run(cli: Cli, matches: ArgMatches) -> i32 {
                 .exit();
         }
         Err(Failure::Op(op, name, error)) => return out.error(op, name.as_deref(), &error),
-    };
-    let options = match settings.client_options() {
-        Ok(mut options) => {
-            options.retries = cli.retries;
-            options
-        }
-        Err(e) => return out.error("connect", None, &e),
     };
     let connections = (cli.parallel as usize).clamp(1, plan.len().max(1));
     let mut clients = match connect_all(options, connections).await {
@@ -278,7 +291,6 @@ async fn run_at_once(mut idle: Vec<Client>, out: &Output, plan: Vec<Step>) -> i3
 enum Outcome {
     Uploaded(TransferReport, PathBuf),
     Downloaded(TransferReport, PathBuf),
-    Listed(Vec<FileEntry>),
     Deleted(String),
     RoundTrip(Box<RoundTripReport>, PathBuf),
     Failed(&'static str, Option<String>, anyhow::Error),
@@ -315,10 +327,6 @@ async fn execute(client: &mut Client, step: Step, progress: ProgressFn<'_>) -> O
             Err(e) => Outcome::Failed("download", Some(name), e),
         },
         Step::Refused(op, name, error) => Outcome::Failed(op, Some(name), error),
-        Step::List => match client.list().await {
-            Ok(entries) => Outcome::Listed(entries),
-            Err(e) => Outcome::Failed("list", None, e.into()),
-        },
         Step::Delete { name } => match client.delete(&name).await {
             Ok(()) => Outcome::Deleted(name),
             Err(e) => failed("delete", &name, e),

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use ferry_client::{exit, ClientError, FileEntry, RoundTripReport, TransferReport};
+use ferry_client::{exit, ClientError, RoundTripReport, TransferReport};
 use indicatif::ProgressBar;
 use serde_json::{json, Value};
 
@@ -158,14 +158,6 @@ pub(crate) fn report(out: &Output, outcome: Outcome) -> i32 {
             out.json(&transfer_json("download", &report, &dest));
             exit::SUCCESS
         }
-        Outcome::Listed(entries) => {
-            if out.json {
-                println!("{}", serde_json::to_string(&entries).unwrap_or_default());
-            } else if !out.quiet {
-                print!("{}", list_table(&entries));
-            }
-            exit::SUCCESS
-        }
         Outcome::Deleted(name) => {
             out.line(&format!("deleted {name}"));
             out.json(&json!({"op": "delete", "ok": true, "name": name}));
@@ -243,30 +235,9 @@ pub(crate) fn utc(seconds: u64) -> String {
 
 /// The `ferry list` table: columns two spaces apart, sizes right-aligned, names aligned by
 /// their display width (wide characters count twice), then a total line.
-pub(crate) fn list_table(entries: &[FileEntry]) -> String {
-    use comfy_table::{presets, CellAlignment, Table};
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_header(["NAME", "SIZE", "MODIFIED (UTC)", "DIGEST"]);
-    for entry in entries {
-        table.add_row([
-            entry.name.clone(),
-            entry.size.to_string(),
-            utc(entry.modified),
-            entry.digest[..entry.digest.len().min(16)].to_string(),
-        ]);
-    }
-    for (index, column) in table.column_iter_mut().enumerate() {
-        column.set_padding((0, if index < 3 { 2 } else { 0 }));
-        if index == 1 {
-            column.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let mut out: String = table
-        .lines()
-        .map(|line| line.trim_end().to_string() + "\n")
-        .collect();
+#[cfg(test)]
+pub(crate) fn list_table(entries: &[crate::remote::Entry]) -> String {
+    let mut out = list_rows(entries, true);
     out.push_str(&format!(
         "{} file(s), {} bytes\n",
         entries.len(),
@@ -275,9 +246,47 @@ pub(crate) fn list_table(entries: &[FileEntry]) -> String {
     out
 }
 
+/// Rows of the `ferry list` table for one page of a listing (with the header line if
+/// `header`); a folder's name ends in `/` and has no size, time or digest.
+pub(crate) fn list_rows(entries: &[crate::remote::Entry], header: bool) -> String {
+    use comfy_table::{presets, CellAlignment, Table};
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    if header {
+        table.set_header(["NAME", "SIZE", "MODIFIED (UTC)", "DIGEST"]);
+    }
+    for entry in entries {
+        match entry.folder {
+            true => table.add_row([
+                entry.name.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]),
+            false => table.add_row([
+                entry.name.clone(),
+                entry.size.to_string(),
+                utc(entry.modified),
+                entry.digest[..entry.digest.len().min(16)].to_string(),
+            ]),
+        };
+    }
+    for (index, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, if index < 3 { 2 } else { 0 }));
+        if index == 1 {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+        .lines()
+        .map(|line| line.trim_end().to_string() + "\n")
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Entry;
 
     #[test]
     fn dates_are_utc() {
@@ -288,12 +297,14 @@ mod tests {
 
     #[test]
     fn the_list_table_has_a_row_per_file() {
-        let entries = vec![FileEntry {
+        let entries = vec![Entry {
             name: "report.pdf".into(),
             size: 12,
             modified: 0,
             digest: "0123456789abcdef0123".into(),
             chunk_size: 65536,
+            mode: None,
+            folder: false,
         }];
         let table = list_table(&entries);
         assert!(table.contains("report.pdf"));
@@ -304,12 +315,14 @@ mod tests {
 
     #[test]
     fn wide_names_keep_the_columns_aligned() {
-        let entry = |name: &str, size| FileEntry {
+        let entry = |name: &str, size| Entry {
             name: name.into(),
             size,
             modified: 0,
             digest: "00".into(),
             chunk_size: 65536,
+            mode: None,
+            folder: false,
         };
         let table = list_table(&[entry("写真.jpg", 5), entry("notes.txt", 12345)]);
         let lines: Vec<&str> = table.lines().collect();

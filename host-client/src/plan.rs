@@ -21,7 +21,6 @@ pub(crate) enum Step {
         name: String,
         dest: Dest,
     },
-    List,
     Delete {
         name: String,
     },
@@ -213,6 +212,7 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
             names,
             output,
             no_clobber,
+            ..
         } => {
             if output.as_deref() == Some(Path::new(STDIO)) {
                 return match &names[..] {
@@ -278,10 +278,11 @@ pub(crate) fn plan(cli: &Cli) -> Result<Vec<Step>, Failure> {
             }
             steps
         }
-        Command::List => vec![Step::List],
         // Handled before any plan: nothing to send.
         Command::Login { .. } | Command::Config => Vec::new(),
-        Command::Delete { names } => names
+        // Tree commands: run by `trees`, without a plan.
+        Command::List { .. } | Command::Sync { .. } => Vec::new(),
+        Command::Delete { names, .. } => names
             .iter()
             .map(|name| Step::Delete { name: name.clone() })
             .collect(),

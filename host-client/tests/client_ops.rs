@@ -371,7 +371,7 @@ async fn refusals_are_final_and_leave_nothing_behind() {
     let mut client = setup.client().await;
 
     let error = client
-        .upload_file(&path, "bad/name", &mut |_| {})
+        .upload_file(&path, "bad/../name", &mut |_| {})
         .await
         .unwrap_err();
     assert_eq!(

@@ -17,11 +17,14 @@ use ferry_core::framing::encode_frame;
 use ferry_core::wire::{
     list_page_capacity, ErrorCode, Frame, ListEntry, CONTROL_FRAME_MAX, RETRY_AFTER,
 };
-use ferry_core::{Config, Connection, Digest, Event, Failure};
+use ferry_core::{Config, Connection, Digest, Event, Failure, FileAttrs};
 use ferry_tokio::event::OwnedEvent;
 use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+
+mod put;
+mod tree;
 
 use crate::metrics::{Kind, Metrics, Op, Outcome};
 use crate::names::validate_name;
@@ -155,6 +158,8 @@ enum Action {
     Event(OwnedEvent),
     Stored(u64),
     StoreFailed(StorageError),
+    /// A `Put` was copied into the batch: the connection may take the next frame.
+    PutTaken(u32),
     Ignore,
 }
 
@@ -213,6 +218,8 @@ struct Session {
     requested: bool,
     active: Option<Active>,
     read_buf: Vec<u8>,
+    /// `Put`s taken and not yet committed (at most the window).
+    puts: Vec<put::TakenPut>,
 }
 
 /// Tells an authenticated client that the server is busy, with a retry-after, and closes:
@@ -273,6 +280,7 @@ pub(crate) async fn serve<S>(
         requested: false,
         active: None,
         read_buf: Vec::new(),
+        puts: Vec::new(),
     };
     tracing::debug!(
         "{}: connected as {} ({})",
@@ -308,6 +316,15 @@ impl Session {
             let action = match conn.poll_event(now) {
                 Some(event) => self.on_event(event),
                 None => {
+                    // Puts that arrived back to back are committed together once nothing
+                    // more is readable at once, or the window is full.
+                    let window = conn.negotiated().map_or(1, |(_, w)| usize::from(w));
+                    if !self.puts.is_empty()
+                        && (!link.can_defer_flush() || self.puts.len() >= window)
+                    {
+                        self.commit_puts(conn).await;
+                        continue;
+                    }
                     let current = *phase.borrow_and_update();
                     let idle = !conn.is_busy() && self.active.is_none();
                     if current == Phase::Stopping || (current == Phase::Draining && idle) {
@@ -343,8 +360,21 @@ impl Session {
     }
 
     /// Copies an event out of the connection; a chunk to store is written right here, while
-    /// its data is borrowed from the connection, instead of being copied.
+    /// its data is borrowed from the connection, instead of being copied; a `Put` is taken
+    /// into the batch.
     fn on_event(&mut self, event: Event<'_>) -> Action {
+        if let Event::PutRequested {
+            seq,
+            name,
+            attrs,
+            digest,
+            data,
+        } = event
+        {
+            self.puts
+                .push(put::TakenPut::new(seq, name, data, digest, attrs));
+            return Action::PutTaken(seq);
+        }
         if let Event::StoreChunk {
             index,
             offset,
@@ -462,6 +492,7 @@ impl Session {
                 OwnedEvent::UploadRequested { .. }
                     | OwnedEvent::DownloadRequested { .. }
                     | OwnedEvent::ListRequested { .. }
+                    | OwnedEvent::ListTreeRequested { .. }
                     | OwnedEvent::DeleteRequested { .. }
             )
         );
@@ -474,10 +505,30 @@ impl Session {
                     .await;
             }
         }
+        if matches!(action, Action::PutTaken(_)) {
+            self.requested = true;
+        }
         match action {
             Action::Ignore => {}
-            Action::Event(OwnedEvent::UploadRequested { name, size, fresh }) => {
-                self.on_upload(conn, name, size, fresh).await
+            Action::PutTaken(seq) => {
+                if let Err(e) = conn.accept_put(seq) {
+                    tracing::warn!("{}: accept_put: {e}", self.peer);
+                }
+            }
+            Action::Event(OwnedEvent::UploadRequested {
+                name,
+                size,
+                fresh,
+                attrs,
+            }) => self.on_upload(conn, name, size, fresh, attrs).await,
+            Action::Event(OwnedEvent::ListTreeRequested {
+                prefix,
+                start_after,
+                limit,
+                recursive,
+            }) => {
+                self.on_list_tree(conn, prefix, start_after, limit, recursive)
+                    .await
             }
             Action::Event(OwnedEvent::DownloadRequested { name, .. }) => {
                 self.on_download(conn, name).await
@@ -563,7 +614,14 @@ impl Session {
         None
     }
 
-    async fn on_upload(&mut self, conn: &mut Conn, raw: String, size: u64, fresh: bool) {
+    async fn on_upload(
+        &mut self,
+        conn: &mut Conn,
+        raw: String,
+        size: u64,
+        fresh: bool,
+        attrs: FileAttrs,
+    ) {
         let name = match validate_name(&raw) {
             Ok(name) => name,
             Err(e) => {
@@ -583,7 +641,7 @@ impl Session {
             storage.begin_upload(&client, &task_name, size, chunk_size, fresh)
         })
         .await;
-        let upload = match begun {
+        let mut upload = match begun {
             Ok(Ok(upload)) => upload,
             Ok(Err(e)) => {
                 if let StorageError::Io { .. }
@@ -599,6 +657,7 @@ impl Session {
                 return self.refuse(conn, "upload", &name, ErrorCode::INTERNAL, "internal error");
             }
         };
+        upload.set_attributes(attrs);
         let held: Vec<(u64, Digest)> = upload.held_chunks().collect();
         if let Err(e) = conn.accept_upload(held) {
             tracing::warn!("{}: accept_upload: {e}", self.peer);

@@ -90,7 +90,7 @@ for board in "${boards[@]}"; do
     ELF="target/$board-device.elf"
     echo "ferry-firmware-device, board $board ($TARGET, opt-level=z, lto, panic=abort, no allocator): $(pwd)/$ELF"
     footprint
-    echo "    of which the client's buffers (SmallBuffers: TLS 2 x 2048, core 2 x 1088, chunk 1024, input 256): $(symbol_u32 FERRY_BUFFERS_SIZE) B"
+    echo "    of which the client's buffers (SmallBuffers: TLS 2 x 2048, core 2 x 2126, chunk 1024, input 256): $(symbol_u32 FERRY_BUFFERS_SIZE) B"
     echo "  RAM, state on the stack while a session runs (size_of on $TARGET):"
     echo "    core Connection (window 4, buffers borrowed): $(symbol_u32 FERRY_CONNECTION_SIZE) B"
     echo "    embedded-tls TlsConnection:                  $(symbol_u32 FERRY_TLS_SIZE) B"

@@ -66,7 +66,7 @@
 //! |---|---|
 //! | `tls_read`: one whole TLS record from the server | 2,048 B (a record of 1,024 B of data is 1,045 B) |
 //! | `tls_write`: one TLS record to the server, and the client's handshake | 2,048 B |
-//! | `rx`, `tx`: the core's frame buffers | 2 × [`buffer_len`]`(1024)` = 2 × 1,088 B |
+//! | `rx`, `tx`: the core's frame buffers | 2 × [`buffer_len`]`(1024)` = 2 × 2,126 B |
 //! | `input`: decrypted bytes on their way to the core | 256 B |
 //! | `chunk`: one chunk read from the source | 1,024 B |
 //!

@@ -240,6 +240,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         self.transfer = None;
         self.outstanding = None;
         self.held_frame = Held_::None;
+        self.puts.clear();
         self.session = Session::Closing(failure);
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::digest::Digest;
 use crate::transfer::Layout;
-use crate::wire::{Held, ListEntries};
+use crate::wire::{FileAttrs, Held, ListEntries, TreeEntries};
 
 use super::Failure;
 
@@ -26,6 +26,8 @@ pub enum Event<'a> {
         size: u64,
         /// Drop any partial copy held for this name.
         fresh: bool,
+        /// Modification time and mode the client gave (`OpenUploadWith`), if any.
+        attrs: FileAttrs,
     },
     /// Server: a client wants to download. Answer with
     /// [`accept_download`](super::Connection::accept_download) or [`reject`](super::Connection::reject).
@@ -48,6 +50,25 @@ pub enum Event<'a> {
     DeleteRequested {
         /// File name as sent.
         name: &'a str,
+    },
+    /// Server: answer with [`respond_list_tree`](super::Connection::respond_list_tree) or
+    /// [`reject`](super::Connection::reject).
+    ListTreeRequested {
+        /// List below this prefix ("" for everything).
+        prefix: &'a str,
+        /// List names after this one ("" from the start); one ending in `/` skips that folder.
+        start_after: &'a str,
+        /// At most this many entries.
+        limit: u16,
+        /// Every file below `prefix`, or one level with its folders.
+        recursive: bool,
+    },
+    /// Client: one page of a tree listing.
+    TreePage {
+        /// The entries.
+        entries: TreeEntries<'a>,
+        /// More entries follow the last one.
+        more: bool,
     },
     /// Client: one page of a listing.
     ListPage {
@@ -109,6 +130,40 @@ pub enum Event<'a> {
         /// The peer's text, if it sent one.
         text: &'a str,
     },
+    /// Server: a whole file arrived in a `Put`, its data matching its SHA-256. Copy what
+    /// is needed, call [`accept_put`](super::Connection::accept_put), make it durable
+    /// (several together), then call [`put_done`](super::Connection::put_done).
+    PutRequested {
+        /// The `Put`'s seq, for `accept_put` and `put_done`.
+        seq: u32,
+        /// File name as sent (validate it before it touches a path).
+        name: &'a str,
+        /// Modification time and mode the client gave.
+        attrs: FileAttrs,
+        /// Whole-file digest ([`FileDigest`](crate::digest::FileDigest)) with the
+        /// negotiated chunk size: what the answer reports and the file is recorded with.
+        digest: Digest,
+        /// The file's bytes.
+        data: &'a [u8],
+    },
+    /// Client: the server made the file of `Put` `seq` durable and verified it.
+    PutVerified {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// File size.
+        size: u64,
+        /// Whole-file digest both ends computed.
+        digest: Digest,
+    },
+    /// Client: the `Put` `seq` failed (the connection stays usable).
+    PutFailed {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// Why.
+        failure: Failure,
+        /// The peer's text, if it sent one.
+        text: &'a str,
+    },
     /// The connection is finished: close the link.
     Closed {
         /// Why.
@@ -143,6 +198,8 @@ pub(super) enum Notice {
     Verified { size: u64, digest: Digest },
     Failed(Failure),
     Commit { size: u64, digest: Digest },
+    PutVerified { seq: u32, size: u64, digest: Digest },
+    PutFailed { seq: u32, failure: Failure },
 }
 
 impl Notice {
@@ -161,6 +218,12 @@ impl Notice {
             Notice::Verified { size, digest } => Event::Verified { size, digest },
             Notice::Commit { size, digest } => Event::Commit { size, digest },
             Notice::Failed(failure) => Event::Failed {
+                failure,
+                text: peer_text,
+            },
+            Notice::PutVerified { seq, size, digest } => Event::PutVerified { seq, size, digest },
+            Notice::PutFailed { seq, failure } => Event::PutFailed {
+                seq,
                 failure,
                 text: peer_text,
             },

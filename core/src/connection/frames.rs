@@ -149,6 +149,9 @@ pub(super) enum FrameSummary {
         seq: u32,
         code: ErrorCode,
     },
+    Put {
+        seq: u32,
+    },
 }
 
 impl FrameSummary {
@@ -175,6 +178,8 @@ impl FrameSummary {
                 window,
             },
             Frame::OpenUpload { seq, .. }
+            | Frame::OpenUploadWith { seq, .. }
+            | Frame::ListTree { seq, .. }
             | Frame::OpenDownload { seq, .. }
             | Frame::List { seq, .. }
             | Frame::Delete { seq, .. } => Self::Request { seq },
@@ -237,6 +242,7 @@ impl FrameSummary {
             Frame::ListPage { seq, .. } => Self::ListPage { seq },
             Frame::Deleted { seq } => Self::Deleted { seq },
             Frame::Error { seq, code, .. } => Self::Error { seq, code },
+            Frame::Put { seq, .. } => Self::Put { seq },
         }
     }
 }

@@ -24,6 +24,7 @@ mod config;
 mod errors;
 mod events;
 mod frames;
+mod puts;
 mod receive;
 mod requests;
 
@@ -33,8 +34,8 @@ use crate::digest::Digest;
 use crate::framing::{encode_frame, FrameDecoder};
 use crate::transfer::{Receiver, Sender};
 use crate::wire::{
-    max_body_len, Frame, Held, ListEntries, MAGIC, MAX_CHUNK_SIZE, MAX_ERROR_TEXT, MAX_NAME_LEN,
-    MAX_WINDOW, MIN_CHUNK_SIZE, PROTOCOL_VERSION,
+    max_body_len, FileAttrs, Frame, Held, ListEntries, TreeEntries, MAGIC, MAX_CHUNK_SIZE,
+    MAX_ERROR_TEXT, MAX_NAME_LEN, MAX_WINDOW, MIN_CHUNK_SIZE, PROTOCOL_VERSION,
 };
 
 pub use config::{Config, Role};
@@ -44,6 +45,7 @@ pub use events::{Event, Stats};
 use events::Notice;
 use frames::{reply_frame, Reply};
 
+#[allow(clippy::large_enum_variant)] // no allocator: a request lives inline
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Request {
     Hello,
@@ -51,6 +53,8 @@ enum Request {
         name: String<MAX_NAME_LEN>,
         size: u64,
         fresh: bool,
+        /// Sent as `OpenUploadWith` when given (else the plain `OpenUpload` of old).
+        attrs: Option<FileAttrs>,
     },
     Download {
         name: String<MAX_NAME_LEN>,
@@ -63,6 +67,12 @@ enum Request {
     },
     Delete {
         name: String<MAX_NAME_LEN>,
+    },
+    ListTree {
+        prefix: String<MAX_NAME_LEN>,
+        start_after: String<MAX_NAME_LEN>,
+        limit: u16,
+        recursive: bool,
     },
 }
 
@@ -100,8 +110,14 @@ enum Held_ {
         index: u64,
         digest: Digest,
     },
-    /// Client: a list page to report.
-    ListPage,
+    /// Client: a list page to report (`tree`: it answers `ListTree`).
+    ListPage {
+        tree: bool,
+    },
+    /// Server: a verified `Put` whose data the shell takes.
+    Put {
+        seq: u32,
+    },
 }
 
 #[allow(clippy::large_enum_variant)] // no allocator: both halves live inline
@@ -162,6 +178,7 @@ pub struct Connection<B, const W: usize> {
     min_chunk: u32,
     last_request: Option<(u32, Option<Reply>)>,
     transfer: Option<Transfer<W>>,
+    puts: puts::Puts<W>,
     stats: Stats,
 }
 
@@ -230,6 +247,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             min_chunk: MIN_CHUNK_SIZE,
             last_request: None,
             transfer: None,
+            puts: puts::Puts::default(),
             stats: Stats::default(),
         })
     }
@@ -275,6 +293,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                 .as_ref()
                 .is_some_and(|t| !matches!(t.phase, Phase::Verified(_)))
             || self.held_frame != Held_::None
+            || !self.puts.is_empty()
     }
 
     // ----- driving -----
@@ -304,6 +323,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             return None;
         }
         if let Some(reply) = self.replies.pop_front() {
+            return self.encode(&reply_frame(&reply));
+        }
+        if let Some(reply) = self.next_put_answer() {
             return self.encode(&reply_frame(&reply));
         }
         if let Some(transfer) = self.transfer.as_mut() {
@@ -349,11 +371,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                 max_chunk: self.config.max_chunk,
                 max_window: self.config.window,
             },
-            Request::Upload { name, size, fresh } => Frame::OpenUpload {
+            Request::Upload {
+                name,
+                size,
+                fresh,
+                attrs: None,
+            } => Frame::OpenUpload {
                 seq,
                 name,
                 size: *size,
                 fresh: *fresh,
+            },
+            Request::Upload {
+                name,
+                size,
+                fresh,
+                attrs: Some(attrs),
+            } => Frame::OpenUploadWith {
+                seq,
+                name,
+                size: *size,
+                fresh: *fresh,
+                modified: attrs.modified.unwrap_or(0),
+                mode: attrs.mode.unwrap_or(0),
             },
             Request::Download { name, size, held } => Frame::OpenDownload {
                 seq,
@@ -367,6 +407,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                 limit: *limit,
             },
             Request::Delete { name } => Frame::Delete { seq, name },
+            Request::ListTree {
+                prefix,
+                start_after,
+                limit,
+                recursive,
+            } => Frame::ListTree {
+                seq,
+                prefix,
+                start_after,
+                limit: *limit,
+                recursive: *recursive,
+            },
         };
         encode_frame(&frame, self.config.framing, self.tx.as_mut()).ok()
     }
@@ -406,7 +458,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                     data,
                 });
             }
-            Held_::ListPage => {
+            Held_::ListPage { tree } => {
                 self.held_frame = Held_::None;
                 if let Some(Frame::ListPage {
                     more,
@@ -415,18 +467,86 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                     ..
                 }) = self.current_frame()
                 {
-                    return Some(Event::ListPage {
-                        entries: ListEntries::new(count, entries),
-                        more,
+                    return Some(if tree {
+                        Event::TreePage {
+                            entries: TreeEntries::new(count, entries),
+                            more,
+                        }
+                    } else {
+                        Event::ListPage {
+                            entries: ListEntries::new(count, entries),
+                            more,
+                        }
                     });
                 }
                 return None;
+            }
+            Held_::Put { seq } => {
+                let (chunk_size, _) = self.negotiated()?;
+                let Some(Frame::Put {
+                    name,
+                    modified,
+                    mode,
+                    digest,
+                    data,
+                    ..
+                }) = self.current_frame()
+                else {
+                    return None;
+                };
+                let mut file = crate::digest::FileDigest::new(chunk_size, data.len() as u64);
+                if !data.is_empty() {
+                    file.push(&digest);
+                }
+                return Some(Event::PutRequested {
+                    seq,
+                    name,
+                    attrs: FileAttrs {
+                        modified: (modified != 0).then_some(modified),
+                        mode: (mode != 0).then_some(mode),
+                    },
+                    digest: file.finish(),
+                    data,
+                });
             }
             Held_::Request { .. } => {
                 return match self.current_frame()? {
                     Frame::OpenUpload {
                         name, size, fresh, ..
-                    } => Some(Event::UploadRequested { name, size, fresh }),
+                    } => Some(Event::UploadRequested {
+                        name,
+                        size,
+                        fresh,
+                        attrs: FileAttrs::default(),
+                    }),
+                    Frame::OpenUploadWith {
+                        name,
+                        size,
+                        fresh,
+                        modified,
+                        mode,
+                        ..
+                    } => Some(Event::UploadRequested {
+                        name,
+                        size,
+                        fresh,
+                        attrs: FileAttrs {
+                            modified: (modified != 0).then_some(modified),
+                            mode: (mode != 0).then_some(mode),
+                        },
+                    }),
+                    Frame::ListTree {
+                        prefix,
+                        start_after,
+                        limit,
+                        recursive,
+                        ..
+                    } => Some(Event::ListTreeRequested {
+                        prefix,
+                        start_after,
+                        limit,
+                        recursive,
+                    }),
                     Frame::OpenDownload {
                         name, size, held, ..
                     } => Some(Event::DownloadRequested { name, size, held }),

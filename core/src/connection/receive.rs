@@ -5,8 +5,8 @@ use heapless::String;
 use crate::digest::Digest;
 use crate::transfer::{ChunkVerdict, FinishVerdict, Layout, Receiver, Sender};
 use crate::wire::{
-    max_body_len, DecodeError, ErrorCode, Frame, Held, MAGIC, MAX_ERROR_TEXT, MIN_CHUNK_SIZE,
-    PROTOCOL_VERSION,
+    max_body_len, DecodeError, ErrorCode, Frame, Held, ListEntries, TreeEntries, MAGIC,
+    MAX_ERROR_TEXT, MIN_CHUNK_SIZE, PROTOCOL_VERSION,
 };
 
 use super::events::Notice;
@@ -88,18 +88,42 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
                 size,
                 digest,
             } => self.on_verified(transfer, size, digest),
-            FrameSummary::ListPage { seq } => {
-                if self.take_outstanding(seq, |r| matches!(r, Request::List { .. })) {
-                    self.held_frame = Held_::ListPage;
-                }
-            }
+            FrameSummary::ListPage { seq } => self.on_list_page(seq),
             FrameSummary::Deleted { seq } => {
                 if self.take_outstanding(seq, |r| matches!(r, Request::Delete { .. })) {
                     self.notice(Notice::Deleted);
                 }
             }
             FrameSummary::Error { seq, code } => self.on_error(seq, code),
+            FrameSummary::Put { seq } => self.on_put(seq),
         }
+    }
+
+    fn on_list_page(&mut self, seq: u32) {
+        let tree = match &self.outstanding {
+            Some(o) if o.seq == seq => match o.request {
+                Request::List { .. } => false,
+                Request::ListTree { .. } => true,
+                _ => return,
+            },
+            _ => return,
+        };
+        // The frame decoded as a page of either kind: it must be of the kind asked for.
+        let valid = match self.current_frame() {
+            Some(Frame::ListPage { count, entries, .. }) if tree => {
+                TreeEntries::new(count, entries).all(|e| e.is_ok())
+            }
+            Some(Frame::ListPage { count, entries, .. }) => {
+                ListEntries::new(count, entries).all(|e| e.is_ok())
+            }
+            _ => false,
+        };
+        if !valid {
+            self.peer_text.clear();
+            return self.close(Failure::Malformed(DecodeError::BadListPage), true);
+        }
+        self.outstanding = None;
+        self.held_frame = Held_::ListPage { tree };
     }
 
     pub(super) fn current_frame_result(&self) -> Result<Frame<'_>, DecodeError> {
@@ -116,7 +140,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
     /// connection goes on (the shell never sees it).
     fn on_long_name_request(&mut self, seq: u32) {
         if self.admit_request(seq) {
-            let text = "a name longer than 255 bytes";
+            let text = "a name longer than 1024 bytes";
             self.fail_request(seq, Failure::Local(ErrorCode::INVALID_NAME), text);
         }
     }
@@ -375,6 +399,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
     }
 
     fn on_verified(&mut self, id: u32, size: u64, digest: Digest) {
+        if self.on_put_verified(id, size, digest) {
+            return;
+        }
         let Some(sender) = self.sender_for(id) else {
             return;
         };
@@ -399,6 +426,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         self.peer_text = text;
         if seq == 0 {
             return self.close(Failure::Peer(code), false);
+        }
+        if self.on_put_error(seq, code) {
+            return;
         }
         let ours = self.outstanding.as_ref().is_some_and(|o| o.seq == seq)
             || self.transfer.as_ref().is_some_and(|t| t.id == seq);

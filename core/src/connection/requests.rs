@@ -4,7 +4,8 @@ use crate::digest::Digest;
 use crate::framing::encode_frame;
 use crate::transfer::{Layout, Receiver, Sender, TransferError};
 use crate::wire::{
-    max_body_len, pack_entries, ErrorCode, Frame, Held, ListEntry, LIST_PAGE_HEADER,
+    max_body_len, pack_entries, ErrorCode, FileAttrs, Frame, Held, ListEntry, PageEntry, TreeEntry,
+    LIST_PAGE_HEADER,
 };
 
 use super::frames::Reply;
@@ -37,8 +38,34 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
     /// Client: uploads `name` of `size` bytes. With `fresh`, the server drops any partial copy.
     pub fn upload(&mut self, name: &str, size: u64, fresh: bool) -> Result<(), UsageError> {
         let name = owned_name(name)?;
-        self.start_request(Request::Upload { name, size, fresh })
-            .map(drop)
+        let attrs = None;
+        self.start_request(Request::Upload {
+            name,
+            size,
+            fresh,
+            attrs,
+        })
+        .map(drop)
+    }
+
+    /// Client: as [`upload`](Self::upload), with the file's attributes for the server to
+    /// record (sent as `OpenUploadWith`).
+    pub fn upload_with(
+        &mut self,
+        name: &str,
+        size: u64,
+        fresh: bool,
+        attrs: FileAttrs,
+    ) -> Result<(), UsageError> {
+        let name = owned_name(name)?;
+        let attrs = Some(attrs);
+        self.start_request(Request::Upload {
+            name,
+            size,
+            fresh,
+            attrs,
+        })
+        .map(drop)
     }
 
     /// Client: downloads `name`. `partial` describes a partial copy from an
@@ -75,6 +102,26 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         let start_after = owned_name(start_after)?;
         self.start_request(Request::List { start_after, limit })
             .map(drop)
+    }
+
+    /// Client: lists up to `limit` entries below `prefix` after `start_after`: every file
+    /// (`recursive`), or one level with its folders. Answered by [`Event::TreePage`](super::Event::TreePage).
+    pub fn list_tree(
+        &mut self,
+        prefix: &str,
+        start_after: &str,
+        limit: u16,
+        recursive: bool,
+    ) -> Result<(), UsageError> {
+        let prefix = owned_name(prefix)?;
+        let start_after = owned_name(start_after)?;
+        self.start_request(Request::ListTree {
+            prefix,
+            start_after,
+            limit,
+            recursive,
+        })
+        .map(drop)
     }
 
     /// Client: deletes `name`.
@@ -114,7 +161,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
         held_chunks: impl IntoIterator<Item = (u64, Digest)>,
     ) -> Result<Held, UsageError> {
         let size = match self.current_frame() {
-            Some(Frame::OpenUpload { size, .. }) => size,
+            Some(Frame::OpenUpload { size, .. } | Frame::OpenUploadWith { size, .. }) => size,
             _ => return Err(UsageError::Unexpected),
         };
         let (chunk_size, window) = self.negotiated().ok_or(UsageError::NotReady)?;
@@ -192,6 +239,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const W: usize> Connection<B, W> {
             Some(Frame::List { limit, .. }) => limit.min(page_max),
             _ => return Err(UsageError::Unexpected),
         };
+        self.respond_page(entries, limit)
+    }
+
+    /// Server: answers the pending `ListTree` with as many `entries` as fit one frame, the
+    /// request's limit and `page_max` (pass at least `page_max + 1` entries, or all, so the
+    /// answer can say whether more follow). Returns how many were sent.
+    pub fn respond_list_tree<'e>(
+        &mut self,
+        entries: impl IntoIterator<Item = TreeEntry<'e>>,
+        page_max: u16,
+    ) -> Result<u16, UsageError> {
+        let limit = match self.current_frame() {
+            Some(Frame::ListTree { limit, .. }) => limit.min(page_max),
+            _ => return Err(UsageError::Unexpected),
+        };
+        self.respond_page(entries, limit)
+    }
+
+    fn respond_page<'e, E: PageEntry<'e>>(
+        &mut self,
+        entries: impl IntoIterator<Item = E>,
+        limit: u16,
+    ) -> Result<u16, UsageError> {
         if self.tx_len > 0 {
             return Err(UsageError::TransmitPending);
         }

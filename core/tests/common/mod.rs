@@ -690,7 +690,9 @@ pub enum Owned {
 pub fn own(event: Event<'_>) -> Owned {
     match event {
         Event::Connected { .. } => Owned::Plain("connected".into()),
-        Event::UploadRequested { name, size, fresh } => Owned::UploadRequested {
+        Event::UploadRequested {
+            name, size, fresh, ..
+        } => Owned::UploadRequested {
             name: name.into(),
             size,
             fresh,

@@ -2,7 +2,7 @@
 //! while the connection (which the borrowed [`Event`] points into) is used again.
 
 use ferry_core::wire::DecodeError;
-use ferry_core::{Digest, Event, Failure, Held, Layout};
+use ferry_core::{Digest, Event, Failure, FileAttrs, Held, Layout};
 use serde::Serialize;
 
 /// An [`Event`] with its borrowed parts copied out. A chunk's data goes to the caller's
@@ -25,6 +25,8 @@ pub enum OwnedEvent {
         size: u64,
         /// Drop any partial copy held for this name.
         fresh: bool,
+        /// Modification time and mode the client gave, if any.
+        attrs: FileAttrs,
     },
     /// Server: a client wants to download.
     DownloadRequested {
@@ -46,6 +48,24 @@ pub enum OwnedEvent {
     DeleteRequested {
         /// File name as sent.
         name: String,
+    },
+    /// Server: a client wants a page of its listing below a prefix.
+    ListTreeRequested {
+        /// List below this prefix.
+        prefix: String,
+        /// List names after this one ("" from the start).
+        start_after: String,
+        /// At most this many entries.
+        limit: u16,
+        /// Every file below `prefix`, or one level with folders.
+        recursive: bool,
+    },
+    /// Client: one page of a tree listing (folders have `folder` set).
+    TreePage {
+        /// The entries.
+        entries: Vec<FileEntry>,
+        /// More entries follow the last one.
+        more: bool,
     },
     /// Client: one page of a listing.
     ListPage {
@@ -102,6 +122,35 @@ pub enum OwnedEvent {
         /// The peer's text, if it sent one.
         text: String,
     },
+    /// Server: a whole small file arrived in a `Put` (its data is in the scratch buffer).
+    PutRequested {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// File name as sent (validate it before it touches a path).
+        name: String,
+        /// Modification time and mode the client gave.
+        attrs: FileAttrs,
+        /// Whole-file digest with the negotiated chunk size.
+        digest: Digest,
+    },
+    /// Client: the server made the file of `Put` `seq` durable and verified it.
+    PutVerified {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// File size.
+        size: u64,
+        /// Whole-file digest.
+        digest: Digest,
+    },
+    /// Client: the `Put` `seq` failed; the connection stays usable.
+    PutFailed {
+        /// The `Put`'s seq.
+        seq: u32,
+        /// Why.
+        failure: Failure,
+        /// The peer's text, if it sent one.
+        text: String,
+    },
     /// The connection is finished.
     Closed {
         /// Why.
@@ -124,6 +173,12 @@ pub struct FileEntry {
     pub digest: String,
     /// The chunk size the digest was computed with.
     pub chunk_size: u32,
+    /// Unix permission bits, if the uploader gave them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// A folder of a one-level tree listing (its name ends in `/`; no size or digest).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub folder: bool,
 }
 
 impl From<ferry_core::ListEntry<'_>> for FileEntry {
@@ -134,6 +189,22 @@ impl From<ferry_core::ListEntry<'_>> for FileEntry {
             modified: entry.modified,
             digest: entry.digest.to_string(),
             chunk_size: entry.chunk_size,
+            mode: None,
+            folder: false,
+        }
+    }
+}
+
+impl From<ferry_core::TreeEntry<'_>> for FileEntry {
+    fn from(entry: ferry_core::TreeEntry<'_>) -> Self {
+        FileEntry {
+            name: entry.name.to_string(),
+            size: entry.size,
+            modified: entry.modified,
+            digest: entry.digest.to_string(),
+            chunk_size: entry.chunk_size,
+            mode: (entry.mode != 0).then_some(entry.mode),
+            folder: entry.folder,
         }
     }
 }
@@ -144,10 +215,33 @@ impl OwnedEvent {
     pub fn new(event: Event<'_>, scratch: &mut Vec<u8>) -> Result<OwnedEvent, DecodeError> {
         Ok(match event {
             Event::Connected { chunk_size, window } => OwnedEvent::Connected { chunk_size, window },
-            Event::UploadRequested { name, size, fresh } => OwnedEvent::UploadRequested {
+            Event::UploadRequested {
+                name,
+                size,
+                fresh,
+                attrs,
+            } => OwnedEvent::UploadRequested {
                 name: name.into(),
                 size,
                 fresh,
+                attrs,
+            },
+            Event::ListTreeRequested {
+                prefix,
+                start_after,
+                limit,
+                recursive,
+            } => OwnedEvent::ListTreeRequested {
+                prefix: prefix.into(),
+                start_after: start_after.into(),
+                limit,
+                recursive,
+            },
+            Event::TreePage { entries, more } => OwnedEvent::TreePage {
+                entries: entries
+                    .map(|entry| entry.map(FileEntry::from))
+                    .collect::<Result<_, _>>()?,
+                more,
             },
             Event::DownloadRequested { name, size, held } => OwnedEvent::DownloadRequested {
                 name: name.into(),
@@ -191,6 +285,30 @@ impl OwnedEvent {
             Event::Commit { size, digest } => OwnedEvent::Commit { size, digest },
             Event::Verified { size, digest } => OwnedEvent::Verified { size, digest },
             Event::Failed { failure, text } => OwnedEvent::Failed {
+                failure,
+                text: text.into(),
+            },
+            Event::PutRequested {
+                seq,
+                name,
+                attrs,
+                digest,
+                data,
+            } => {
+                scratch.clear();
+                scratch.extend_from_slice(data);
+                OwnedEvent::PutRequested {
+                    seq,
+                    name: name.into(),
+                    attrs,
+                    digest,
+                }
+            }
+            Event::PutVerified { seq, size, digest } => {
+                OwnedEvent::PutVerified { seq, size, digest }
+            }
+            Event::PutFailed { seq, failure, text } => OwnedEvent::PutFailed {
+                seq,
                 failure,
                 text: text.into(),
             },

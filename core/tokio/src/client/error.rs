@@ -68,7 +68,8 @@ pub enum ClientError {
         /// The last failure.
         reason: String,
     },
-    /// A file name this client refuses before sending it (empty, or longer than 255 bytes).
+    /// A file name this client refuses before sending it (empty, longer than 1024 bytes,
+    /// absolute, or with an empty, `.` or `..` component).
     #[error("invalid name {name:?}: {reason}")]
     InvalidName {
         /// The name given.

@@ -48,10 +48,12 @@ mod error;
 mod op;
 mod options;
 pub mod partial;
+mod put_many;
 mod relay;
 mod report;
 mod session;
 mod tally;
+mod tree;
 mod upload;
 
 pub use capacity::{CAPACITY_ATTEMPTS, CAPACITY_BUDGET, CAPACITY_LONGEST_WAIT};
@@ -64,6 +66,7 @@ pub use options::{
 pub use relay::{ChunkLedger, RelayOutcome};
 pub use report::{FileEntry, Phase, Progress, RoundTripReport, TransferReport};
 pub use session::{Client, LIST_PAGE};
+pub use tree::{FileAttrs, ItemEvent, UploadItem};
 
 /// Re-exported so callers name the same error codes.
 pub use ferry_core::ErrorCode;

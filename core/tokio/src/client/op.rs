@@ -61,6 +61,16 @@ pub(crate) enum OpKind {
     Delete,
 }
 
+/// What [`Operation::fill`] did.
+pub(crate) enum Fill<O> {
+    /// Nothing to send now.
+    Nothing,
+    /// A frame was queued: send it before anything else.
+    Queued,
+    /// The operation is complete.
+    Done(O),
+}
+
 /// One operation, run in attempts over (re)connected connections.
 pub(crate) trait Operation {
     type Output;
@@ -76,6 +86,11 @@ pub(crate) trait Operation {
         scratch: &[u8],
         now: u64,
     ) -> Result<Option<Self::Output>, Interrupt>;
+    /// Called whenever the transmit buffer may be free: an operation that pipelines
+    /// requests queues the next one here.
+    async fn fill(&mut self, _conn: &mut Conn) -> Result<Fill<Self::Output>, Interrupt> {
+        Ok(Fill::Nothing)
+    }
     /// A chunk frame with this index went out.
     fn chunk_sent(&mut self, _index: u64) {}
     /// Grows whenever the operation moves forward (resets the retry count).
@@ -98,24 +113,52 @@ fn usage(error: UsageError, name: &str) -> Interrupt {
     match error {
         UsageError::BadName => Interrupt::Final(ClientError::InvalidName {
             name: name.to_string(),
-            reason: "names are 1 to 255 bytes of UTF-8".into(),
+            reason: "names are 1 to 1024 bytes of UTF-8".into(),
         }),
         // The connection is not in a state for this: start from a new one.
         other => Interrupt::Link(io::Error::other(format!("connection not ready: {other}"))),
     }
 }
 
-/// Checks a file name before it is sent (the server checks it again) and returns what is
-/// sent: its NFC form, as the server stores it, whose length is the one that counts (a
-/// decomposed name may be longer than 255 bytes and its NFC form not).
+/// Checks a file name before it is sent (the server checks it again, component by
+/// component) and returns what is sent: its NFC form, as the server stores it, whose length
+/// is the one that counts (a decomposed name may be longer than the limit and its NFC form
+/// not). A name is a path of `/`-separated components; what can never be valid is refused
+/// here: a leading `/`, an empty component, `.` or `..`.
 pub(crate) fn check_name(name: &str) -> Result<String, ClientError> {
     let nfc: String = name.nfc().collect();
+    let refuse = |reason: &str| ClientError::InvalidName {
+        name: name.to_string(),
+        reason: reason.into(),
+    };
     if nfc.is_empty() || nfc.len() > ferry_core::wire::MAX_NAME_LEN {
-        return Err(ClientError::InvalidName {
-            name: name.to_string(),
-            reason: "names are 1 to 255 bytes of UTF-8 (in NFC)".into(),
-        });
+        return Err(refuse("names are 1 to 1024 bytes of UTF-8 (in NFC)"));
     }
+    if nfc.starts_with('/') {
+        return Err(refuse(
+            "a name is a relative path: it cannot start with '/'",
+        ));
+    }
+    if nfc
+        .split('/')
+        .any(|component| matches!(component, "" | "." | ".."))
+    {
+        return Err(refuse(
+            "a path component cannot be empty, '.' or '..' (no '//' and no trailing '/')",
+        ));
+    }
+    Ok(nfc)
+}
+
+/// Checks a listing prefix: "" (everything) or a folder path ending in `/` whose
+/// components are valid as in [`check_name`]; returns its NFC form.
+pub(crate) fn check_prefix(prefix: &str) -> Result<String, ClientError> {
+    if prefix.is_empty() {
+        return Ok(String::new());
+    }
+    let folder = prefix.strip_suffix('/').unwrap_or(prefix);
+    let mut nfc = check_name(folder)?;
+    nfc.push('/');
     Ok(nfc)
 }
 

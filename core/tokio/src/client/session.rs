@@ -17,7 +17,7 @@ use crate::client::compare::CompareSink;
 use crate::client::download::{DownloadOp, FileSink};
 use crate::client::error::ClientError;
 use crate::client::op::{
-    begin_request, check_name, own, Conn, Ev, Interrupt, OpKind, Operation, ProgressFn,
+    begin_request, check_name, own, Conn, Ev, Fill, Interrupt, OpKind, Operation, ProgressFn,
 };
 use crate::client::options::{ClientOptions, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::client::relay::{ChunkLedger, ProbeOp, RelayOp, RelayOutcome};
@@ -35,7 +35,7 @@ pub const LIST_PAGE: u16 = 1000;
 type Stream = TlsStream<TcpStream>;
 
 /// A connected protocol session.
-struct Live {
+pub(crate) struct Live {
     conn: Conn,
     link: Link<Stream>,
 }
@@ -47,7 +47,7 @@ struct Live {
 /// and this client have both verified the whole-file digest.
 pub struct Client {
     options: ClientOptions,
-    live: Option<Live>,
+    pub(crate) live: Option<Live>,
     scratch: Vec<u8>,
 }
 
@@ -169,6 +169,17 @@ async fn attempt<O: Operation>(
                 .await
                 .map_err(Interrupt::Link)?;
         }
+        match op.fill(&mut live.conn).await? {
+            Fill::Queued => {
+                live.link
+                    .flush(&mut live.conn)
+                    .await
+                    .map_err(Interrupt::Link)?;
+                continue;
+            }
+            Fill::Done(output) => return Ok(output),
+            Fill::Nothing => {}
+        }
         let now = live.link.now();
         let event = match live.conn.poll_event(now) {
             Some(event) => own(event, scratch)?,
@@ -202,7 +213,7 @@ impl Client {
 
     /// [`open`](Self::open), waiting out refusals for capacity with backoff and full
     /// jitter, never sooner than the server's retry-after; one warning per wait.
-    async fn open_patiently(&self) -> Result<Live, ClientError> {
+    pub(crate) async fn open_patiently(&self) -> Result<Live, ClientError> {
         let mut backoff = CapacityBackoff::new();
         loop {
             let error = match self.open().await {
@@ -259,7 +270,7 @@ impl Client {
     }
 
     /// Opens a connection: TCP, TLS handshake, protocol hello, within `connect_timeout`.
-    async fn open(&self) -> Result<Live, ClientError> {
+    pub(crate) async fn open(&self) -> Result<Live, ClientError> {
         // Errors name the address with its port, also where `--server` left it out.
         let (address, server_name) = self.options.endpoint()?;
         let server = address.clone();
@@ -350,7 +361,7 @@ impl Client {
 
     /// Runs `op` to its end: attempts over (re)connected sessions, backing off between
     /// reconnections, starting over once if the source changed.
-    async fn run<O: Operation>(&mut self, op: &mut O) -> Result<O::Output, ClientError> {
+    pub(crate) async fn run<O: Operation>(&mut self, op: &mut O) -> Result<O::Output, ClientError> {
         let result = self.run_attempts(op).await;
         if let Err(error) = &result {
             op.failed(error);
@@ -830,8 +841,23 @@ mod tests {
         let nfd = "e\u{301}".repeat(100);
         assert_eq!(nfd.len(), 300);
         assert_eq!(check_name(&nfd).unwrap(), "\u{e9}".repeat(100));
-        assert!(check_name(&"e\u{301}".repeat(128)).is_err());
-        for bad in [String::new(), "x".repeat(256)] {
+        assert!(check_name(&"e\u{301}".repeat(513)).is_err());
+        assert!(check_name(&"x".repeat(1024)).is_ok());
+        assert_eq!(check_name("a/b/c.txt").unwrap(), "a/b/c.txt");
+        assert_eq!(
+            check_name("d\u{e9}j\u{e0}/e\u{301}").unwrap(),
+            "d\u{e9}j\u{e0}/\u{e9}"
+        );
+        for bad in [
+            String::new(),
+            "x".repeat(1025),
+            "/etc/passwd".into(),
+            "a//b".into(),
+            "a/".into(),
+            "./a".into(),
+            "a/../../x".into(),
+            "..".into(),
+        ] {
             let error = check_name(&bad).unwrap_err();
             assert_eq!(error.refusal_code(), Some(ErrorCode::INVALID_NAME));
             assert_eq!(error.exit_code(), 4);

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use ferry_core::Layout;
+use ferry_core::{FileAttrs, Layout};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::client::error::ClientError;
@@ -91,6 +91,8 @@ pub(crate) struct UploadOp<'p, R> {
     source: Source<R>,
     progress: ProgressFn<'p>,
     fresh: bool,
+    /// Sent with the request (`OpenUploadWith`) when given.
+    attrs: Option<FileAttrs>,
     buf: Vec<u8>,
     layout: Option<Layout>,
     window: u64,
@@ -108,12 +110,19 @@ impl<'p, R: AsyncRead + Unpin> UploadOp<'p, R> {
             source,
             progress,
             fresh,
+            attrs: None,
             buf: Vec::new(),
             layout: None,
             window: 1,
             done_bytes: 0,
             tally: SendTally::new(),
         }
+    }
+
+    /// The file's attributes, for the server to record.
+    pub(crate) fn with_attrs(mut self, attrs: FileAttrs) -> Self {
+        self.attrs = Some(attrs);
+        self
     }
 
     fn report_progress(&mut self) {
@@ -228,10 +237,12 @@ impl<R: AsyncRead + Unpin> Operation for UploadOp<'_, R> {
         self.tally.attempt_started();
         self.layout = None;
         self.window = conn.negotiated().map(|(_, w)| u64::from(w)).unwrap_or(1);
-        begin_request(
-            conn.upload(&self.name, self.source.size(), self.fresh),
-            &self.name,
-        )
+        let size = self.source.size();
+        let request = match self.attrs {
+            Some(attrs) => conn.upload_with(&self.name, size, self.fresh, attrs),
+            None => conn.upload(&self.name, size, self.fresh),
+        };
+        begin_request(request, &self.name)
     }
 
     async fn on_event(
