@@ -264,8 +264,9 @@ pub(crate) async fn serve<S>(
 {
     let mut link = Link::new(stream);
     let len = ferry_core::buffer_len(shared.core.max_chunk as usize);
+    // Boxed: the connection holds its names inline, which the session's future would carry.
     let mut conn = match Conn::server(shared.core, vec![0; len], vec![0; len], link.now()) {
-        Ok(conn) => conn,
+        Ok(conn) => Box::new(conn),
         Err(e) => {
             tracing::error!("cannot create a protocol connection: {e}");
             return;
