@@ -240,7 +240,7 @@ impl Bench {
                     self.measure(&mut cmd, ferry.service.pid(), false, "sync-ferry", bytes);
                 let stored = home.join("files").join(case.dir);
                 let verified = same_tree_at(source, &case.files, &stored)
-                    .and_then(|()| nothing_sent(&result.stdout));
+                    .and_then(|()| nothing_sent(&result.stdout, case.files.len()));
                 self.record_tree("ferry", label, bytes, run, (&result, (cpu, rss), verified));
             }
             if let (Some(remote), Some(sshd)) = (&last_rsync, sshd) {
@@ -273,16 +273,19 @@ fn rsync_tree(sshd: &Sshd, source: &Path, remote: &Path) -> std::process::Comman
     cmd
 }
 
-/// Checks `ferry sync --json`'s summary line: an unchanged tree sends no file.
-fn nothing_sent(stdout: &str) -> Result<(), String> {
+/// Checks `ferry sync --json`'s summary line: an unchanged tree of `count` files moves no
+/// data and leaves every file unchanged.
+fn nothing_sent(stdout: &str, count: usize) -> Result<(), String> {
     let summary = json_lines(stdout)
         .pop()
         .ok_or("no JSON summary from ferry sync")?;
-    match summary["uploaded"].as_u64() {
-        Some(0) => Ok(()),
-        Some(n) => Err(format!(
-            "ferry sync of an unchanged tree uploaded {n} files"
-        )),
-        None => Err(format!("no \"uploaded\" count in the summary: {summary}")),
+    let moved = (summary["files"].as_u64(), summary["chunks_sent"].as_u64());
+    let unchanged = summary["unchanged"].as_u64();
+    if moved == (Some(0), Some(0)) && unchanged == Some(count as u64) {
+        Ok(())
+    } else {
+        Err(format!(
+            "ferry sync of an unchanged tree of {count} files: {summary}"
+        ))
     }
 }
