@@ -36,7 +36,8 @@ type Stream = TlsStream<TcpStream>;
 
 /// A connected protocol session.
 pub(crate) struct Live {
-    conn: Conn,
+    /// On the heap: a connection is several KiB, and the futures that hold it nest.
+    conn: Box<Conn>,
     link: Link<Stream>,
 }
 
@@ -310,6 +311,7 @@ impl Client {
         debug_assert_eq!(config.framing, Framing::LengthPrefixed);
         let len = buffer_len(config.max_chunk as usize);
         let mut conn = Conn::client(config, vec![0; len], vec![0; len], link.now())
+            .map(Box::new)
             .map_err(|e| ClientError::Protocol(format!("cannot set up the connection: {e}")))?;
         let hello = async {
             loop {
