@@ -8,25 +8,25 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytesize::ByteSize;
 use ferry_certs::rustls::pki_types::{CertificateDer, UnixTime};
 use ferry_certs::rustls::server::danger::ClientCertVerifier;
 use ferry_certs::rustls::{CertificateError, Error as TlsError};
 use ferry_certs::{ClientIdentity, ReloadableClientVerifier};
 use ferry_core::framing::encode_frame;
-use ferry_core::wire::{
-    list_page_capacity, ErrorCode, Frame, ListEntry, CONTROL_FRAME_MAX, RETRY_AFTER,
-};
+use ferry_core::wire::{ErrorCode, Frame, CONTROL_FRAME_MAX, RETRY_AFTER};
 use ferry_core::{Config, Connection, Digest, Event, Failure, FileAttrs};
 use ferry_tokio::event::OwnedEvent;
 use ferry_tokio::link::Link;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-mod put;
-mod tree;
+mod list;
+mod log;
 
-use crate::metrics::{Kind, Metrics, Op, Outcome};
+use log::TransferLog;
+mod put;
+
+use crate::metrics::{Kind, Metrics, Op};
 use crate::names::validate_name;
 use crate::storage::{Precondition, StorageError, Store, StoredFile, Upload};
 
@@ -121,16 +121,6 @@ where
         Ok(Err(e)) => End::Io(e),
         Err(_) => End::SendTimeout,
     }
-}
-
-/// A transfer for the log line.
-struct TransferLog {
-    op: &'static str,
-    name: String,
-    size: u64,
-    chunk_size: u32,
-    started: Instant,
-    held_chunks: u64,
 }
 
 enum Active {
@@ -747,43 +737,6 @@ impl Session {
         self.active = Some(Active::Download { file: stored, log });
     }
 
-    async fn on_list(&mut self, conn: &mut Conn, start_after: String, limit: u16) {
-        let (storage, client) = (self.shared.storage.clone(), self.client());
-        let chunk_size = self.chunk_size(conn);
-        // A page is what fits one frame, at most LIST_PAGE_MAX: no more metadata is read.
-        let page = usize::from(limit)
-            .min(LIST_PAGE_MAX)
-            .min(list_page_capacity(chunk_size as usize));
-        let listed = tokio::task::spawn_blocking(move || {
-            // One more than the page: it tells whether more entries follow.
-            storage.list(&client, "", &start_after, page + 1, chunk_size)
-        })
-        .await;
-        match listed {
-            Ok(Ok(metas)) => {
-                let entries = metas.iter().map(|meta| ListEntry {
-                    name: &meta.name,
-                    size: meta.size,
-                    modified: meta.modified,
-                    chunk_size: meta.chunk_size,
-                    digest: meta.digest_bytes(),
-                });
-                let page_max = u16::try_from(page).unwrap_or(u16::MAX);
-                if let Err(e) = conn.respond_list_capped(entries, page_max) {
-                    tracing::warn!("{}: respond_list: {e}", self.peer);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!("listing for {}: {e}", self.identity.name);
-                self.refuse(conn, "list", "", e.code(), &e.client_text());
-            }
-            Err(e) => {
-                tracing::error!("listing: {e}");
-                self.refuse(conn, "list", "", ErrorCode::INTERNAL, "internal error");
-            }
-        }
-    }
-
     async fn on_delete(&mut self, conn: &mut Conn, raw: String) {
         let name = match validate_name(&raw) {
             Ok(name) => name,
@@ -903,44 +856,6 @@ impl Session {
             Active::Download { log, .. } => log,
         };
         self.log_transfer(log, result);
-    }
-
-    /// Counts and logs a transfer's end.
-    fn log_transfer(&self, log: TransferLog, result: &str) {
-        let elapsed = log.started.elapsed();
-        let kind = if log.op == "upload" {
-            Kind::upload
-        } else {
-            Kind::download
-        };
-        let outcome = if result == "verified" {
-            Outcome::verified
-        } else {
-            Outcome::failed
-        };
-        self.shared
-            .metrics
-            .transfer_finished(kind, outcome, elapsed);
-        let resumed = log
-            .held_chunks
-            .saturating_mul(u64::from(log.chunk_size))
-            .min(log.size);
-        let moved = log.size - resumed;
-        let mb_s = moved as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6);
-        tracing::info!(
-            peer = %self.peer,
-            client = %self.identity.name,
-            fp = %self.identity.short_fingerprint(),
-            op = log.op,
-            name = %log.name,
-            size = log.size,
-            human_size = %ByteSize(log.size),
-            resumed,
-            secs = %format!("{:.3}", elapsed.as_secs_f64()),
-            mb_s = %format!("{mb_s:.1}"),
-            result,
-            "transfer"
-        );
     }
 
     /// After the connection ended: a running transfer is checkpointed and logged.

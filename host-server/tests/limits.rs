@@ -202,7 +202,7 @@ async fn an_over_long_raw_name_is_refused_and_the_connection_goes_on() {
                 text,
             }) => {
                 assert_eq!((answered, code), (seq, ErrorCode::INVALID_NAME), "{text}");
-                assert!(text.contains("255 bytes"), "{text}");
+                assert!(text.contains("1024 bytes"), "{text}");
             }
             other => panic!("expected INVALID_NAME for seq {seq}, got {other:?}"),
         }

@@ -56,7 +56,10 @@ enum Action {
     Store { index: u64, digest: Digest },
     Commit,
     List,
+    ListTree,
     Delete,
+    /// A `Put` taken and answered at once.
+    Put { seq: u32, size: u64, digest: Digest },
 }
 
 impl Shell {
@@ -82,6 +85,19 @@ impl Shell {
                 }
             }
             Event::ListRequested { .. } => Action::List,
+            Event::ListTreeRequested { .. } => Action::ListTree,
+            Event::PutRequested {
+                seq, digest, data, ..
+            } => {
+                assert!(data.len() <= CHUNK, "a Put of {} bytes", data.len());
+                let expected = ferry_core::FileDigest::of(data, CHUNK as u32);
+                assert_eq!(expected, digest, "a Put handed over unverified");
+                Action::Put {
+                    seq,
+                    size: data.len() as u64,
+                    digest,
+                }
+            }
             Event::DeleteRequested { .. } => Action::Delete,
             Event::NeedChunk { index, offset, len } => Action::Provide { index, offset, len },
             Event::StoreChunk {
@@ -145,7 +161,16 @@ impl Shell {
                     .respond_list(core::iter::empty())
                     .expect("respond_list");
             }
+            Action::ListTree => {
+                server
+                    .respond_list_tree(core::iter::empty(), 10)
+                    .expect("respond_list_tree");
+            }
             Action::Delete => server.respond_delete().expect("respond_delete"),
+            Action::Put { seq, size, digest } => {
+                server.accept_put(seq).expect("accept_put");
+                server.put_done(seq, Ok((size, digest))).expect("put_done");
+            }
         }
     }
 

@@ -36,8 +36,7 @@ type Stream = TlsStream<TcpStream>;
 
 /// A connected protocol session.
 pub(crate) struct Live {
-    /// Boxed: the connection holds its names inline (no allocator in the core), and futures
-    /// that own a `Live` would otherwise carry kilobytes across every await.
+    /// On the heap: a connection is several KiB, and the futures that hold it nest.
     conn: Box<Conn>,
     link: Link<Stream>,
 }
@@ -311,10 +310,9 @@ impl Client {
         let config = self.options.protocol_config();
         debug_assert_eq!(config.framing, Framing::LengthPrefixed);
         let len = buffer_len(config.max_chunk as usize);
-        let mut conn = Box::new(
-            Conn::client(config, vec![0; len], vec![0; len], link.now())
-                .map_err(|e| ClientError::Protocol(format!("cannot set up the connection: {e}")))?,
-        );
+        let mut conn = Conn::client(config, vec![0; len], vec![0; len], link.now())
+            .map(Box::new)
+            .map_err(|e| ClientError::Protocol(format!("cannot set up the connection: {e}")))?;
         let hello = async {
             loop {
                 link.flush(&mut conn).await.map_err(tls_or_io)?;

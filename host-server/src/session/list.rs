@@ -1,6 +1,6 @@
-//! Listings of a tree below a prefix (`ListTree`), page by page.
+//! Listings, page by page: of every file (`List`) and of a tree below a prefix (`ListTree`).
 
-use ferry_core::wire::{list_page_capacity, ErrorCode, TreeEntry};
+use ferry_core::wire::{list_page_capacity, ErrorCode, ListEntry, TreeEntry};
 use ferry_core::Digest;
 
 use super::{Conn, Session, LIST_PAGE_MAX};
@@ -32,6 +32,43 @@ fn tree_entry(item: &ListItem) -> TreeEntry<'_> {
 }
 
 impl Session {
+    pub(super) async fn on_list(&mut self, conn: &mut Conn, start_after: String, limit: u16) {
+        let (storage, client) = (self.shared.storage.clone(), self.client());
+        let chunk_size = self.chunk_size(conn);
+        // A page is what fits one frame, at most LIST_PAGE_MAX: no more metadata is read.
+        let page = usize::from(limit)
+            .min(LIST_PAGE_MAX)
+            .min(list_page_capacity(chunk_size as usize));
+        let listed = tokio::task::spawn_blocking(move || {
+            // One more than the page: it tells whether more entries follow.
+            storage.list(&client, "", &start_after, page + 1, chunk_size)
+        })
+        .await;
+        match listed {
+            Ok(Ok(metas)) => {
+                let entries = metas.iter().map(|meta| ListEntry {
+                    name: &meta.name,
+                    size: meta.size,
+                    modified: meta.modified,
+                    chunk_size: meta.chunk_size,
+                    digest: meta.digest_bytes(),
+                });
+                let page_max = u16::try_from(page).unwrap_or(u16::MAX);
+                if let Err(e) = conn.respond_list_capped(entries, page_max) {
+                    tracing::warn!("{}: respond_list: {e}", self.peer);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!("listing for {}: {e}", self.identity.name);
+                self.refuse(conn, "list", "", e.code(), &e.client_text());
+            }
+            Err(e) => {
+                tracing::error!("listing: {e}");
+                self.refuse(conn, "list", "", ErrorCode::INTERNAL, "internal error");
+            }
+        }
+    }
+
     pub(super) async fn on_list_tree(
         &mut self,
         conn: &mut Conn,
