@@ -51,8 +51,12 @@ pub(crate) async fn run(cli: &Cli, out: &Output, options: ClientOptions) -> i32 
         } => upload_trees(out, options, files, *dereference).await,
         Command::Download { names, output, .. } => {
             let root = output.clone().unwrap_or_else(|| PathBuf::from("."));
-            if !root.is_dir() {
-                usage(format!("-o {}: no such directory", root.display()));
+            // Made if missing, as `scp -r` and `rsync` make their destination.
+            if let Err(e) = std::fs::create_dir_all(&root) {
+                usage(format!(
+                    "-o {}: cannot make the directory: {e}",
+                    root.display()
+                ));
             }
             download_trees(out, options, parallel, names, &root).await
         }

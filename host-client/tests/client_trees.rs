@@ -236,9 +236,8 @@ fn a_tree_round_trips_with_its_layout_modes_and_times() {
     assert_eq!(summary(&stdout)["download"], 6);
     assert_eq!(snapshot(&out.join("photos")), as_stored(snapshot(&root)));
 
-    // A sub-folder keeps the paths below its parent.
-    let sub = dir.path().join("sub");
-    std::fs::create_dir(&sub).unwrap();
+    // A sub-folder keeps the paths below its parent; a missing -o directory is made.
+    let sub = dir.path().join("sub/new");
     let (code, _, stderr) = run(ferry(&target)
         .args(["download", "-r", "photos/2024/summer", "-o"])
         .arg(&sub));
