@@ -52,14 +52,25 @@ enum Action {
     AcceptUpload(u64),
     Reject(ErrorCode),
     AcceptDownload,
-    Provide { index: u64, offset: u64, len: usize },
-    Store { index: u64, digest: Digest },
+    Provide {
+        index: u64,
+        offset: u64,
+        len: usize,
+    },
+    Store {
+        index: u64,
+        digest: Digest,
+    },
     Commit,
     List,
     ListTree,
     Delete,
     /// A `Put` taken and answered at once.
-    Put { seq: u32, size: u64, digest: Digest },
+    Put {
+        seq: u32,
+        size: u64,
+        digest: Digest,
+    },
 }
 
 impl Shell {
