@@ -2,7 +2,7 @@
 //! relay): JSON output, human output, exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_core::digest::plain_sha256;
@@ -11,6 +11,9 @@ use ferry_testkit::data::{pseudo_random, write_file};
 use ferry_testkit::proxy::Proxy;
 use ferry_testkit::server::InProcess;
 use serde_json::Value;
+
+mod support;
+use support::{json_lines, run};
 
 const CHUNK: usize = 64 * 1024;
 /// The client `ferry` connects as.
@@ -96,26 +99,6 @@ fn ferry_at(server: &Setup) -> Command {
         .arg("--key")
         .arg(server.key());
     command
-}
-
-fn run(command: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("run ferry");
-    (
-        status.code().expect("exited"),
-        String::from_utf8(stdout).unwrap(),
-        String::from_utf8(stderr).unwrap(),
-    )
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
-        .collect()
 }
 
 fn unix_now() -> u64 {

@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use ferry_core::digest::plain_sha256;
 use ferry_testkit::data::{pseudo_random, write_pseudo_random};
 use ferry_testkit::server::InProcess;
 use serde_json::Value;
+
+mod support;
+use support::{json_lines, run};
 
 /// Where a server is and the identity bundle of the client `ferry` connects as.
 struct Target {
@@ -72,26 +75,6 @@ fn ferry(target: &Target) -> Command {
         .arg("--identity")
         .arg(&target.identity);
     command
-}
-
-fn run(command: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("run ferry");
-    (
-        status.code().expect("exited"),
-        String::from_utf8(stdout).unwrap(),
-        String::from_utf8(stderr).unwrap(),
-    )
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
-        .collect()
 }
 
 /// The last line of a tree command's --json output: its summary.
