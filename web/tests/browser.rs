@@ -194,6 +194,31 @@ async fn check_layout(browser: &WebDriver, width: u32, shot: &str) {
     }
 }
 
+/// Waits up to a minute until `count` uploads are listed as finished; fails at once on one
+/// the page shows as failed.
+async fn wait_finished(browser: &WebDriver, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = browser
+            .find_all(By::Css("#finished-list li"))
+            .await
+            .unwrap()
+            .len();
+        if done == count {
+            return;
+        }
+        let failed = browser
+            .find_all(By::Css("#uploads li[data-state=\"failed\"]"))
+            .await
+            .unwrap();
+        if let Some(item) = failed.first() {
+            panic!("an upload failed: {:?}", item.text().await.unwrap());
+        }
+        assert!(Instant::now() < deadline, "the uploads did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until the file list says `prefix`...
 async fn wait_status(browser: &WebDriver, prefix: &str) {
     let status = wait_for(browser, "#files-status", Duration::from_secs(10)).await;
@@ -243,26 +268,7 @@ async fn chromium_uploads_a_file_through_the_page() {
         .send_keys(format!("{}\n{}", path.display(), long_path.display()))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = browser
-            .find_all(By::Css("#finished-list li"))
-            .await
-            .unwrap()
-            .len();
-        if done == 2 {
-            break;
-        }
-        let failed = browser
-            .find_all(By::Css("#uploads li[data-state=\"failed\"]"))
-            .await
-            .unwrap();
-        if let Some(item) = failed.first() {
-            panic!("an upload failed: {:?}", item.text().await.unwrap());
-        }
-        assert!(Instant::now() < deadline, "the uploads did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_finished(&browser, 2).await;
     let fingerprint = text_of(&browser, "#fingerprint").await;
     assert_eq!(fingerprint.len(), 64, "{fingerprint:?}");
     let identity = text_of(&browser, "#identity").await;
@@ -457,26 +463,7 @@ async fn chromium_uploads_a_folder_with_its_paths_and_lists_its_folders() {
     // Picking the folder uploads every file in it under its path.
     let input = browser.find(By::Id("folder-input")).await.unwrap();
     input.send_keys(album.display().to_string()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = browser
-            .find_all(By::Css("#finished-list li"))
-            .await
-            .unwrap()
-            .len();
-        if done == files.len() {
-            break;
-        }
-        let failed = browser
-            .find_all(By::Css("#uploads li[data-state=\"failed\"]"))
-            .await
-            .unwrap();
-        if let Some(item) = failed.first() {
-            panic!("an upload failed: {:?}", item.text().await.unwrap());
-        }
-        assert!(Instant::now() < deadline, "the uploads did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_finished(&browser, files.len()).await;
     let identity = text_of(&browser, "#identity").await;
     // The server holds each file byte for byte, in its folders.
     for (name, data) in &files {
