@@ -139,6 +139,63 @@ pub struct Args {
     /// [default: 10GiB].
     #[arg(long, env = "FERRY_WEB_QUOTA", value_name = "BYTES", value_parser = parse_bytes)]
     pub web_quota: Option<u64>,
+    /// Where files are stored: `file://DIR` (the default, DIR = --storage) or
+    /// `s3://BUCKET/PREFIX` on an S3-compatible object store (needs --metadata) [default:
+    /// file://DATA/storage].
+    #[arg(long, env = "FERRY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Database of locks, quotas, partial uploads, the file index, the CRL and web sessions
+    /// that several instances share (`postgres://USER:PASSWORD@HOST:PORT/DB`); required with
+    /// an s3:// store, not used with a file:// one.
+    #[arg(
+        long,
+        env = "FERRY_METADATA",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub metadata: Option<String>,
+    /// S3 endpoint URL, for stores other than AWS (`http://127.0.0.1:3900`; plain HTTP is
+    /// allowed when the URL says so) [default: $AWS_ENDPOINT, else AWS].
+    #[arg(long, env = "FERRY_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: $AWS_REGION, else us-east-1].
+    #[arg(long, env = "FERRY_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id [default: $AWS_ACCESS_KEY_ID].
+    #[arg(long, env = "FERRY_S3_ACCESS_KEY_ID", value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key [default: $AWS_SECRET_ACCESS_KEY].
+    #[arg(
+        long,
+        env = "FERRY_S3_SECRET_ACCESS_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// Address buckets as virtual hosts (BUCKET.ENDPOINT) instead of paths (ENDPOINT/BUCKET).
+    #[arg(long, env = "FERRY_S3_VIRTUAL_HOSTED")]
+    pub s3_virtual_hosted: bool,
+    /// Size of the parts an upload is sent to S3 in (5MiB..=5GiB); an upload cut off sends
+    /// at most one part again [default: 8MiB].
+    #[arg(long, env = "FERRY_S3_PART_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
+    pub s3_part_size: Option<u64>,
+    /// Local directory where the part being received is assembled [default: DATA/spool].
+    #[arg(long, env = "FERRY_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Expect a PROXY protocol v2 header (HAProxy's send-proxy-v2) on every connection, from
+    /// the addresses of --proxy-from only: logs and limits then see the client's address.
+    #[arg(long, env = "FERRY_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+    /// Balancer addresses allowed to send PROXY headers (ADDR or ADDR/BITS, comma-separated);
+    /// connections from other addresses are refused [default: 127.0.0.1/32,::1/128].
+    #[arg(
+        long,
+        env = "FERRY_PROXY_FROM",
+        value_name = "ADDRS",
+        value_delimiter = ',',
+        requires = "proxy_protocol"
+    )]
+    pub proxy_from: Vec<String>,
     /// Print the resolved options as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -226,6 +283,17 @@ pub struct FileConfig {
     pub min_chunk_size: Option<ByteSize>,
     pub max_files: Option<u64>,
     pub web_quota: Option<ByteSize>,
+    pub store: Option<String>,
+    pub metadata: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    pub s3_virtual_hosted: Option<bool>,
+    pub s3_part_size: Option<ByteSize>,
+    pub spool: Option<PathBuf>,
+    pub proxy_protocol: Option<bool>,
+    pub proxy_from: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -286,6 +354,127 @@ pub struct ServerOptions {
     pub max_files: u64,
     /// Bytes the web page's identities share.
     pub web_quota: u64,
+    /// `file://DIR` or `s3://BUCKET/PREFIX` (see [`StoreUrl`]).
+    pub store: String,
+    /// The shared database (`postgres://…`), its password hidden from `--print-config`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "hide_password"
+    )]
+    pub metadata: Option<String>,
+    /// S3 endpoint, if not AWS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
+    /// S3 access key id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret key: never printed.
+    #[serde(skip)]
+    pub s3_secret_access_key: Option<String>,
+    /// Virtual-hosted-style S3 requests instead of path-style.
+    pub s3_virtual_hosted: bool,
+    /// Size of S3 upload parts, bytes.
+    pub s3_part_size: u64,
+    /// Where parts are assembled before they are sent.
+    pub spool: PathBuf,
+    /// Whether a PROXY v2 header is expected on every connection.
+    pub proxy_protocol: bool,
+    /// Networks allowed to send PROXY headers (ADDR or ADDR/BITS).
+    pub proxy_from: Vec<String>,
+}
+
+/// The default part size of S3 uploads: 8 MiB.
+pub const DEFAULT_S3_PART_SIZE: u64 = 8 << 20;
+/// S3's smallest part (all but the last): 5 MiB.
+pub const MIN_S3_PART_SIZE: u64 = 5 << 20;
+/// S3's largest part: 5 GiB.
+pub const MAX_S3_PART_SIZE: u64 = 5 << 30;
+/// Who may send PROXY headers unless `--proxy-from` says otherwise.
+pub const DEFAULT_PROXY_FROM: [&str; 2] = ["127.0.0.1/32", "::1/128"];
+
+/// Where files are stored, from `--store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// Local files in this directory (today's layout).
+    File(PathBuf),
+    /// An S3 bucket, every key under `prefix` (empty, or ending in `/`).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix.
+        prefix: String,
+    },
+}
+
+impl StoreUrl {
+    /// Parses `file://DIR` (an absolute or relative path: `file://data/storage`), a plain
+    /// path, or `s3://BUCKET[/PREFIX]`.
+    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+        if let Some(path) = text.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err("file:// needs a directory (file:///srv/ferry)".into());
+            }
+            return Ok(StoreUrl::File(PathBuf::from(path)));
+        }
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
+            if !valid_bucket {
+                return Err(format!(
+                    "{bucket:?} is not an S3 bucket name (3-63 lowercase letters, digits, '-', '.')"
+                ));
+            }
+            let prefix = prefix.trim_matches('/');
+            if prefix.split('/').any(|part| part == "." || part == "..") {
+                return Err(format!("the key prefix {prefix:?} has a . or .. component"));
+            }
+            let prefix = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            };
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.into(),
+                prefix,
+            });
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "{text:?}: unknown store (use file://DIR or s3://BUCKET/PREFIX)"
+            ));
+        }
+        Ok(StoreUrl::File(PathBuf::from(text)))
+    }
+}
+
+/// `postgres://user:secret@host/db` printed as `postgres://user:***@host/db`.
+fn hide_password<S: serde::Serializer>(url: &Option<String>, out: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => out.serialize_str(&redact_url(url)),
+        None => out.serialize_none(),
+    }
+}
+
+/// A URL with the password of its user part replaced by `***`, for logs and printed options.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 impl Default for ServerOptions {
@@ -319,6 +508,17 @@ impl ServerOptions {
             min_chunk_size: DEFAULT_MIN_CHUNK_SIZE,
             max_files: DEFAULT_MAX_FILES,
             web_quota: DEFAULT_WEB_QUOTA,
+            store: format!("file://{}", data.storage().display()),
+            metadata: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_virtual_hosted: false,
+            s3_part_size: DEFAULT_S3_PART_SIZE,
+            spool: data.root().join("spool"),
+            proxy_protocol: false,
+            proxy_from: DEFAULT_PROXY_FROM.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -450,7 +650,63 @@ impl ServerOptions {
                 &bytes("web_quota", &file.web_quota)?,
                 d.web_quota,
             ),
+            store: d.store,
+            metadata: args.metadata.clone().or_else(|| file.metadata.clone()),
+            s3_endpoint: args
+                .s3_endpoint
+                .clone()
+                .or_else(|| file.s3_endpoint.clone()),
+            s3_region: args.s3_region.clone().or_else(|| file.s3_region.clone()),
+            s3_access_key_id: args
+                .s3_access_key_id
+                .clone()
+                .or_else(|| file.s3_access_key_id.clone()),
+            s3_secret_access_key: args
+                .s3_secret_access_key
+                .clone()
+                .or_else(|| file.s3_secret_access_key.clone()),
+            s3_virtual_hosted: args.s3_virtual_hosted || file.s3_virtual_hosted == Some(true),
+            s3_part_size: pick(
+                &args.s3_part_size,
+                &bytes("s3_part_size", &file.s3_part_size)?,
+                d.s3_part_size,
+            ),
+            spool: pick(&args.spool, &file.spool, d.spool),
+            proxy_protocol: args.proxy_protocol || file.proxy_protocol == Some(true),
+            proxy_from: if args.proxy_from.is_empty() {
+                file.proxy_from.clone().unwrap_or(d.proxy_from)
+            } else {
+                args.proxy_from.clone()
+            },
         };
+        // --store names the backend; a file:// store is the storage directory (one option
+        // for both, whichever was given: giving both differently is a mistake).
+        let store = args.store.clone().or_else(|| file.store.clone());
+        let storage_given = args.storage.is_some() || file.storage.is_some();
+        match store.as_deref().map(StoreUrl::parse).transpose() {
+            Err(reason) => {
+                return Err(ConfigError::Invalid {
+                    key: "store".into(),
+                    reason,
+                })
+            }
+            Ok(Some(StoreUrl::File(dir))) => {
+                if storage_given && dir != options.storage {
+                    return Err(ConfigError::Invalid {
+                        key: "store".into(),
+                        reason: format!(
+                            "file://{} and --storage {} name different directories: give one",
+                            dir.display(),
+                            options.storage.display()
+                        ),
+                    });
+                }
+                options.storage = dir;
+                options.store = format!("file://{}", options.storage.display());
+            }
+            Ok(Some(StoreUrl::S3 { .. })) => options.store = store.unwrap_or_default(),
+            Ok(None) => options.store = format!("file://{}", options.storage.display()),
+        }
         // A server that sends small chunks itself takes them too.
         options.min_chunk_size = options.min_chunk_size.min(options.chunk_size);
         options.validate()?;
@@ -525,6 +781,55 @@ impl ServerOptions {
                 return invalid(key, format!("{value} seconds is more than 100 years"));
             }
         }
+        let store = match StoreUrl::parse(&self.store) {
+            Ok(store) => store,
+            Err(reason) => return invalid("store", reason),
+        };
+        match (&store, &self.metadata) {
+            (StoreUrl::S3 { .. }, None) => return invalid(
+                "metadata",
+                "an s3:// store needs --metadata postgres://… for locks, quotas and the file index"
+                    .into(),
+            ),
+            (StoreUrl::File(_), Some(_)) => {
+                return invalid(
+                    "metadata",
+                    "a file:// store keeps its own index: --metadata is for an s3:// store".into(),
+                )
+            }
+            (_, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                return invalid(
+                    "metadata",
+                    format!("{}: only postgres:// is supported", redact_url(url)),
+                )
+            }
+            _ => {}
+        }
+        if !(MIN_S3_PART_SIZE..=MAX_S3_PART_SIZE).contains(&self.s3_part_size) {
+            return invalid(
+                "s3_part_size",
+                format!(
+                    "{} is outside 5MiB..=5GiB (S3's part limits)",
+                    self.s3_part_size
+                ),
+            );
+        }
+        if self.s3_part_size % u64::from(self.chunk_size) != 0 {
+            return invalid(
+                "s3_part_size",
+                format!(
+                    "{} is not a multiple of the chunk size {}",
+                    self.s3_part_size, self.chunk_size
+                ),
+            );
+        }
+        for network in &self.proxy_from {
+            if let Err(reason) = parse_network(network) {
+                return invalid("proxy_from", reason);
+            }
+        }
         if let Some(size) = self.max_fragment_size {
             if !(32..=16389).contains(&size) {
                 return invalid("max_fragment_size", format!("{size} is outside 32..=16389"));
@@ -537,6 +842,28 @@ impl ServerOptions {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot print options: {e}\n"))
     }
+}
+
+/// Parses `ADDR` or `ADDR/BITS` (an IPv4 or IPv6 network) into its address and prefix length.
+pub fn parse_network(text: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let text = text.trim();
+    let (addr, bits) = match text.split_once('/') {
+        Some((addr, bits)) => (addr, Some(bits)),
+        None => (text, None),
+    };
+    let addr: std::net::IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?} is not an address or ADDR/BITS network"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(bits) => bits
+            .parse::<u8>()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(|| format!("{text:?}: the prefix length must be 0..={max}"))?,
+        None => max,
+    };
+    Ok((addr, bits))
 }
 
 fn pick<T: Clone>(flag_or_env: &Option<T>, file: &Option<T>, default: T) -> T {

@@ -68,6 +68,7 @@ mod admission;
 pub mod config;
 pub mod metrics;
 pub mod names;
+pub mod pg;
 mod server;
 mod session;
 pub mod storage;

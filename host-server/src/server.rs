@@ -27,6 +27,7 @@ use crate::admission::{
 };
 use crate::config::{ConfigError, ServerOptions};
 use crate::metrics::{HandshakeFailure, Metrics, RefusedReason};
+use crate::pg::Database;
 use crate::session::{self, Phase, Shared};
 use crate::storage::{LocalStore, StorageConfig, StorageError, Store};
 
@@ -128,6 +129,7 @@ pub struct Server {
     acceptor: TlsAcceptor,
     verifier: Arc<ReloadableClientVerifier>,
     storage: Arc<dyn Store>,
+    database: Option<Database>,
     bootstrap: Option<Bootstrap>,
     hangup: Signal,
     metrics: Arc<Metrics>,
@@ -198,6 +200,11 @@ impl Server {
         tls.send_tls13_tickets = 0;
         tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         let acceptor = TlsAcceptor::from(Arc::new(tls));
+        // The database several instances share (--metadata), for an s3:// store.
+        let database = match &options.metadata {
+            Some(url) => Some(Database::connect(url).await?),
+            None => None,
+        };
         let store = LocalStore::open(StorageConfig {
             root: options.storage.clone(),
             quota: options.quota,
@@ -222,6 +229,7 @@ impl Server {
             acceptor,
             verifier,
             storage,
+            database,
             bootstrap,
             hangup,
             metrics: Arc::new(Metrics::new()),
@@ -249,6 +257,11 @@ impl Server {
         &self.storage
     }
 
+    /// The shared database (`--metadata`), if any.
+    pub fn database(&self) -> Option<&Database> {
+        self.database.as_ref()
+    }
+
     /// The server's metrics (what the admin listener's `/metrics` serves).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -269,6 +282,7 @@ impl Server {
             acceptor,
             verifier,
             storage,
+            database: _,
             bootstrap: _,
             hangup,
             metrics,

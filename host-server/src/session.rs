@@ -529,6 +529,15 @@ impl Session {
             }
             Action::Event(OwnedEvent::DeleteRequested { name }) => self.on_delete(conn, name).await,
             Action::Stored(index) => {
+                if let Err(error) = self.checkpoint_if_wanted().await {
+                    tracing::warn!(
+                        "{}: storing a part for {} failed: {error}",
+                        self.peer,
+                        self.identity.name
+                    );
+                    let _ = conn.fail_transfer(error.code(), &error.client_text());
+                    return None;
+                }
                 if let Err(e) = conn.chunk_stored(index) {
                     tracing::warn!("{}: chunk_stored: {e}", self.peer);
                 }
@@ -545,6 +554,23 @@ impl Session {
                 let _ = conn.fail_transfer(error.code(), &error.client_text());
             }
             Action::Event(OwnedEvent::NeedChunk { index, offset, len }) => {
+                let Some(Active::Download { file, .. }) = self.active.as_ref() else {
+                    let _ = conn.fail_transfer(ErrorCode::INTERNAL, "no file open");
+                    return None;
+                };
+                if file.needs_fetch(offset, len) {
+                    if let Err(e) = self.fetch_ahead(offset, len).await {
+                        tracing::error!(
+                            "fetching {offset} of a file of {}: {e}",
+                            self.identity.name
+                        );
+                        let _ = conn.fail_transfer(
+                            ErrorCode::STORAGE,
+                            "storage failure on the server: cannot read the file",
+                        );
+                        return None;
+                    }
+                }
                 let Some(Active::Download { file, log }) = self.active.as_mut() else {
                     let _ = conn.fail_transfer(ErrorCode::INTERNAL, "no file open");
                     return None;
@@ -815,6 +841,50 @@ impl Session {
                 tracing::error!("committing {:?}: {e}", log.name);
                 let _ = conn.fail_transfer(ErrorCode::INTERNAL, "internal error");
             }
+        }
+    }
+
+    /// Checkpoints the running upload on the blocking pool if its store asks for it (a full
+    /// part of an object store upload), before the chunk is acknowledged.
+    async fn checkpoint_if_wanted(&mut self) -> Result<(), StorageError> {
+        let wanted = matches!(&self.active, Some(Active::Upload { upload, .. }) if upload.wants_checkpoint());
+        if !wanted {
+            return Ok(());
+        }
+        let Some(Active::Upload { upload, log }) = self.active.take() else {
+            return Ok(());
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let result = upload.checkpoint();
+            (upload, result)
+        })
+        .await;
+        match done {
+            Ok((upload, result)) => {
+                self.active = Some(Active::Upload { upload, log });
+                result
+            }
+            Err(e) => Err(StorageError::Inconsistent(format!("checkpoint task: {e}"))),
+        }
+    }
+
+    /// Fetches the range of the running download on the blocking pool (an object store
+    /// reads ahead), so that the chunk is then read without waiting.
+    async fn fetch_ahead(&mut self, offset: u64, len: usize) -> std::io::Result<()> {
+        let Some(Active::Download { mut file, log }) = self.active.take() else {
+            return Ok(());
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let result = file.fetch(offset, len);
+            (file, result)
+        })
+        .await;
+        match done {
+            Ok((file, result)) => {
+                self.active = Some(Active::Download { file, log });
+                result
+            }
+            Err(e) => Err(std::io::Error::other(format!("fetch task: {e}"))),
         }
     }
 

@@ -83,6 +83,14 @@ pub enum StorageError {
     /// Stored data does not add up (a bug or tampering).
     #[error("inconsistent storage: {0}")]
     Inconsistent(String),
+    /// The object store or the metadata database failed or cannot be reached.
+    #[error("{context}: {reason}")]
+    Remote {
+        /// What was being done (the object key or the query's purpose).
+        context: String,
+        /// The error the service or client library gave.
+        reason: String,
+    },
 }
 
 impl StorageError {
@@ -99,7 +107,8 @@ impl StorageError {
             StorageError::NameConflict { .. } => ErrorCode::INVALID_NAME,
             StorageError::Io { .. }
             | StorageError::DiskFull { .. }
-            | StorageError::Inconsistent(_) => ErrorCode::STORAGE,
+            | StorageError::Inconsistent(_)
+            | StorageError::Remote { .. } => ErrorCode::STORAGE,
         }
     }
 
@@ -149,6 +158,10 @@ impl StorageError {
                 source: again(source),
             },
             StorageError::Inconsistent(text) => StorageError::Inconsistent(text.clone()),
+            StorageError::Remote { context, reason } => StorageError::Remote {
+                context: context.clone(),
+                reason: reason.clone(),
+            },
         }
     }
 
@@ -164,7 +177,9 @@ impl StorageError {
                 format!("storage failure on the server: {}", source.kind())
             }
             StorageError::DiskFull { .. } => "server disk full".into(),
-            StorageError::Inconsistent(_) => "storage failure on the server".into(),
+            StorageError::Inconsistent(_) | StorageError::Remote { .. } => {
+                "storage failure on the server".into()
+            }
             other => other.to_string(),
         }
     }
@@ -178,5 +193,17 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> St
             StorageError::DiskFull { context, source }
         }
         _ => StorageError::Io { context, source },
+    }
+}
+
+/// Maps an object store or database error to [`StorageError::Remote`] with what was being done.
+#[allow(dead_code)] // until the s3 backend lands
+pub(crate) fn remote_err<E: std::fmt::Display>(
+    context: impl Into<String>,
+) -> impl FnOnce(E) -> StorageError {
+    let context = context.into();
+    move |e| StorageError::Remote {
+        context,
+        reason: e.to_string(),
     }
 }

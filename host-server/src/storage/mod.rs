@@ -168,6 +168,15 @@ pub trait Upload: Send + Sync + std::fmt::Debug {
     /// Makes the chunks stored so far durable, so that the upload resumes after a crash.
     fn checkpoint(&self) -> Result<(), StorageError>;
 
+    /// Whether the session should call [`Upload::checkpoint`] (on the blocking pool) before
+    /// it acknowledges the chunk just stored: an object store backend says so when a part
+    /// is full, so that the part is sent and recorded before more data is taken (which
+    /// bounds what a cut loses to one part, and the memory an upload holds). Local files
+    /// never ask.
+    fn wants_checkpoint(&self) -> bool {
+        false
+    }
+
     /// Publishes the verified file under its name, atomically and durably, if `condition`
     /// holds. `digest` is the whole-file digest the core verified; the recorded chunks must
     /// make it up. On failure the upload stays as it was, for a retry.
@@ -190,8 +199,22 @@ pub trait StoredFile: Send + Sync + std::fmt::Debug {
     /// Its metadata.
     fn meta(&self) -> &FileMeta;
 
-    /// Fills `buf` from `offset`.
+    /// Fills `buf` from `offset`. Called inline on the session's task: it must not wait for
+    /// the network (see [`StoredFile::needs_fetch`]).
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+
+    /// Whether `len` bytes at `offset` must be fetched (by [`StoredFile::fetch`], on the
+    /// blocking pool) before [`StoredFile::read_exact_at`] can serve them: an object store
+    /// backend reads ahead in ranges. Local files never need it.
+    fn needs_fetch(&self, _offset: u64, _len: usize) -> bool {
+        false
+    }
+
+    /// Fetches at least `len` bytes at `offset` (and may read ahead), so that
+    /// [`StoredFile::read_exact_at`] serves them without waiting.
+    fn fetch(&mut self, _offset: u64, _len: usize) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// When a commit may replace what the name holds.
