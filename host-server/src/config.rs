@@ -816,7 +816,7 @@ impl ServerOptions {
                 ),
             );
         }
-        if self.s3_part_size % u64::from(self.chunk_size) != 0 {
+        if !self.s3_part_size.is_multiple_of(u64::from(self.chunk_size)) {
             return invalid(
                 "s3_part_size",
                 format!(
