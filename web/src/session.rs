@@ -676,6 +676,66 @@ mod tests {
         Sessions::new(certs.load_ca().unwrap(), config(dir, max, idle)).unwrap()
     }
 
+    /// A pool on a fresh database of a real PostgreSQL (the testkit starts one).
+    fn shared_pool(postgres: &ferry_testkit::cluster::Postgres) -> deadpool_postgres::Pool {
+        let url = postgres.unique_database("web_sessions").unwrap();
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(2)
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_made_or_ended_on_one_page_reach_the_other() {
+        let postgres = ferry_testkit::cluster::Postgres::shared().unwrap();
+        let pool = shared_pool(&postgres);
+        // Two pages of two servers: one CA (the certs directory), their own state directories.
+        let dir = tempfile::tempdir().unwrap();
+        let one = store(dir.path(), 10, Duration::from_secs(600));
+        let mut other_config = config(dir.path(), 10, Duration::from_secs(600));
+        other_config.state_dir = dir.path().join("web-other");
+        let other = Sessions::new(
+            CertDir::new(dir.path().join("certs")).load_ca().unwrap(),
+            other_config,
+        )
+        .unwrap();
+        one.share(SharedSessions::open(pool.clone()).await.unwrap());
+        other.share(SharedSessions::open(pool).await.unwrap());
+
+        let (secret, made) = one.create().await.unwrap();
+        assert!(other.get(&secret).is_none(), "not applied yet");
+        assert_eq!(other.apply_shared().await, 1);
+        let seen = other
+            .get(&secret)
+            .expect("the session reached the other page");
+        assert_eq!(seen.name(), made.name());
+        assert_eq!(seen.key_pem(), made.key_pem());
+        // Kept in the other page's state directory too, so it outlives a restart there.
+        let key = hex::encode(made.key);
+        assert!(other.store.load::<Record>(&key).unwrap().is_some());
+        // Applying again changes nothing (the overlap re-reads the row).
+        assert_eq!(other.apply_shared().await, 0);
+
+        one.mark_stored(&made);
+        let mut stored = false;
+        for _ in 0..100 {
+            other.apply_shared().await;
+            stored = seen.stored.load(Ordering::Relaxed);
+            if stored {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(stored, "the stored mark reached the other page");
+
+        assert!(one.end(&made.key, &made.record, Ending::Expired).await);
+        assert_eq!(other.apply_shared().await, 1);
+        assert!(other.get(&secret).is_none(), "ended everywhere");
+        assert!(other.store.load::<Record>(&key).unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn sessions_are_capped_and_recorded_in_the_index() {
         let dir = tempfile::tempdir().unwrap();
