@@ -65,10 +65,12 @@
 
 pub mod admin;
 mod admission;
+pub mod cluster_crl;
 pub mod config;
 pub mod metrics;
 pub mod names;
 pub mod pg;
+pub mod proxy;
 mod server;
 mod session;
 pub mod storage;
