@@ -83,13 +83,17 @@ pub async fn check_ca(
         .map_err(db_err("reading the shared CA"))?;
     let theirs: String = row.get(0);
     let der = |pem: &str| {
-        CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| SharedCaError::BadCa(e.to_string()))
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| SharedCaError::BadCa(e.to_string()))
     };
     if der(&theirs)? != der(ours_pem)? {
         return Err(SharedCaError::OtherCa { ours: ours_path });
     }
     if published == 1 {
-        tracing::info!("published the CA {} to the shared database", ours_path.display());
+        tracing::info!(
+            "published the CA {} to the shared database",
+            ours_path.display()
+        );
     }
     Ok(())
 }

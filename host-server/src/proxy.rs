@@ -127,7 +127,9 @@ async fn read_header_unbounded<R: AsyncRead + Unpin>(stream: &mut R) -> Result<O
     let mut fixed = [0u8; FIXED_LEN];
     // The signature first, byte-exact reads: a direct TLS client is refused after 12 bytes
     // of its ClientHello rather than waiting for more.
-    stream.read_exact(&mut fixed[..PROTOCOL_PREFIX.len()]).await?;
+    stream
+        .read_exact(&mut fixed[..PROTOCOL_PREFIX.len()])
+        .await?;
     if fixed[..PROTOCOL_PREFIX.len()] != *PROTOCOL_PREFIX {
         return Err(if fixed.starts_with(b"PROXY ") {
             ProxyError::Version1
@@ -146,14 +148,18 @@ async fn read_header_unbounded<R: AsyncRead + Unpin>(stream: &mut R) -> Result<O
     header.extend_from_slice(&fixed);
     header.resize(FIXED_LEN + length, 0);
     stream.read_exact(&mut header[FIXED_LEN..]).await?;
-    let parsed = Header::try_from(header.as_slice())
-        .map_err(|e| ProxyError::Invalid(e.to_string()))?;
+    let parsed =
+        Header::try_from(header.as_slice()).map_err(|e| ProxyError::Invalid(e.to_string()))?;
     if parsed.command == Command::Local {
         return Ok(Origin::Balancer);
     }
     Ok(match parsed.addresses {
-        Addresses::IPv4(a) => Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port)),
-        Addresses::IPv6(a) => Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port)),
+        Addresses::IPv4(a) => {
+            Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        Addresses::IPv6(a) => {
+            Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
         // UNSPEC and UNIX: the protocol says to use the connection's own addresses.
         Addresses::Unspecified | Addresses::Unix(_) => Origin::Balancer,
     })
@@ -201,13 +207,14 @@ mod tests {
             4433,
         )
         .into();
-        let bytes = Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, addresses)
-            .write_tlv(Type::UniqueId, b"abc".as_slice())
-            .unwrap()
-            .write_tlv(Type::NoOp, [0u8; 100].as_slice())
-            .unwrap()
-            .build()
-            .unwrap();
+        let bytes =
+            Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, addresses)
+                .write_tlv(Type::UniqueId, b"abc".as_slice())
+                .unwrap()
+                .write_tlv(Type::NoOp, [0u8; 100].as_slice())
+                .unwrap()
+                .build()
+                .unwrap();
         let (origin, rest) = read_all_of(&bytes).await;
         assert_eq!(
             origin.unwrap(),
@@ -240,7 +247,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_direct_tls_client_or_garbage_is_refused() {
-        let (origin, _) = read_all_of(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03abcdefgh").await;
+        let (origin, _) =
+            read_all_of(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03abcdefgh").await;
         assert!(matches!(origin, Err(ProxyError::Missing)), "{origin:?}");
     }
 
@@ -283,7 +291,10 @@ mod tests {
         bytes.extend_from_slice(&(over as u16).to_be_bytes());
         bytes.resize(bytes.len() + over, 0);
         let (origin, _) = read_all_of(&bytes).await;
-        assert!(matches!(origin, Err(ProxyError::TooLong(n)) if n == over), "{origin:?}");
+        assert!(
+            matches!(origin, Err(ProxyError::TooLong(n)) if n == over),
+            "{origin:?}"
+        );
     }
 
     #[tokio::test]
@@ -307,7 +318,13 @@ mod tests {
             "2001:db8::/32".into(),
         ])
         .unwrap();
-        for ip in ["127.0.0.1", "10.1.255.3", "::1", "2001:db8:5::1", "::ffff:10.1.0.9"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.255.3",
+            "::1",
+            "2001:db8:5::1",
+            "::ffff:10.1.0.9",
+        ] {
             assert!(trusted.trusts(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["127.0.0.2", "10.2.0.1", "::2", "2001:db9::1", "0.0.0.0"] {

@@ -26,9 +26,9 @@ use crate::admission::{
     log_turnaway, Admission, Permit, Refusal, RefusalLog, SharedRefusalLog, Turnaway,
     REFUSAL_LOG_INTERVAL,
 };
+use crate::cluster_crl::{check_ca, SharedCaError, SharedCrl};
 use crate::config::{ConfigError, ServerOptions};
 use crate::metrics::{HandshakeFailure, Metrics, RefusedReason};
-use crate::cluster_crl::{check_ca, SharedCaError, SharedCrl};
 use crate::pg::Database;
 use crate::proxy::{self, TrustedProxies};
 use crate::session::{self, Phase, Shared};
@@ -212,16 +212,7 @@ impl Server {
             None => None,
         };
         if let Some(database) = &database {
-            // One CA for every instance of the database: published by the first, checked by
-            // the others.
-            let ca_pem = std::fs::read_to_string(&paths.ca_cert).map_err(|e| {
-                ferry_certs::CertError::Io {
-                    path: paths.ca_cert.clone(),
-                    action: "read",
-                    cause: e,
-                }
-            })?;
-            check_ca(database, &ca_pem, paths.ca_cert.clone()).await?;
+            share_ca(database, &paths.ca_cert).await?;
         }
         let store = LocalStore::open(StorageConfig {
             root: options.storage.clone(),
@@ -253,6 +244,15 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             health,
         })
+    }
+
+    /// Shares the CA and the CRL through `database`, as `--metadata` does (which the options
+    /// allow only with an s3:// store): for embedding and tests of the shared CRL with a
+    /// local store. Fails as [`bind`](Server::bind) does when the database holds another CA.
+    pub async fn share_trust(mut self, database: Database) -> Result<Server, ServerError> {
+        share_ca(&database, self.verifier.ca_path()).await?;
+        self.database = Some(database);
+        Ok(self)
     }
 
     /// The bound address (the real port when listening on port 0).
@@ -470,6 +470,16 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// One CA for every instance of a database: published by the first, checked by the others.
+async fn share_ca(database: &Database, ca_cert: &Path) -> Result<(), ServerError> {
+    let ca_pem = std::fs::read_to_string(ca_cert).map_err(|cause| ferry_certs::CertError::Io {
+        path: ca_cert.to_path_buf(),
+        action: "read",
+        cause,
+    })?;
+    Ok(check_ca(database, &ca_pem, ca_cert.to_path_buf()).await?)
 }
 
 /// Binds and serves until `shutdown` completes (see [`Server`]).
@@ -720,7 +730,9 @@ async fn reload_local_crl(
         }
         Ok(Err(e)) => {
             health.set_crl_error(Some(e.to_string()));
-            tracing::warn!("CRL reload after {trigger} failed, the previous CRL stays in force: {e}")
+            tracing::warn!(
+                "CRL reload after {trigger} failed, the previous CRL stays in force: {e}"
+            )
         }
         Err(e) => tracing::error!("CRL reload: {e}"),
     }
@@ -778,8 +790,16 @@ impl ClusterCrl {
             Err(e) => {
                 self.note_database_error(&e);
                 if self.loaded.is_none_or(|loaded| version > loaded) {
-                    self.load(text.as_bytes(), version, path, verifier, metrics, health, revocations)
-                        .await;
+                    self.load(
+                        text.as_bytes(),
+                        version,
+                        path,
+                        verifier,
+                        metrics,
+                        health,
+                        revocations,
+                    )
+                    .await;
                 }
             }
         }
@@ -807,8 +827,16 @@ impl ClusterCrl {
             return;
         }
         let origin = Path::new("the shared database");
-        self.load(pem.as_bytes(), version, origin, verifier, metrics, health, revocations)
-            .await;
+        self.load(
+            pem.as_bytes(),
+            version,
+            origin,
+            verifier,
+            metrics,
+            health,
+            revocations,
+        )
+        .await;
     }
 
     #[allow(clippy::too_many_arguments)]
