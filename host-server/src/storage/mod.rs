@@ -27,6 +27,7 @@
 
 mod error;
 pub mod local;
+pub mod s3;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::StorageError;
 pub use local::{name_key, LocalStore, Migration, StorageConfig};
+pub use s3::{S3Config, S3Store};
 
 /// A store of files, one namespace per client identity (`client`: the client name the CA
 /// issued, `ClientIdentity::name`, which stays the same when its certificate is renewed).
