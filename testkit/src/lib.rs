@@ -7,6 +7,8 @@
 //! - [`server`]: the real `ferry-server` running in this process on 127.0.0.1:0.
 //! - [`proxy`]: a TCP relay between a client and the server that counts bytes and
 //!   connections and breaks connections on demand.
+//! - [`cluster`]: outside servers as real processes on ephemeral ports: PostgreSQL,
+//!   s3s-fs, a Garage cluster and HAProxy, stopped by pid on drop.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -23,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod cluster;
 pub mod data;
 pub mod pki;
 pub mod proxy;
