@@ -196,7 +196,7 @@ impl S3Store {
 
     /// Checks that the database answers and the bucket can be reached (a HEAD of a key that
     /// need not exist). Blocks: call it off the async threads.
-    pub fn probe(&self) -> Result<String, StorageError> {
+    pub fn probe_remote(&self) -> Result<String, StorageError> {
         let shared = &self.shared;
         shared.block_on_db(|db| async move {
             db.execute("SELECT 1", &[])
@@ -446,6 +446,10 @@ impl Store for S3Store {
 
     fn partial_expiry(&self) -> Duration {
         self.shared.config.partial_expiry
+    }
+
+    fn probe(&self) -> Result<Option<String>, StorageError> {
+        self.probe_remote().map(Some)
     }
 
     fn expire_partials(&self, now: SystemTime) -> Result<usize, StorageError> {
