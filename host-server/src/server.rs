@@ -32,7 +32,7 @@ use crate::metrics::{HandshakeFailure, Metrics, RefusedReason};
 use crate::pg::Database;
 use crate::proxy::{self, TrustedProxies};
 use crate::session::{self, Phase, Shared};
-use crate::storage::{LocalStore, StorageConfig, StorageError, Store};
+use crate::storage::{open_store, StorageError, Store};
 
 /// How often the CRL file is checked for changes.
 const CRL_POLL: Duration = Duration::from_secs(2);
@@ -214,23 +214,14 @@ impl Server {
         if let Some(database) = &database {
             share_ca(database, &paths.ca_cert).await?;
         }
-        let store = LocalStore::open(StorageConfig {
-            root: options.storage.clone(),
-            quota: options.quota,
-            max_files: options.max_files,
-            web_quota: options.web_quota,
-            max_file_size: options.max_file_size,
-            partial_expiry: Duration::from_secs(options.partial_expiry_secs),
-            busy_wait: BUSY_WAIT,
-        })?;
-        store.migrate_key_dirs(&dir.load_index()?)?;
-        let storage: Arc<dyn Store> = Arc::new(store);
+        let (storage, probed_dir) =
+            open_store(&options, database.as_ref(), &dir.load_index()?, BUSY_WAIT).await?;
         // Installed before anyone can learn the address: SIGHUP must never kill the server.
         let hangup = signal(SignalKind::hangup()).map_err(|source| ServerError::Signal {
             signal: "SIGHUP",
             source,
         })?;
-        let health = Arc::new(Health::new(options.storage.clone(), verifier.clone()));
+        let health = Arc::new(Health::new(probed_dir, storage.clone(), verifier.clone()));
         Ok(Server {
             options,
             listener,
