@@ -237,15 +237,6 @@ impl Server {
         })
     }
 
-    /// Shares the CA and the CRL through `database`, as `--metadata` does (which the options
-    /// allow only with an s3:// store): for embedding and tests of the shared CRL with a
-    /// local store. Fails as [`bind`](Server::bind) does when the database holds another CA.
-    pub async fn share_trust(mut self, database: Database) -> Result<Server, ServerError> {
-        share_ca(&database, self.verifier.ca_path()).await?;
-        self.database = Some(database);
-        Ok(self)
-    }
-
     /// The bound address (the real port when listening on port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
