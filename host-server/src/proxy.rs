@@ -6,7 +6,7 @@
 //! ```text
 //! accept(tcp, balancer) ─▶ balancer inside --proxy-from? ── no ─▶ closed, refused
 //!   ─▶ read_header: 16 bytes (signature, command, family, length), then `length` more,
-//!      bounded by MAX_ADDRESS_BYTES + MAX_TLV_BYTES, all within the handshake timeout
+//!      at most the family's addresses + MAX_TLV_BYTES, all within the handshake timeout
 //!   ─▶ PROXY TCP4/TCP6 ⇒ the client's address; LOCAL (health checks) or another family ⇒
 //!      the balancer's address ─▶ admission, TLS handshake, session as without the flag
 //! ```

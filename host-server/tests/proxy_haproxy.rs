@@ -49,25 +49,40 @@ fn free_port() -> u16 {
 }
 
 impl Haproxy {
+    /// Starts HAProxy on a free port; on another one should that port be taken meanwhile.
     fn start(dir: &Path, instances: [SocketAddr; 2]) -> Haproxy {
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let stats = dir.join("stats.sock");
-        let child = Command::new("haproxy")
-            .args(["-db", "-f", CONFIG])
-            .env("FERRY_FRONT", front.to_string())
-            .env("FERRY_1", instances[0].to_string())
-            .env("FERRY_2", instances[1].to_string())
-            .env("FERRY_CERTS", dir)
-            .env("FERRY_STATS", &stats)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (Debian package haproxy) starts");
-        Haproxy {
-            child,
-            front,
-            stats,
+        for _ in 0..5 {
+            let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let stats = dir.join("stats.sock");
+            let _ = std::fs::remove_file(&stats);
+            let child = Command::new("haproxy")
+                .args(["-db", "-f", CONFIG])
+                .env("FERRY_FRONT", front.to_string())
+                .env("FERRY_1", instances[0].to_string())
+                .env("FERRY_2", instances[1].to_string())
+                .env("FERRY_CERTS", dir)
+                .env("FERRY_STATS", &stats)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("haproxy (Debian package haproxy) starts");
+            let mut haproxy = Haproxy {
+                child,
+                front,
+                stats,
+            };
+            let started = Instant::now();
+            while started.elapsed() < STATE_CHANGE {
+                if haproxy.ask("show info").is_some() {
+                    return haproxy;
+                }
+                if haproxy.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        panic!("haproxy did not start (haproxy -c -f {CONFIG} says why)");
     }
 
     /// The runtime API's answer to `command`.
