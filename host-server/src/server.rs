@@ -357,6 +357,7 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let Some(proxy) = &proxy else {
+                            // Refused: closed at once, unread, the cheapest answer to a flood.
                             if let Some(permit) = admit(&admission, peer, &metrics, &refusals) {
                                 tasks.spawn(connection(
                                     tcp,
@@ -519,8 +520,12 @@ async fn proxied_connection(
     sessions: Arc<Semaphore>,
     shared: Arc<Shared>,
 ) {
+    let started = Instant::now();
     let origin = proxy::read_header(&mut tcp, pre_auth.timeout).await;
     drop(reading);
+    // One handshake timeout for the header and the TLS handshake together.
+    let mut pre_auth = pre_auth;
+    pre_auth.timeout = pre_auth.timeout.saturating_sub(started.elapsed());
     let peer = match origin {
         Ok(origin) => origin.address(balancer),
         Err(e) => {
