@@ -3,7 +3,7 @@
 //! passes through, health checks with a client certificate of their own mark the instances
 //! up, an upload through the balancer is logged with the client's own address, a direct
 //! connection without a PROXY header is refused, and once an instance is killed HAProxy
-//! marks it down and the next upload lands on the other.
+//! marks it down and the next upload (with `ferry`'s client library) lands on the other.
 //!
 //! Needs `haproxy` (Debian's package); the test fails, not skips, without it.
 
@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_testkit::data::pseudo_random;
+use ferry_testkit::data::{pseudo_random, write_file};
 use ferry_testkit::pki::Pki;
+use ferry_tokio::client::Client;
 use server_support::binary::start;
 use server_support::TestClient;
 
@@ -189,8 +190,13 @@ async fn haproxy_passes_clients_through_with_their_address_and_fails_over() {
     killed.signal("KILL");
     let (_, killed_log) = killed.wait(Duration::from_secs(10));
     haproxy.wait_status(killed_name, "DOWN");
+    // This one with the client library of `ferry`.
     let second = pseudo_random(300_000, 2);
-    upload(haproxy.front, &pki, "second.bin", &second).await;
+    let local = write_file(root.path(), "second.bin", &second);
+    let mut ferry = Client::new(pki.client_options("alice", haproxy.front));
+    let report = ferry.upload_file(&local, "second.bin", &mut |_| {}).await;
+    ferry.close().await;
+    report.expect("the ferry client uploads through HAProxy");
     assert_eq!(
         std::fs::read(survivor.storage.join("alice/files/second.bin")).unwrap(),
         second
