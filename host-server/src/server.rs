@@ -208,7 +208,7 @@ impl Server {
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         // The database several instances share (--metadata), for an s3:// store.
         let database = match &options.metadata {
-            Some(url) => Some(Database::connect(url).await?),
+            Some(url) => Some(Database::connect(url, options.metadata_ca.as_deref()).await?),
             None => None,
         };
         if let Some(database) = &database {
