@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
+use crate::storage::Store;
 
 /// Time a client of the admin listener gets to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,6 +67,8 @@ pub enum AdminError {
 pub struct Health {
     listening: AtomicBool,
     storage: PathBuf,
+    /// The store, whose remote services are probed too (database, object store).
+    store: Arc<dyn Store>,
     verifier: Arc<ReloadableClientVerifier>,
     crl_error: Mutex<Option<String>>,
 }
@@ -82,10 +85,15 @@ pub struct Check {
 }
 
 impl Health {
-    pub(crate) fn new(storage: PathBuf, verifier: Arc<ReloadableClientVerifier>) -> Health {
+    pub(crate) fn new(
+        storage: PathBuf,
+        store: Arc<dyn Store>,
+        verifier: Arc<ReloadableClientVerifier>,
+    ) -> Health {
         Health {
             listening: AtomicBool::new(false),
             storage,
+            store,
             verifier,
             crl_error: Mutex::new(None),
         }
@@ -121,7 +129,12 @@ impl Health {
                 format!("cannot write to {}: {e}", self.storage.display()),
             ),
         };
-        vec![
+        let remote = match self.store.probe() {
+            Ok(None) => None,
+            Ok(Some(found)) => Some((true, found)),
+            Err(e) => Some((false, e.to_string())),
+        };
+        let mut checks = vec![
             Check {
                 name: "listening",
                 ok: listening,
@@ -147,7 +160,15 @@ impl Health {
                 ok: crl.0,
                 detail: crl.1,
             },
-        ]
+        ];
+        if let Some((ok, detail)) = remote {
+            checks.push(Check {
+                name: "store",
+                ok,
+                detail,
+            });
+        }
+        checks
     }
 
     /// A real write: a read-only mount, a full disk or a storage directory replaced by a

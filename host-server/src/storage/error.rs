@@ -197,7 +197,6 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> St
 }
 
 /// Maps an object store or database error to [`StorageError::Remote`] with what was being done.
-#[allow(dead_code)] // until the s3 backend lands
 pub(crate) fn remote_err<E: std::fmt::Display>(
     context: impl Into<String>,
 ) -> impl FnOnce(E) -> StorageError {

@@ -27,6 +27,8 @@
 
 mod error;
 pub mod local;
+mod open;
+pub mod s3;
 
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::StorageError;
 pub use local::{name_key, LocalStore, Migration, StorageConfig};
+pub use open::open_store;
+pub use s3::{S3Config, S3Store};
 
 /// A store of files, one namespace per client identity (`client`: the client name the CA
 /// issued, `ClientIdentity::name`, which stays the same when its certificate is renewed).
@@ -134,6 +138,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes partial uploads untouched for longer than [`Store::partial_expiry`] at `now`,
     /// skipping running ones. Returns how many were removed.
     fn expire_partials(&self, now: std::time::SystemTime) -> Result<usize, StorageError>;
+
+    /// Checks the services the store depends on beyond its local directory (a database, an
+    /// object store) for `/readyz`: what was found, or `None` if there are none. Blocks.
+    fn probe(&self) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// An upload in progress. It holds its name (no other upload of the same identity and
