@@ -53,8 +53,12 @@ impl Default for Limits {
 }
 
 fn env(test: &str) -> Env {
+    env_on(test, S3Server::shared().expect("s3s-fs"))
+}
+
+/// On an S3 server of its own: for a test that looks at all of the server's files.
+fn env_on(test: &str, s3: Arc<S3Server>) -> Env {
     let postgres = Postgres::shared().expect("PostgreSQL");
-    let s3 = S3Server::shared().expect("s3s-fs");
     let url = postgres.unique_database(test).unwrap();
     let database = url.rsplit('/').next().unwrap().to_string();
     let bucket = database.replace('_', "-");
@@ -126,6 +130,24 @@ impl Env {
     }
 }
 
+/// Every file below `dir`.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for path in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+    {
+        if path.is_dir() {
+            found.extend(files_below(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -168,7 +190,12 @@ fn send(upload: &mut dyn Upload, data: &[u8], chunks: std::ops::Range<u64>) {
 
 /// Uploads as a client does: resumes from the held chunks, or starts afresh when one differs
 /// from the data (the core's `SourceChanged`, which the client answers with a fresh upload).
-fn upload(store: &dyn Store, client: &str, name: &str, data: &[u8]) -> Result<FileMeta, StorageError> {
+fn upload(
+    store: &dyn Store,
+    client: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<FileMeta, StorageError> {
     let size = data.len() as u64;
     let mut upload = store.begin_upload(client, name, size, CHUNK, false)?;
     let changed = upload.held_chunks().any(|(index, digest)| {
@@ -211,7 +238,14 @@ fn read_file(file: &mut dyn ferry_server::storage::StoredFile) -> Vec<u8> {
 fn round_trips_around_the_part_size() {
     let env = env("s3_round_trip");
     let store = env.store("a", Limits::default());
-    let sizes = [0, 1, PART - 1, PART, PART + 1, 2 * PART + 3 * u64::from(CHUNK) + 7];
+    let sizes = [
+        0,
+        1,
+        PART - 1,
+        PART,
+        PART + 1,
+        2 * PART + 3 * u64::from(CHUNK) + 7,
+    ];
     let mut total = 0;
     for (seed, size) in sizes.into_iter().enumerate() {
         let name = format!("size-{size}");
@@ -239,7 +273,13 @@ fn round_trips_around_the_part_size() {
     // An identical file completes without data.
     let bytes = data(PART + 1, 4);
     let again = store
-        .begin_upload(CLIENT, &format!("size-{}", PART + 1), PART + 1, CHUNK, false)
+        .begin_upload(
+            CLIENT,
+            &format!("size-{}", PART + 1),
+            PART + 1,
+            CHUNK,
+            false,
+        )
         .unwrap();
     assert!(again.is_already_stored());
     assert_eq!(again.held_chunks().count() as u64, layout(&bytes).chunks());
@@ -271,10 +311,17 @@ fn an_upload_cut_on_one_instance_resumes_on_another_from_the_last_part() {
         .begin_upload(CLIENT, "big", bytes.len() as u64, CHUNK, false)
         .unwrap();
     let held: Vec<u64> = upload.held_chunks().map(|(index, _)| index).collect();
-    assert_eq!(held, (0..per_part).collect::<Vec<_>>(), "held = the recorded part");
+    assert_eq!(
+        held,
+        (0..per_part).collect::<Vec<_>>(),
+        "held = the recorded part"
+    );
     for (index, digest) in upload.held_chunks() {
         let offset = layout(&bytes).offset(index) as usize;
-        assert_eq!(digest, chunk_digest(&bytes[offset..offset + CHUNK as usize]));
+        assert_eq!(
+            digest,
+            chunk_digest(&bytes[offset..offset + CHUNK as usize])
+        );
     }
     send(upload.as_mut(), &bytes, 0..chunks);
     upload
@@ -350,7 +397,10 @@ fn one_upload_per_name_across_instances() {
         assert!(!committed.is_empty(), "round {round}: one upload commits");
         let stored = read(a.as_ref(), CLIENT, "raced");
         let winner = committed.iter().max().unwrap().1;
-        assert!(stored == versions[winner], "round {round}: the last commit wins whole");
+        assert!(
+            stored == versions[winner],
+            "round {round}: the last commit wins whole"
+        );
         let meta = b.open(CLIENT, "raced", CHUNK).unwrap().meta().clone();
         assert_eq!(meta.digest, FileDigest::of(&stored, CHUNK).to_string());
     }
@@ -366,7 +416,10 @@ fn quota_holds_across_instances() {
         max_files: 10,
         ..Limits::default()
     };
-    let stores = [Arc::new(env.store("a", limits)), Arc::new(env.store("b", limits))];
+    let stores = [
+        Arc::new(env.store("a", limits)),
+        Arc::new(env.store("b", limits)),
+    ];
     // Eight reservations of 1 MiB at once on two instances: exactly three fit.
     let barrier = Arc::new(Barrier::new(8));
     let threads: Vec<_> = (0..8)
@@ -435,7 +488,7 @@ fn quota_holds_across_instances() {
 
 #[test]
 fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
-    let env = env("s3_expiry");
+    let env = env_on("s3_expiry", Arc::new(S3Server::start().expect("s3s-fs")));
     let a = env.store("a", Limits::default());
     let bytes = data(2 * PART, 9);
     let mut abandoned = a
@@ -447,6 +500,14 @@ fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
     let b = env.store("b", Limits::default());
     assert_eq!(b.expire_partials(later).unwrap(), 0);
     drop(abandoned);
+    // s3s-fs keeps a multipart upload's state and parts in files named `.upload…`.
+    let multipart = || {
+        files_below(env.s3.root())
+            .into_iter()
+            .filter(|path| path.to_string_lossy().contains(".upload"))
+            .count()
+    };
+    assert!(multipart() > 0);
     // Not yet expired: kept.
     assert_eq!(b.expire_partials(SystemTime::now()).unwrap(), 0);
     assert_eq!(b.usage(CLIENT).unwrap(), bytes.len() as u64);
@@ -456,6 +517,7 @@ fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
     assert_eq!(env.sql("SELECT count(*) FROM ferry_partials"), "0");
     assert_eq!(env.sql("SELECT count(*) FROM ferry_parts"), "0");
     assert_eq!(env.sql("SELECT count(*) FROM ferry_garbage"), "0");
+    assert_eq!(multipart(), 0, "the multipart upload is aborted");
     // The multipart upload is aborted: a new upload of the name starts from nothing.
     let upload = a
         .begin_upload(CLIENT, "abandoned", bytes.len() as u64, CHUNK, false)
@@ -470,7 +532,10 @@ fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
     let mut reading = b.open(CLIENT, "doc", CHUNK).unwrap();
     upload_ok(&b, "doc", &new);
     assert_eq!(env.objects(CLIENT).len(), 2);
-    assert!(read_file(reading.as_mut()) == old, "the open version stays readable");
+    assert!(
+        read_file(reading.as_mut()) == old,
+        "the open version stays readable"
+    );
     assert!(read(&a, CLIENT, "doc") == new);
     b.expire_partials(SystemTime::now()).unwrap();
     assert_eq!(env.objects(CLIENT).len(), 2, "within the grace period");
@@ -534,7 +599,10 @@ fn list_in_byte_order_delete_and_folders() {
     // Delete, on either instance.
     let before = a.usage(CLIENT).unwrap();
     b.delete(CLIENT, "a/x").unwrap();
-    assert!(matches!(a.delete(CLIENT, "a/x"), Err(StorageError::NotFound)));
+    assert!(matches!(
+        a.delete(CLIENT, "a/x"),
+        Err(StorageError::NotFound)
+    ));
     assert!(matches!(
         a.open(CLIENT, "a/x", CHUNK),
         Err(StorageError::NotFound)
@@ -542,5 +610,7 @@ fn list_in_byte_order_delete_and_folders() {
     assert_eq!(a.usage(CLIENT).unwrap(), before - 3);
     assert_eq!(listed(&a, "a", "", 100), ["a-", "a/y"]);
     // Another identity sees none of it.
-    assert!(listed(&a, "", "", 100).len() == 6 && a.list("bob", "", "", 10, CHUNK).unwrap().is_empty());
+    assert!(
+        listed(&a, "", "", 100).len() == 6 && a.list("bob", "", "", 10, CHUNK).unwrap().is_empty()
+    );
 }
