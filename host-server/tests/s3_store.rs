@@ -300,12 +300,15 @@ fn an_upload_cut_on_one_instance_resumes_on_another_from_the_last_part() {
         send(upload.as_mut(), &bytes, 0..per_part + per_part / 2);
         assert_eq!(env.sql("SELECT count(*) FROM ferry_parts"), "1");
         assert!(!files_in(&env.spool("a")).is_empty());
-        // Instance A stops without a commit: its lock connection closes with it.
+        // Instance A dies: nothing of it runs again (the upload is never dropped), and
+        // PostgreSQL sees its connections close, which releases its lock on the name.
+        std::mem::forget(upload);
+        let closed = env.sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        assert_ne!(closed, "0");
     }
-    assert!(
-        files_in(&env.spool("a")).is_empty(),
-        "chunks of parts not sent are not kept"
-    );
     let second = env.store("b", Limits::default());
     let mut upload = second
         .begin_upload(CLIENT, "big", bytes.len() as u64, CHUNK, false)
@@ -336,8 +339,13 @@ fn an_upload_cut_on_one_instance_resumes_on_another_from_the_last_part() {
     let mut upload = second
         .begin_upload(CLIENT, "other", bytes.len() as u64, CHUNK, false)
         .unwrap();
-    send(upload.as_mut(), &bytes, 0..per_part);
+    send(upload.as_mut(), &bytes, 0..per_part + 1);
+    assert!(!files_in(&env.spool("b")).is_empty());
     drop(upload);
+    assert!(
+        files_in(&env.spool("b")).is_empty(),
+        "chunks of parts not sent are not kept"
+    );
     let upload = second
         .begin_upload(CLIENT, "other", bytes.len() as u64, CHUNK, true)
         .unwrap();

@@ -361,8 +361,10 @@ impl Store for S3Store {
                 }
                 partial
             }
-            _ => {
-                self.drop_partial(client, name)?;
+            recorded => {
+                if fresh || recorded.is_some() {
+                    self.drop_partial(client, name)?;
+                }
                 let identical = if fresh {
                     None
                 } else {
