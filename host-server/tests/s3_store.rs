@@ -4,6 +4,8 @@
 //! "two instances" are two `S3Store`s on the same bucket and database, each with its own
 //! pool, lock connection and spool directory.
 
+mod server_support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -15,6 +17,8 @@ use ferry_server::storage::{
     FileMeta, ListItem, Precondition, S3Config, S3Store, StorageError, Store, Upload,
 };
 use ferry_testkit::cluster::{Postgres, S3Server};
+use ferry_testkit::server::InProcess;
+use server_support::Clients;
 
 const MIB: u64 = 1 << 20;
 /// S3's smallest part: the tests' part size, so that multipart files stay small.
@@ -621,4 +625,66 @@ fn list_in_byte_order_delete_and_folders() {
     assert!(
         listed(&a, "", "", 100).len() == 6 && a.list("bob", "", "", 10, CHUNK).unwrap().is_empty()
     );
+}
+
+/// Two servers (the library's `Server`, as the binary runs it) with `--store s3://…
+/// --metadata postgres://…` on one bucket and database, and a protocol client over mutual
+/// TLS: an upload cut on the first server resumes on the second from its last stored part,
+/// and either server serves the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_the_bucket_and_resume_each_others_uploads() {
+    let (postgres, s3) = tokio::task::spawn_blocking(|| {
+        (
+            Postgres::shared().expect("PostgreSQL"),
+            S3Server::shared().expect("s3s-fs"),
+        )
+    })
+    .await
+    .unwrap();
+    let url = postgres.unique_database("s3_servers").unwrap();
+    let bucket = url.rsplit('/').next().unwrap().replace('_', "-");
+    s3.create_bucket(&bucket).unwrap();
+    let s3_options = |options: &mut ferry_server::ServerOptions| {
+        options.store = format!("s3://{bucket}/ferry");
+        options.metadata = Some(url.clone());
+        options.s3_endpoint = Some(s3.endpoint());
+        options.s3_region = Some(s3.region().into());
+        options.s3_access_key_id = Some(s3.access_key().into());
+        options.s3_secret_access_key = Some(s3.secret_key().into());
+        options.s3_part_size = PART;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let mut first = InProcess::start(&root.path().join("a"), s3_options).await;
+    let certs = first.certs.clone();
+    let second = InProcess::start(&root.path().join("b"), |options| {
+        s3_options(options);
+        options.certs = certs;
+    })
+    .await;
+    let bytes = data(2 * PART + 12_345, 11);
+    let per_part = PART / u64::from(CHUNK);
+    {
+        let mut client = first.local().await;
+        let cut = client
+            .upload_until("big", &bytes, false, Some(per_part + per_part / 2))
+            .await;
+        assert!(cut.is_err());
+    }
+    first.stop().await;
+    let mut client = second.local().await;
+    let uploaded = client.upload("big", &bytes, false).await.unwrap();
+    assert_eq!(uploaded.digest, FileDigest::of(&bytes, CHUNK));
+    assert_eq!(uploaded.held, per_part, "resumed from the one stored part");
+    let (back, _) = client.download("big").await.unwrap();
+    assert!(back == bytes);
+    let listed = client.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // The first server, started again, serves it too.
+    let again = InProcess::start(&root.path().join("a"), |options| {
+        s3_options(options);
+        options.certs = second.certs.clone();
+    })
+    .await;
+    let (back, _) = again.local().await.download("big").await.unwrap();
+    assert!(back == bytes);
 }
