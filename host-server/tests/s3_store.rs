@@ -688,3 +688,19 @@ async fn two_servers_share_the_bucket_and_resume_each_others_uploads() {
     let (back, _) = again.local().await.download("big").await.unwrap();
     assert!(back == bytes);
 }
+
+/// `/readyz` in s3 mode: the store probe sees the database and the bucket, and fails soon
+/// when the S3 server is gone.
+#[test]
+fn the_probe_sees_the_s3_server_go() {
+    let own = S3Server::start().expect("s3s-fs");
+    let env = env_on("s3_probe", Arc::new(own));
+    let store = env.store("a", Limits::default());
+    let found = store.probe().unwrap().unwrap();
+    assert!(found.contains("reachable"), "{found}");
+    let mut s3 = env.s3;
+    Arc::get_mut(&mut s3).unwrap().kill();
+    let started = std::time::Instant::now();
+    assert!(matches!(store.probe(), Err(StorageError::Remote { .. })));
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
