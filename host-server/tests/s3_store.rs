@@ -164,8 +164,7 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn data(size: u64, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    (0..size).map(|_| rng.u8(..)).collect()
+    ferry_testkit::data::pseudo_random(size as usize, seed)
 }
 
 fn layout(data: &[u8]) -> Layout {
@@ -249,6 +248,7 @@ fn round_trips_around_the_part_size() {
         PART,
         PART + 1,
         2 * PART + 3 * u64::from(CHUNK) + 7,
+        100 * MIB,
     ];
     let mut total = 0;
     for (seed, size) in sizes.into_iter().enumerate() {
