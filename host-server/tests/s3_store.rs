@@ -104,7 +104,7 @@ impl Env {
         };
         let url = self.postgres.database_url(&self.database);
         self.runtime.block_on(async {
-            let db = Database::connect(&url).await.unwrap();
+            let db = Database::connect(&url, None).await.unwrap();
             S3Store::open(config, db).await.unwrap()
         })
     }
