@@ -344,7 +344,10 @@ impl Server {
         let mut tasks = JoinSet::new();
         tracing::info!(
             "serving {} on {local_addr} (quota {}, max file {}, chunks {})",
-            options.storage.display(),
+            match options.store.strip_prefix("file://") {
+                Some(dir) => dir,
+                None => &options.store,
+            },
             ByteSize(options.quota),
             ByteSize(options.max_file_size),
             ByteSize(u64::from(options.chunk_size)),
