@@ -92,6 +92,21 @@ impl Cluster {
         Pki::open(&self.certs()).client_options(name, server.addr)
     }
 
+    /// Bytes in the bucket's files on s3s-fs's disk (objects are plain files there).
+    fn bucket_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .map(|entry| match entry.file_type().unwrap().is_dir() {
+                    true => walk(&entry.path()),
+                    false => entry.metadata().unwrap().len(),
+                })
+                .sum()
+        }
+        walk(&self.s3.root().join(&self.bucket))
+    }
+
     /// A directory for the test's local files.
     fn local(&self) -> PathBuf {
         let dir = self.root.path().join("local");
@@ -157,6 +172,11 @@ async fn files_of_part_edge_sizes_round_trip_across_instances_and_list_and_delet
         );
         std::fs::remove_file(&path).unwrap();
     }
+    let stored = cluster.bucket_bytes();
+    assert!(
+        stored >= sizes.iter().sum::<u64>(),
+        "the bytes are in the bucket: {stored}"
+    );
     let mut client = Client::new(cluster.client(LOCAL, &b));
     let listed = client.list().await.unwrap();
     let mut expected: Vec<(String, u64)> = sizes
@@ -275,6 +295,15 @@ async fn two_instances_receiving_one_name_at_once_keep_exactly_one_whole_version
         upload(cluster.client(LOCAL, &a), &paths[0], "race"),
         upload(cluster.client(LOCAL, &b), &paths[1], "race"),
     );
+    let outcome = |r: &Result<TransferReport, ClientError>| match r {
+        Ok(_) => "verified".to_string(),
+        Err(e) => e.to_string(),
+    };
+    eprintln!(
+        "race: through A {}; through B {}",
+        outcome(&first),
+        outcome(&second)
+    );
     for result in [&first, &second] {
         if let Err(e) = result {
             assert_eq!(
@@ -333,6 +362,7 @@ async fn quota_holds_across_two_instances_under_concurrent_uploads() {
             ),
         }
     }
+    eprintln!("quota: {succeeded} of 4 uploads of 5 MiB fit the 12 MiB quota");
     assert!(succeeded >= 1, "{results:?}");
     assert!(
         succeeded < 4,
