@@ -89,8 +89,8 @@ pub use names::{validate_client_name, MAX_NAME_LEN};
 pub use renew::{RenewReport, Renewal};
 pub use tls::{
     check_key_matches, client_config, client_config_from_bundle, client_config_from_pem,
-    crypto_provider, server_config, server_config_with_verifier, ReloadableClientVerifier,
-    ServerTlsPaths, PROTOCOL_VERSIONS,
+    crypto_provider, server_config, server_config_with_verifier, CrlVersion,
+    ReloadableClientVerifier, ServerTlsPaths, PROTOCOL_VERSIONS,
 };
 pub use x509::{certificate_serial, spki_fingerprint};
 

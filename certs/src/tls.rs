@@ -128,7 +128,17 @@ fn read_crls_for(
     ca_path: &Path,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>> {
     let text = crate::fsutil::read_text(path)?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(text.as_bytes())
+    crls_signed_by(text.as_bytes(), path, ca_der, ca_path)
+}
+
+/// The CRLs of PEM `text` (from `path`, for messages), each checked to be signed by the CA.
+fn crls_signed_by(
+    text: &[u8],
+    path: &Path,
+    ca_der: &[u8],
+    ca_path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(text)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| CertError::Pem {
             path: path.to_path_buf(),
@@ -160,6 +170,45 @@ fn read_crls_for(
         }
     }
     Ok(crls)
+}
+
+/// Which of two CRLs of one CA is newer: the higher CRL number (ferry-certs counts up with
+/// each revocation), then the later thisUpdate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CrlVersion {
+    /// The CRL number extension (0 when absent).
+    pub number: u64,
+    /// thisUpdate, seconds since the Unix epoch.
+    pub this_update: i64,
+}
+
+impl fmt::Display for CrlVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CRL number {}", self.number)
+    }
+}
+
+impl CrlVersion {
+    /// The version of the first CRL in PEM `text` (from `origin`, for messages). Does not
+    /// check the signature: [`ReloadableClientVerifier::load_crl_pem`] does.
+    pub fn of_pem(text: &[u8], origin: &Path) -> Result<CrlVersion> {
+        let bad = |reason: String| CertError::BadCrl {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let der = CertificateRevocationListDer::pem_slice_iter(text)
+            .next()
+            .ok_or_else(|| bad("no X509 CRL block found".into()))?
+            .map_err(|e| bad(e.to_string()))?;
+        let (_, crl) = x509_parser::parse_x509_crl(&der).map_err(|e| bad(e.to_string()))?;
+        Ok(CrlVersion {
+            number: crl
+                .crl_number()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            this_update: crl.last_update().timestamp(),
+        })
+    }
 }
 
 /// Number of revoked certificates listed in the CRLs.
@@ -237,6 +286,23 @@ impl ReloadableClientVerifier {
             path.display()
         );
         Ok(count)
+    }
+
+    /// Uses the CRL(s) in PEM `text` (from `origin`, a name for messages: another instance
+    /// of a cluster, say) for every following handshake, if they are valid and signed by the
+    /// CA. Returns the number of revoked certificates they list. On error the previous CRL
+    /// stays in force.
+    pub fn load_crl_pem(&self, text: &[u8], origin: &Path) -> Result<usize> {
+        let crls = crls_signed_by(text, origin, &self.ca_der, &self.ca_path)?;
+        let count = revoked_count(&crls);
+        let inner = build_verifier(&self.roots, &self.provider, crls, origin)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = inner;
+        Ok(count)
+    }
+
+    /// The CA certificate this verifier trusts (DER).
+    pub fn ca_der(&self) -> &CertificateDer<'static> {
+        &self.ca_der
     }
 
     /// The CRL file this verifier reloads, if any.

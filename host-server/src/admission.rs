@@ -171,6 +171,10 @@ pub enum Turnaway {
     IdentityFull,
     /// Authenticated, told BUSY: `--max-connections` sessions are open.
     SessionsFull,
+    /// `--proxy-protocol`: the TCP peer is not inside `--proxy-from`.
+    UntrustedProxy,
+    /// `--proxy-protocol`: no valid PROXY v2 header in time.
+    ProxyHeader,
 }
 
 /// Rate-limited refusal logging: at most one line per kind per source per interval, then a
@@ -186,6 +190,7 @@ pub struct RefusalLog {
     early: u64,
     timed_out: u64,
     busy: u64,
+    proxy: u64,
 }
 
 impl RefusalLog {
@@ -200,6 +205,7 @@ impl RefusalLog {
             early: 0,
             timed_out: 0,
             busy: 0,
+            proxy: 0,
         }
     }
 
@@ -212,6 +218,7 @@ impl RefusalLog {
             Turnaway::Refused(Refusal::EarlyDrop) => self.early += 1,
             Turnaway::TimedOut => self.timed_out += 1,
             Turnaway::IdentityFull | Turnaway::SessionsFull => self.busy += 1,
+            Turnaway::UntrustedProxy | Turnaway::ProxyHeader => self.proxy += 1,
         }
         let key = (Source::of(peer.ip()), what);
         if self.logged.contains(&key) || self.logged.len() >= REMEMBERED_SOURCES {
@@ -232,6 +239,12 @@ impl RefusalLog {
             Turnaway::SessionsFull => format!(
                 "{peer}{who}: told BUSY, the server has all its sessions open (--max-connections)"
             ),
+            Turnaway::UntrustedProxy => format!(
+                "{peer}: refused, not a balancer allowed to send PROXY headers (--proxy-from)"
+            ),
+            Turnaway::ProxyHeader => {
+                format!("{peer}: refused, no valid PROXY v2 header (--proxy-protocol)")
+            }
         };
         Some(format!(
             "{text} (more from {} this {} s are counted, not logged)",
@@ -249,10 +262,14 @@ impl RefusalLog {
         self.started = now;
         self.logged.clear();
         let refused = self.per_source + self.budget + self.early;
-        let line = (refused + self.timed_out + self.busy > 0).then(|| {
+        let line = (refused + self.timed_out + self.busy + self.proxy > 0).then(|| {
+            let proxy = match self.proxy {
+                0 => String::new(),
+                n => format!("; {n} connections without a valid PROXY header or balancer"),
+            };
             format!(
                 "refused {refused} handshakes in the last {} s: {} per-source cap, {} budget full, \
-                 {} early drop; {} handshakes timed out; {} authenticated connections told BUSY",
+                 {} early drop; {} handshakes timed out; {} authenticated connections told BUSY{proxy}",
                 self.interval.as_secs(),
                 self.per_source,
                 self.budget,
@@ -266,6 +283,7 @@ impl RefusalLog {
         self.early = 0;
         self.timed_out = 0;
         self.busy = 0;
+        self.proxy = 0;
         line
     }
 }

@@ -8,8 +8,11 @@
 //!
 //! ## Data flow
 //! ```text
-//! TCP accept ──(global limit)──▶ TLS 1.3 handshake (timeout; client cert must chain to the
-//!   CA and not be on the CRL, reloaded on SIGHUP or file change)
+//! TCP accept ──(--proxy-protocol: from --proxy-from only, a PROXY v2 header whose client
+//!   address replaces the peer's from here on, see [`proxy`])──(global limit)──▶
+//!   TLS 1.3 handshake (timeout; client cert must chain to the CA and not be on the CRL,
+//!   reloaded on SIGHUP or file change, and shared through the database of --metadata,
+//!   see [`cluster_crl`])
 //!   ──▶ ClientIdentity {name = CN set by the CA, fingerprint of the key for logs}
 //!   ──(per-name limit)──▶
 //!   session: ferry_tokio::link::Link drives a ferry_core::Connection; its events become
@@ -65,10 +68,12 @@
 
 pub mod admin;
 mod admission;
+pub mod cluster_crl;
 pub mod config;
 pub mod metrics;
 pub mod names;
 pub mod pg;
+pub mod proxy;
 mod server;
 mod session;
 pub mod storage;

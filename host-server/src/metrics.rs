@@ -33,6 +33,10 @@ pub enum RefusedReason {
     handshake_per_source,
     /// Random early drop while the handshake budget is filling up.
     early_drop,
+    /// `--proxy-protocol`: the TCP peer is not inside `--proxy-from`.
+    proxy_untrusted,
+    /// `--proxy-protocol`: no valid PROXY v2 header in time.
+    proxy_header,
 }
 
 /// Why a TLS handshake failed.

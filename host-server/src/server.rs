@@ -12,22 +12,25 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytesize::ByteSize;
 use ferry_certs::{
-    init, server_config_with_verifier, CertDir, ClientIdentity, InitOptions,
+    init, server_config_with_verifier, CertDir, ClientIdentity, CrlVersion, InitOptions,
     ReloadableClientVerifier, LOCAL_CLIENT,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Health;
 use crate::admission::{
-    log_turnaway, Admission, Permit, RefusalLog, SharedRefusalLog, Turnaway, REFUSAL_LOG_INTERVAL,
+    log_turnaway, Admission, Permit, Refusal, RefusalLog, SharedRefusalLog, Turnaway,
+    REFUSAL_LOG_INTERVAL,
 };
+use crate::cluster_crl::{check_ca, SharedCaError, SharedCrl};
 use crate::config::{ConfigError, ServerOptions};
 use crate::metrics::{HandshakeFailure, Metrics, RefusedReason};
 use crate::pg::Database;
+use crate::proxy::{self, TrustedProxies};
 use crate::session::{self, Phase, Shared};
 use crate::storage::{open_store, StorageError, Store};
 
@@ -60,6 +63,9 @@ pub enum ServerError {
         /// Why.
         source: io::Error,
     },
+    /// The shared database holds another CA, or cannot be used for it.
+    #[error(transparent)]
+    SharedCa(#[from] SharedCaError),
     /// A signal handler cannot be installed.
     #[error("cannot handle {signal}: {source}")]
     Signal {
@@ -205,6 +211,9 @@ impl Server {
             Some(url) => Some(Database::connect(url).await?),
             None => None,
         };
+        if let Some(database) = &database {
+            share_ca(database, &paths.ca_cert).await?;
+        }
         let (storage, probed_dir) =
             open_store(&options, database.as_ref(), &dir.load_index()?, BUSY_WAIT).await?;
         // Installed before anyone can learn the address: SIGHUP must never kill the server.
@@ -226,6 +235,15 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             health,
         })
+    }
+
+    /// Shares the CA and the CRL through `database`, as `--metadata` does (which the options
+    /// allow only with an s3:// store): for embedding and tests of the shared CRL with a
+    /// local store. Fails as [`bind`](Server::bind) does when the database holds another CA.
+    pub async fn share_trust(mut self, database: Database) -> Result<Server, ServerError> {
+        share_ca(&database, self.verifier.ca_path()).await?;
+        self.database = Some(database);
+        Ok(self)
     }
 
     /// The bound address (the real port when listening on port 0).
@@ -273,7 +291,7 @@ impl Server {
             acceptor,
             verifier,
             storage,
-            database: _,
+            database,
             bootstrap: _,
             hangup,
             metrics,
@@ -306,6 +324,7 @@ impl Server {
             metrics.clone(),
             health.clone(),
             revocations_tx,
+            database.map(SharedCrl::new),
         ));
         let expiry_task = tokio::spawn(expire_partials(storage.clone(), metrics.clone()));
         let admission = Admission::new(options.max_handshakes, options.max_handshakes_per_source);
@@ -314,6 +333,18 @@ impl Server {
             Arc::new(Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)));
         let mut summary_tick = tokio::time::interval(REFUSAL_LOG_INTERVAL);
         summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let proxy = match options.proxy_protocol {
+            true => Some(ProxyContext {
+                trusted: TrustedProxies::parse(&options.proxy_from).map_err(|reason| {
+                    ConfigError::Invalid {
+                        key: "proxy_from".into(),
+                        reason,
+                    }
+                })?,
+                reading: Arc::new(Semaphore::new(options.max_handshakes.max(1))),
+            }),
+            false => None,
+        };
         let pre_auth = PreAuthContext {
             acceptor,
             timeout: Duration::from_secs(options.handshake_timeout_secs),
@@ -334,20 +365,43 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        let permit = match admission.admit(peer.ip(), fastrand::f64()) {
-                            Ok(permit) => permit,
-                            Err(refusal) => {
-                                metrics.connection_refused(refusal.reason());
-                                log_turnaway(&refusals, peer, Turnaway::Refused(refusal), None);
-                                // Closed at once, unread: the cheapest answer to a flood.
-                                drop(tcp);
-                                continue;
+                        let Some(proxy) = &proxy else {
+                            if let Some(permit) = admit(&admission, peer, &metrics, &refusals) {
+                                tasks.spawn(connection(
+                                    tcp,
+                                    peer,
+                                    permit,
+                                    pre_auth.clone(),
+                                    sessions.clone(),
+                                    shared.clone(),
+                                ));
                             }
+                            continue;
                         };
-                        tasks.spawn(connection(
+                        if !proxy.trusted.trusts(peer.ip()) {
+                            metrics.connection_refused(RefusedReason::proxy_untrusted);
+                            log_turnaway(&refusals, peer, Turnaway::UntrustedProxy, None);
+                            drop(tcp);
+                            continue;
+                        }
+                        // Headers being read count against the handshake budget's size, so a
+                        // stalled balancer cannot pile up tasks.
+                        let Ok(reading) = proxy.reading.clone().try_acquire_owned() else {
+                            metrics.connection_refused(Refusal::BudgetFull.reason());
+                            log_turnaway(
+                                &refusals,
+                                peer,
+                                Turnaway::Refused(Refusal::BudgetFull),
+                                None,
+                            );
+                            drop(tcp);
+                            continue;
+                        };
+                        tasks.spawn(proxied_connection(
                             tcp,
                             peer,
-                            permit,
+                            reading,
+                            admission.clone(),
                             pre_auth.clone(),
                             sessions.clone(),
                             shared.clone(),
@@ -409,6 +463,16 @@ impl Server {
     }
 }
 
+/// One CA for every instance of a database: published by the first, checked by the others.
+async fn share_ca(database: &Database, ca_cert: &Path) -> Result<(), ServerError> {
+    let ca_pem = std::fs::read_to_string(ca_cert).map_err(|cause| ferry_certs::CertError::Io {
+        path: ca_cert.to_path_buf(),
+        action: "read",
+        cause,
+    })?;
+    Ok(check_ca(database, &ca_pem, ca_cert.to_path_buf()).await?)
+}
+
 /// Binds and serves until `shutdown` completes (see [`Server`]).
 pub async fn run(
     options: ServerOptions,
@@ -427,6 +491,61 @@ struct PreAuthContext {
     acceptor: TlsAcceptor,
     timeout: Duration,
     refusals: SharedRefusalLog,
+}
+
+/// What `--proxy-protocol` needs in the accept loop.
+struct ProxyContext {
+    trusted: TrustedProxies,
+    /// Connections whose PROXY header is being read.
+    reading: Arc<Semaphore>,
+}
+
+/// Lets a connection from `peer` into the handshake budget, or counts and logs the refusal.
+fn admit(
+    admission: &Arc<Admission>,
+    peer: SocketAddr,
+    metrics: &Metrics,
+    refusals: &SharedRefusalLog,
+) -> Option<Permit> {
+    match admission.admit(peer.ip(), fastrand::f64()) {
+        Ok(permit) => Some(permit),
+        Err(refusal) => {
+            metrics.connection_refused(refusal.reason());
+            log_turnaway(refusals, peer, Turnaway::Refused(refusal), None);
+            None
+        }
+    }
+}
+
+/// A connection from a trusted balancer: its PROXY header names the client, whose address
+/// stands for the connection from then on (admission, logs, metrics).
+async fn proxied_connection(
+    mut tcp: TcpStream,
+    balancer: SocketAddr,
+    reading: OwnedSemaphorePermit,
+    admission: Arc<Admission>,
+    pre_auth: PreAuthContext,
+    sessions: Arc<Semaphore>,
+    shared: Arc<Shared>,
+) {
+    let origin = proxy::read_header(&mut tcp, pre_auth.timeout).await;
+    drop(reading);
+    let peer = match origin {
+        Ok(origin) => origin.address(balancer),
+        Err(e) => {
+            shared
+                .metrics
+                .connection_refused(RefusedReason::proxy_header);
+            tracing::debug!(peer = %balancer, "{balancer}: {e}");
+            log_turnaway(&pre_auth.refusals, balancer, Turnaway::ProxyHeader, None);
+            return;
+        }
+    };
+    // Closed unread when refused, as without a balancer; the balancer sees a reset.
+    let Some(permit) = admit(&admission, peer, &shared.metrics, &pre_auth.refusals) else {
+        return;
+    };
+    connection(tcp, peer, permit, pre_auth, sessions, shared).await;
 }
 
 async fn connection(
@@ -512,54 +631,252 @@ fn crl_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     Some((md.modified().ok()?, md.len(), md.ino()))
 }
 
-/// Reloads the CRL on SIGHUP and when the file changes.
+/// Reloads the CRL on SIGHUP and when the file changes; with a shared database, also
+/// publishes the local CRL when it is newer than the database's and loads the database's
+/// when it is newer than the one in force (see [`crate::cluster_crl`]).
 async fn watch_crl(
     verifier: Arc<ReloadableClientVerifier>,
     mut hangup: Signal,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     revocations: watch::Sender<u64>,
+    shared: Option<SharedCrl>,
 ) {
     let path = verifier.crl_path().map(Path::to_path_buf);
     let mut last = path.as_deref().and_then(crl_stamp);
     let mut tick = tokio::time::interval(CRL_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut cluster = shared.map(|shared| ClusterCrl {
+        shared,
+        // What bind loaded from the file; published on the first poll.
+        loaded: path.as_deref().and_then(local_crl_version),
+        publish_local: true,
+        failing: false,
+        refused: None,
+    });
     loop {
         let trigger = tokio::select! {
-            _ = hangup.recv() => "SIGHUP",
+            _ = hangup.recv() => Some("SIGHUP"),
             _ = tick.tick() => {
                 let stamp = path.as_deref().and_then(crl_stamp);
-                if stamp == last {
-                    continue;
-                }
+                let changed = stamp != last;
                 last = stamp;
-                "a change of the CRL file"
+                changed.then_some("a change of the CRL file")
             }
         };
-        let Some(path) = &path else {
-            tracing::info!("{trigger}: no CRL configured, nothing to reload");
-            continue;
+        if let Some(trigger) = trigger {
+            match (&path, &mut cluster) {
+                (None, _) => tracing::info!("{trigger}: no CRL configured, nothing to reload"),
+                (Some(path), None) => {
+                    reload_local_crl(&verifier, path, trigger, &metrics, &health, &revocations)
+                        .await
+                }
+                // The file goes to the database first; the newest of both is loaded below.
+                (Some(_), Some(cluster)) => cluster.publish_local = true,
+            }
+        }
+        if let (Some(cluster), Some(path)) = (&mut cluster, &path) {
+            if cluster.publish_local {
+                cluster.publish_local = false;
+                cluster
+                    .publish_file(path, &verifier, &metrics, &health, &revocations)
+                    .await;
+            }
+        }
+        if let Some(cluster) = &mut cluster {
+            cluster
+                .load_newer(&verifier, &metrics, &health, &revocations)
+                .await;
+        }
+    }
+}
+
+/// The version of the CRL file at `path`, if it is readable.
+fn local_crl_version(path: &Path) -> Option<CrlVersion> {
+    let text = std::fs::read(path).ok()?;
+    CrlVersion::of_pem(&text, path).ok()
+}
+
+/// Reloads the CRL file into the verifier (the single-instance case).
+async fn reload_local_crl(
+    verifier: &Arc<ReloadableClientVerifier>,
+    path: &Path,
+    trigger: &str,
+    metrics: &Metrics,
+    health: &Health,
+    revocations: &watch::Sender<u64>,
+) {
+    let reloading = verifier.clone();
+    let reloaded = tokio::task::spawn_blocking(move || reloading.reload_crl()).await;
+    metrics.crl_reloaded(matches!(reloaded, Ok(Ok(_))));
+    match reloaded {
+        Ok(Ok(revoked)) => {
+            health.set_crl_error(None);
+            tracing::info!(
+                "CRL {} reloaded after {trigger}: {revoked} revoked certificates",
+                path.display()
+            );
+            // Every session checks its certificate against the new CRL.
+            revocations.send_modify(|generation| *generation += 1);
+        }
+        Ok(Err(e)) => {
+            health.set_crl_error(Some(e.to_string()));
+            tracing::warn!(
+                "CRL reload after {trigger} failed, the previous CRL stays in force: {e}"
+            )
+        }
+        Err(e) => tracing::error!("CRL reload: {e}"),
+    }
+}
+
+/// The CRL watcher's state with a shared database.
+struct ClusterCrl {
+    shared: SharedCrl,
+    /// The version in force in the verifier.
+    loaded: Option<CrlVersion>,
+    /// The local file changed (or was never published).
+    publish_local: bool,
+    /// The database failed last time (logged once per outage).
+    failing: bool,
+    /// A database CRL the verifier refused (not logged again).
+    refused: Option<CrlVersion>,
+}
+
+impl ClusterCrl {
+    /// Publishes the local CRL file; loads it at once if the database cannot be reached
+    /// (a revocation made here holds here whatever the database's state).
+    async fn publish_file(
+        &mut self,
+        path: &Path,
+        verifier: &Arc<ReloadableClientVerifier>,
+        metrics: &Metrics,
+        health: &Health,
+        revocations: &watch::Sender<u64>,
+    ) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                health.set_crl_error(Some(format!("{}: {e}", path.display())));
+                tracing::warn!("CRL {}: {e}", path.display());
+                return;
+            }
         };
-        let reloading = verifier.clone();
-        let reloaded = tokio::task::spawn_blocking(move || reloading.reload_crl()).await;
-        metrics.crl_reloaded(matches!(reloaded, Ok(Ok(_))));
-        match reloaded {
-            Ok(Ok(revoked)) => {
-                health.set_crl_error(None);
+        let version = match CrlVersion::of_pem(text.as_bytes(), path) {
+            Ok(version) => version,
+            Err(e) => {
+                health.set_crl_error(Some(e.to_string()));
+                tracing::warn!("not publishing the CRL: {e}");
+                return;
+            }
+        };
+        match self.shared.publish(&text, version).await {
+            Ok(true) => {
+                self.note_database_ok();
                 tracing::info!(
-                    "CRL {} reloaded after {trigger}: {revoked} revoked certificates",
+                    "published {} ({version}) to the shared database",
                     path.display()
                 );
-                // Every session checks its certificate against the new CRL.
+            }
+            Ok(false) => self.note_database_ok(),
+            Err(e) => {
+                self.note_database_error(&e);
+                if self.loaded.is_none_or(|loaded| version > loaded) {
+                    self.load(
+                        text.as_bytes(),
+                        version,
+                        path,
+                        verifier,
+                        metrics,
+                        health,
+                        revocations,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Loads the database's CRL if it is newer than the one in force.
+    async fn load_newer(
+        &mut self,
+        verifier: &Arc<ReloadableClientVerifier>,
+        metrics: &Metrics,
+        health: &Health,
+        revocations: &watch::Sender<u64>,
+    ) {
+        let newer = match self.shared.newer_than(self.loaded).await {
+            Ok(newer) => {
+                self.note_database_ok();
+                newer
+            }
+            Err(e) => return self.note_database_error(&e),
+        };
+        let Some((pem, version)) = newer else {
+            return;
+        };
+        if self.refused == Some(version) {
+            return;
+        }
+        let origin = Path::new("the shared database");
+        self.load(
+            pem.as_bytes(),
+            version,
+            origin,
+            verifier,
+            metrics,
+            health,
+            revocations,
+        )
+        .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn load(
+        &mut self,
+        pem: &[u8],
+        version: CrlVersion,
+        origin: &Path,
+        verifier: &Arc<ReloadableClientVerifier>,
+        metrics: &Metrics,
+        health: &Health,
+        revocations: &watch::Sender<u64>,
+    ) {
+        let loading = verifier.clone();
+        let (pem, origin_owned) = (pem.to_vec(), origin.to_path_buf());
+        let loaded =
+            tokio::task::spawn_blocking(move || loading.load_crl_pem(&pem, &origin_owned)).await;
+        metrics.crl_reloaded(matches!(loaded, Ok(Ok(_))));
+        match loaded {
+            Ok(Ok(revoked)) => {
+                health.set_crl_error(None);
+                self.loaded = Some(version);
+                tracing::info!(
+                    "CRL from {} loaded ({version}): {revoked} revoked certificates",
+                    origin.display()
+                );
                 revocations.send_modify(|generation| *generation += 1);
             }
             Ok(Err(e)) => {
+                self.refused = Some(version);
                 health.set_crl_error(Some(e.to_string()));
                 tracing::warn!(
-                    "CRL reload after {trigger} failed, the previous CRL stays in force: {e}"
-                )
+                    "CRL from {} ({version}) refused, the previous CRL stays in force: {e}",
+                    origin.display()
+                );
             }
-            Err(e) => tracing::error!("CRL reload: {e}"),
+            Err(e) => tracing::error!("CRL load: {e}"),
+        }
+    }
+
+    fn note_database_ok(&mut self) {
+        if std::mem::take(&mut self.failing) {
+            tracing::info!("the shared CRL is reachable again");
+        }
+    }
+
+    fn note_database_error(&mut self, e: &StorageError) {
+        if !std::mem::replace(&mut self.failing, true) {
+            tracing::warn!("the shared CRL cannot be read or written, retrying: {e}");
         }
     }
 }

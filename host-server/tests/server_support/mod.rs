@@ -164,6 +164,12 @@ impl TestClient {
     /// Connects and completes the protocol handshake.
     pub async fn connect(addr: SocketAddr, tls: Arc<ClientConfig>) -> Result<TestClient, Error> {
         let stream = tls_connect(addr, tls).await.map_err(Error::Io)?;
+        TestClient::over(stream).await
+    }
+
+    /// Completes the protocol handshake over a TLS stream set up by the caller (after a
+    /// PROXY protocol header, say).
+    pub async fn over(stream: TlsStream<TcpStream>) -> Result<TestClient, Error> {
         let link = Link::new(stream);
         let config = Config {
             idle_timeout: 30_000,
