@@ -303,13 +303,16 @@ async fn charge(
 /// Checks the limits and records a new partial upload, its size reserved. The file it would
 /// replace is not counted (as in the local store).
 pub(super) async fn reserve(
-    db: &impl GenericClient,
+    db: &mut deadpool_postgres::Object,
     client: &str,
     name: &str,
     partial: &PartialRow,
     limits: Limits,
     now: SystemTime,
 ) -> Result<(), StorageError> {
+    let context = || format!("recording the upload of {name:?}");
+    let tx = db.transaction().await.map_err(db_err(context()))?;
+    let db = &tx;
     let ((bytes, files), web) = lock_usages(db, client).await?;
     let replaced = file(db, client, name).await?.map(|f| f.meta.size);
     let size = partial.layout.size;
@@ -354,8 +357,8 @@ pub(super) async fn reserve(
         ],
     )
     .await
-    .map_err(db_err(format!("recording the upload of {name:?}")))?;
-    Ok(())
+    .map_err(db_err(context()))?;
+    tx.commit().await.map_err(db_err(context()))
 }
 
 /// The partial upload of a name and its recorded parts.

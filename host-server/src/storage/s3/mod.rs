@@ -244,8 +244,8 @@ impl S3Store {
         };
         let limits = self.limits();
         let row = &partial;
-        shared.block_on_db(|db| async move {
-            meta::reserve(&db, client, name, row, limits, SystemTime::now()).await
+        shared.block_on_db(|mut db| async move {
+            meta::reserve(&mut db, client, name, row, limits, SystemTime::now()).await
         })?;
         if plan.is_multipart() {
             match self.create_multipart(client, name, &partial.object_key) {
