@@ -3,8 +3,8 @@
 use ferry_certs::rustls::{self, ClientConfig, ServerConfig};
 use ferry_certs::{
     client_config, client_config_from_bundle, client_config_from_pem, crypto_provider, init,
-    server_config, server_config_with_verifier, CertDir, CertError, ClientIdentity, InitOptions,
-    ReloadableClientVerifier, PROTOCOL_VERSIONS,
+    server_config, server_config_with_verifier, CertDir, CertError, ClientIdentity, CrlVersion,
+    InitOptions, ReloadableClientVerifier, PROTOCOL_VERSIONS,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -402,4 +402,40 @@ fn server_config_reports_bad_files() {
             .starts_with(&format!("{}: broken PEM", dir.server_key().display())),
         "{err}"
     );
+}
+
+#[test]
+fn a_crl_from_memory_is_loaded_when_the_ca_signed_it() {
+    let (_tmp, dir) = setup();
+    let (_tmp2, other) = setup();
+    // A verifier without a CRL file, as an instance whose CRL comes from a shared database.
+    let verifier = ReloadableClientVerifier::new(&dir.ca_cert(), None).unwrap();
+    let server = Arc::new(
+        server_config_with_verifier(&dir.server_cert(), &dir.server_key(), verifier.clone())
+            .unwrap(),
+    );
+    let phone = dir.issue_client("phone", 30, false).unwrap();
+    let phone_cfg = || {
+        Arc::new(client_config_from_pem(&phone.ca_pem, &phone.cert_pem, &phone.key_pem).unwrap())
+    };
+    let first = std::fs::read(dir.crl()).unwrap();
+    dir.revoke("phone").unwrap();
+    let revoked = std::fs::read(dir.crl()).unwrap();
+    let origin = Path::new("the database");
+    let (v1, v2) = (
+        CrlVersion::of_pem(&first, origin).unwrap(),
+        CrlVersion::of_pem(&revoked, origin).unwrap(),
+    );
+    assert_eq!((v1.number, v2.number), (1, 2));
+    assert!(v2 > v1);
+    assert!(CrlVersion::of_pem(b"garbage", origin).is_err());
+
+    handshake(server.clone(), phone_cfg(), "localhost").accepted();
+    assert_eq!(verifier.load_crl_pem(&revoked, origin).unwrap(), 1);
+    handshake(server.clone(), phone_cfg(), "localhost").refused("Revoked");
+    // Another CA's CRL is refused and the loaded one stays in force.
+    let foreign = std::fs::read(other.crl()).unwrap();
+    let err = verifier.load_crl_pem(&foreign, origin).unwrap_err();
+    assert!(err.to_string().contains("not signed by the CA"), "{err}");
+    handshake(server, phone_cfg(), "localhost").refused("Revoked");
 }

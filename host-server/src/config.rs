@@ -154,6 +154,10 @@ pub struct Args {
         hide_env_values = true
     )]
     pub metadata: Option<String>,
+    /// PEM file of the CA certificates that sign the database's TLS certificate, when the
+    /// --metadata URL says `sslmode=require` [default: the system's roots].
+    #[arg(long, env = "FERRY_METADATA_CA", value_name = "FILE")]
+    pub metadata_ca: Option<PathBuf>,
     /// S3 endpoint URL, for stores other than AWS (`http://127.0.0.1:3900`; plain HTTP is
     /// allowed when the URL says so) [default: $AWS_ENDPOINT, else AWS].
     #[arg(long, env = "FERRY_S3_ENDPOINT", value_name = "URL")]
@@ -285,6 +289,7 @@ pub struct FileConfig {
     pub web_quota: Option<ByteSize>,
     pub store: Option<String>,
     pub metadata: Option<String>,
+    pub metadata_ca: Option<PathBuf>,
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
     pub s3_access_key_id: Option<String>,
@@ -362,6 +367,9 @@ pub struct ServerOptions {
         serialize_with = "hide_password"
     )]
     pub metadata: Option<String>,
+    /// CA certificates of the database's TLS certificate (else the system's roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_ca: Option<PathBuf>,
     /// S3 endpoint, if not AWS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_endpoint: Option<String>,
@@ -510,6 +518,7 @@ impl ServerOptions {
             web_quota: DEFAULT_WEB_QUOTA,
             store: format!("file://{}", data.storage().display()),
             metadata: None,
+            metadata_ca: None,
             s3_endpoint: None,
             s3_region: None,
             s3_access_key_id: None,
@@ -652,6 +661,10 @@ impl ServerOptions {
             ),
             store: d.store,
             metadata: args.metadata.clone().or_else(|| file.metadata.clone()),
+            metadata_ca: args
+                .metadata_ca
+                .clone()
+                .or_else(|| file.metadata_ca.clone()),
             s3_endpoint: args
                 .s3_endpoint
                 .clone()

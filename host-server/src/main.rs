@@ -120,7 +120,7 @@ async fn serve(
         None => None,
     };
     let web = match web {
-        Some(web) => Some(web.start(server.local_addr())?),
+        Some(web) => Some(web.start(server.local_addr(), server.database()).await?),
         None => None,
     };
     let mut stdout = std::io::stdout().lock();

@@ -3,14 +3,22 @@
 //! keeps state there (the object store's index, the CRL, …) creates its own tables through
 //! [`Database::migrate`].
 //!
+//! TLS: a URL with `sslmode=require` (or `prefer`, the driver's default when the URL says
+//! nothing, which here means plain TCP unless the URL asks) is verified against the CA file
+//! given (`--metadata-ca`), else the system's roots, with rustls.
+//!
 //! The storage seam is synchronous and runs on tokio's blocking pool, so its callers wait
 //! for queries with [`Database::block_on`]; async callers use [`Database::pool`] directly.
 
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::runtime::Handle;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::redact_url;
 use crate::storage::StorageError;
@@ -35,21 +43,34 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Connects (one connection is opened to check the URL and the server). Must run inside
-    /// a tokio runtime, whose handle later [`Database::block_on`] calls use.
-    pub async fn connect(url: &str) -> Result<Database, StorageError> {
+    /// Connects (one connection is opened to check the URL and the server), over TLS when
+    /// the URL's `sslmode` is `require` (verified against `ca_file`, else the system's
+    /// roots). Must run inside a tokio runtime, whose handle later [`Database::block_on`]
+    /// calls use.
+    pub async fn connect(url: &str, ca_file: Option<&Path>) -> Result<Database, StorageError> {
         let shown = redact_url(url);
-        let config: tokio_postgres::Config = url.parse().map_err(|e| StorageError::Remote {
+        let invalid = |reason: String| StorageError::Remote {
             context: format!("--metadata {shown}"),
-            reason: format!("not a PostgreSQL URL: {e}"),
-        })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+            reason,
+        };
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| invalid(format!("not a PostgreSQL URL: {e}")))?;
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() == SslMode::Require {
+            let tls = tls_config(ca_file).map_err(invalid)?;
+            Manager::from_config(config, MakeRustlsConnect::new(tls), recycling)
+        } else {
+            if ca_file.is_some() {
+                return Err(invalid(
+                    "--metadata-ca is given but the URL does not ask for TLS: add ?sslmode=require"
+                        .into(),
+                ));
+            }
+            Manager::from_config(config, NoTls, recycling)
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -105,6 +126,40 @@ impl Database {
         tx.batch_execute(ddl).await.map_err(failed)?;
         tx.commit().await.map_err(failed)
     }
+}
+
+/// The rustls client configuration of database connections: the CA certificates in
+/// `ca_file`, else the system's roots.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read --metadata-ca {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate to verify the database with (give --metadata-ca)".into());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A database error as a [`StorageError::Remote`] saying what was being done.

@@ -6,7 +6,7 @@
 //! ```text
 //! accept(tcp, balancer) ─▶ balancer inside --proxy-from? ── no ─▶ closed, refused
 //!   ─▶ read_header: 16 bytes (signature, command, family, length), then `length` more,
-//!      bounded by MAX_ADDRESS_BYTES + MAX_TLV_BYTES, all within the handshake timeout
+//!      at most the family's addresses + MAX_TLV_BYTES, all within the handshake timeout
 //!   ─▶ PROXY TCP4/TCP6 ⇒ the client's address; LOCAL (health checks) or another family ⇒
 //!      the balancer's address ─▶ admission, TLS handshake, session as without the flag
 //! ```
@@ -45,8 +45,8 @@ pub enum ProxyError {
     /// Not a PROXY v2 signature (a direct client, or garbage).
     #[error("no PROXY v2 header: the connection does not come through the balancer")]
     Missing,
-    /// A header announcing more than we accept.
-    #[error("a PROXY v2 header of {0} bytes after its fixed part, more than {max} accepted", max = MAX_ADDRESS_BYTES + MAX_TLV_BYTES)]
+    /// A header announcing more than its addresses and [`MAX_TLV_BYTES`] of TLVs.
+    #[error("a PROXY v2 header announcing {0} bytes after its fixed part, more than its addresses and {MAX_TLV_BYTES} bytes of TLVs")]
     TooLong(usize),
     /// A v2 signature with a header the parser refuses.
     #[error("an invalid PROXY v2 header: {0}")]
@@ -113,6 +113,17 @@ fn in_network(ip: IpAddr, network: IpAddr, bits: u8) -> bool {
     }
 }
 
+/// The length of the address block of the family in the header's 14th byte (an unknown
+/// family is refused by the parser later; it may announce no more than the largest).
+fn address_bytes(family_protocol: u8) -> usize {
+    match family_protocol >> 4 {
+        0x0 => 0,
+        0x1 => 12,
+        0x2 => 36,
+        _ => MAX_ADDRESS_BYTES,
+    }
+}
+
 /// Reads one PROXY v2 header from `stream` within `timeout`, and nothing after it.
 pub async fn read_header<R: AsyncRead + Unpin>(
     stream: &mut R,
@@ -141,7 +152,7 @@ async fn read_header_unbounded<R: AsyncRead + Unpin>(stream: &mut R) -> Result<O
         .read_exact(&mut fixed[PROTOCOL_PREFIX.len()..])
         .await?;
     let length = usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
-    if length > MAX_ADDRESS_BYTES + MAX_TLV_BYTES {
+    if length > address_bytes(fixed[13]) + MAX_TLV_BYTES {
         return Err(ProxyError::TooLong(length));
     }
     let mut header = Vec::with_capacity(FIXED_LEN + length);
@@ -284,17 +295,23 @@ mod tests {
             matches!(origin, Err(ProxyError::TooLong(65535))),
             "{origin:?}"
         );
-        // Just past the limit, with the bytes present, is refused too.
-        let over = MAX_ADDRESS_BYTES + MAX_TLV_BYTES + 1;
-        let mut bytes = PROTOCOL_PREFIX.to_vec();
-        bytes.extend_from_slice(&[0x21, 0x11]);
-        bytes.extend_from_slice(&(over as u16).to_be_bytes());
-        bytes.resize(bytes.len() + over, 0);
-        let (origin, _) = read_all_of(&bytes).await;
-        assert!(
-            matches!(origin, Err(ProxyError::TooLong(n)) if n == over),
-            "{origin:?}"
-        );
+        // Just past the limit for TCP4 (12 bytes of addresses), with the bytes present, is
+        // refused too; at the limit it is read.
+        for (tlvs, refused) in [(MAX_TLV_BYTES + 1, true), (MAX_TLV_BYTES, false)] {
+            let addresses: Addresses = IPv4::new([192, 0, 2, 7], [10, 0, 0, 1], 1, 2).into();
+            let bytes =
+                Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, addresses)
+                    .write_tlv(Type::NoOp, vec![0u8; tlvs - 3].as_slice())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            let (origin, _) = read_all_of(&bytes).await;
+            match origin {
+                Err(ProxyError::TooLong(n)) if refused => assert_eq!(n, 12 + tlvs),
+                Ok(Origin::Client(_)) if !refused => {}
+                other => panic!("{tlvs} bytes of TLVs: {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -208,7 +208,7 @@ impl Server {
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         // The database several instances share (--metadata), for an s3:// store.
         let database = match &options.metadata {
-            Some(url) => Some(Database::connect(url).await?),
+            Some(url) => Some(Database::connect(url, options.metadata_ca.as_deref()).await?),
             None => None,
         };
         if let Some(database) = &database {
@@ -235,15 +235,6 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             health,
         })
-    }
-
-    /// Shares the CA and the CRL through `database`, as `--metadata` does (which the options
-    /// allow only with an s3:// store): for embedding and tests of the shared CRL with a
-    /// local store. Fails as [`bind`](Server::bind) does when the database holds another CA.
-    pub async fn share_trust(mut self, database: Database) -> Result<Server, ServerError> {
-        share_ca(&database, self.verifier.ca_path()).await?;
-        self.database = Some(database);
-        Ok(self)
     }
 
     /// The bound address (the real port when listening on port 0).
@@ -366,6 +357,7 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let Some(proxy) = &proxy else {
+                            // Refused: closed at once, unread, the cheapest answer to a flood.
                             if let Some(permit) = admit(&admission, peer, &metrics, &refusals) {
                                 tasks.spawn(connection(
                                     tcp,
@@ -528,8 +520,12 @@ async fn proxied_connection(
     sessions: Arc<Semaphore>,
     shared: Arc<Shared>,
 ) {
+    let started = Instant::now();
     let origin = proxy::read_header(&mut tcp, pre_auth.timeout).await;
     drop(reading);
+    // One handshake timeout for the header and the TLS handshake together.
+    let mut pre_auth = pre_auth;
+    pre_auth.timeout = pre_auth.timeout.saturating_sub(started.elapsed());
     let peer = match origin {
         Ok(origin) => origin.address(balancer),
         Err(e) => {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use ferry_server::pg::Database;
 use ferry_server::{Args, ServerOptions};
 
 #[cfg(feature = "web")]
@@ -75,12 +76,22 @@ mod with_web {
     impl ReservedPage {
         /// Starts the page; it reaches the server on its own address (0.0.0.0 becomes
         /// 127.0.0.1, which the server certificate carries).
-        pub fn start(self, server: SocketAddr) -> anyhow::Result<RunningPage> {
+        pub async fn start(
+            self,
+            server: SocketAddr,
+            database: Option<&Database>,
+        ) -> anyhow::Result<RunningPage> {
             let mut options = self.page.options;
             options.server = ferry_web::server_address_for(server);
-            ferry_web::WebServer::on_listener(options, self.listener)
-                .map(RunningPage)
-                .context("web page")
+            let page =
+                ferry_web::WebServer::on_listener(options, self.listener).context("web page")?;
+            if let Some(database) = database {
+                let shared = ferry_web::SharedSessions::open(database.pool().clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("web page: sharing sessions: {e}"))?;
+                page.share_sessions(shared);
+            }
+            Ok(RunningPage(page))
         }
     }
 
@@ -135,7 +146,11 @@ mod without_web {
     pub enum ReservedPage {}
 
     impl ReservedPage {
-        pub fn start(self, _server: SocketAddr) -> anyhow::Result<RunningPage> {
+        pub async fn start(
+            self,
+            _server: SocketAddr,
+            _database: Option<&Database>,
+        ) -> anyhow::Result<RunningPage> {
             match self {}
         }
     }

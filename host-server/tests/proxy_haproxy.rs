@@ -3,7 +3,7 @@
 //! passes through, health checks with a client certificate of their own mark the instances
 //! up, an upload through the balancer is logged with the client's own address, a direct
 //! connection without a PROXY header is refused, and once an instance is killed HAProxy
-//! marks it down and the next upload lands on the other.
+//! marks it down and the next upload (with `ferry`'s client library) lands on the other.
 //!
 //! Needs `haproxy` (Debian's package); the test fails, not skips, without it.
 
@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_testkit::data::pseudo_random;
+use ferry_testkit::data::{pseudo_random, write_file};
 use ferry_testkit::pki::Pki;
+use ferry_tokio::client::Client;
 use server_support::binary::start;
 use server_support::TestClient;
 
@@ -49,25 +50,40 @@ fn free_port() -> u16 {
 }
 
 impl Haproxy {
+    /// Starts HAProxy on a free port; on another one should that port be taken meanwhile.
     fn start(dir: &Path, instances: [SocketAddr; 2]) -> Haproxy {
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let stats = dir.join("stats.sock");
-        let child = Command::new("haproxy")
-            .args(["-db", "-f", CONFIG])
-            .env("FERRY_FRONT", front.to_string())
-            .env("FERRY_1", instances[0].to_string())
-            .env("FERRY_2", instances[1].to_string())
-            .env("FERRY_CERTS", dir)
-            .env("FERRY_STATS", &stats)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (Debian package haproxy) starts");
-        Haproxy {
-            child,
-            front,
-            stats,
+        for _ in 0..5 {
+            let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let stats = dir.join("stats.sock");
+            let _ = std::fs::remove_file(&stats);
+            let child = Command::new("haproxy")
+                .args(["-db", "-f", CONFIG])
+                .env("FERRY_FRONT", front.to_string())
+                .env("FERRY_1", instances[0].to_string())
+                .env("FERRY_2", instances[1].to_string())
+                .env("FERRY_CERTS", dir)
+                .env("FERRY_STATS", &stats)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("haproxy (Debian package haproxy) starts");
+            let mut haproxy = Haproxy {
+                child,
+                front,
+                stats,
+            };
+            let started = Instant::now();
+            while started.elapsed() < STATE_CHANGE {
+                if haproxy.ask("show info").is_some() {
+                    return haproxy;
+                }
+                if haproxy.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        panic!("haproxy did not start (haproxy -c -f {CONFIG} says why)");
     }
 
     /// The runtime API's answer to `command`.
@@ -174,8 +190,13 @@ async fn haproxy_passes_clients_through_with_their_address_and_fails_over() {
     killed.signal("KILL");
     let (_, killed_log) = killed.wait(Duration::from_secs(10));
     haproxy.wait_status(killed_name, "DOWN");
+    // This one with the client library of `ferry`.
     let second = pseudo_random(300_000, 2);
-    upload(haproxy.front, &pki, "second.bin", &second).await;
+    let local = write_file(root.path(), "second.bin", &second);
+    let mut ferry = Client::new(pki.client_options("alice", haproxy.front));
+    let report = ferry.upload_file(&local, "second.bin", &mut |_| {}).await;
+    ferry.close().await;
+    report.expect("the ferry client uploads through HAProxy");
     assert_eq!(
         std::fs::read(survivor.storage.join("alice/files/second.bin")).unwrap(),
         second

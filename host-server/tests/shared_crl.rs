@@ -4,8 +4,8 @@
 //! first's directory is refused by the second within seconds, and its live session there
 //! ends; a server of another CA refuses to start on that database.
 //!
-//! The servers share the database through [`Server::share_trust`] (the options accept
-//! `--metadata` only with an s3:// store).
+//! The servers run as the options of a cluster say: `--store s3://` on one s3s-fs bucket
+//! (each server its own spool), `--metadata` on one PostgreSQL database.
 
 mod server_support;
 
@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_certs::{CertDir, CrlVersion, InitOptions};
-use ferry_server::pg::Database;
 use ferry_server::{Server, ServerError, ServerOptions};
-use ferry_testkit::cluster::Postgres;
+use ferry_testkit::cluster::{Postgres, S3Server};
 use ferry_testkit::pki::Pki;
 use server_support::{is_refused, Error, TestClient};
 use tokio::sync::oneshot;
@@ -30,19 +29,48 @@ struct Running {
     _stop: oneshot::Sender<()>,
 }
 
-fn options(root: &Path) -> ServerOptions {
-    ServerOptions {
-        listen: "127.0.0.1:0".into(),
-        ..ServerOptions::in_data_dir(ferry_certs::DataDir::new(root))
-    }
+/// Where the servers keep their files and state.
+struct Shared {
+    _postgres: Arc<Postgres>,
+    s3: Arc<S3Server>,
+    bucket: String,
+    metadata: String,
 }
 
-async fn bind(root: &Path, url: &str) -> Result<Server, ServerError> {
-    let database = Database::connect(url).await?;
-    Server::bind(options(root))
-        .await?
-        .share_trust(database)
+impl Shared {
+    async fn start() -> Shared {
+        tokio::task::spawn_blocking(|| {
+            let postgres = Postgres::shared().expect("PostgreSQL starts");
+            let s3 = S3Server::shared().expect("s3s-fs starts");
+            let bucket = format!("ferry-crl-{}", fastrand::u32(..));
+            s3.create_bucket(&bucket).unwrap();
+            let metadata = postgres.unique_database("crl").unwrap();
+            Shared {
+                _postgres: postgres,
+                s3,
+                bucket,
+                metadata,
+            }
+        })
         .await
+        .unwrap()
+    }
+
+    /// A server with certificates in `root/certs` and its spool in `root/spool`.
+    async fn bind(&self, root: &Path) -> Result<Server, ServerError> {
+        let options = ServerOptions {
+            listen: "127.0.0.1:0".into(),
+            store: format!("s3://{}/files", self.bucket),
+            metadata: Some(self.metadata.clone()),
+            s3_endpoint: Some(self.s3.endpoint()),
+            s3_region: Some(self.s3.region().into()),
+            s3_access_key_id: Some(self.s3.access_key().into()),
+            s3_secret_access_key: Some(self.s3.secret_key().into()),
+            spool: root.join("spool"),
+            ..ServerOptions::in_data_dir(ferry_certs::DataDir::new(root))
+        };
+        Server::bind(options).await
+    }
 }
 
 fn serve(server: Server) -> Running {
@@ -77,21 +105,9 @@ fn crl_version(dir: &CertDir) -> CrlVersion {
     CrlVersion::of_pem(&std::fs::read(dir.crl()).unwrap(), &dir.crl()).unwrap()
 }
 
-async fn postgres() -> Arc<Postgres> {
-    tokio::task::spawn_blocking(|| Postgres::shared().expect("PostgreSQL starts"))
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_in_one_certificate_directory_reaches_the_other_instance() {
-    let postgres = postgres().await;
-    let url = {
-        let postgres = postgres.clone();
-        tokio::task::spawn_blocking(move || postgres.unique_database("crl").unwrap())
-            .await
-            .unwrap()
-    };
+    let shared = Shared::start().await;
     let root = tempfile::tempdir().unwrap();
     let (first_root, second_root) = (root.path().join("first"), root.path().join("second"));
     let first_certs = CertDir::new(first_root.join("certs"));
@@ -103,12 +119,14 @@ async fn a_revocation_in_one_certificate_directory_reaches_the_other_instance() 
     assert!(!second_certs.ca_key().exists());
 
     let first = serve(
-        bind(&first_root, &url)
+        shared
+            .bind(&first_root)
             .await
             .expect("the first server starts"),
     );
     let second = serve(
-        bind(&second_root, &url)
+        shared
+            .bind(&second_root)
             .await
             .expect("the second server starts"),
     );
@@ -151,7 +169,8 @@ async fn a_revocation_in_one_certificate_directory_reaches_the_other_instance() 
     let third_root = root.path().join("third");
     copy_public(&second_certs, &CertDir::new(third_root.join("certs")));
     let third = serve(
-        bind(&third_root, &url)
+        shared
+            .bind(&third_root)
             .await
             .expect("the third server starts"),
     );
@@ -167,7 +186,7 @@ async fn a_revocation_in_one_certificate_directory_reaches_the_other_instance() 
 
     // Another CA on the same database: refused at start, with the way out in the message.
     let other_root = root.path().join("other");
-    let refused = bind(&other_root, &url).await.unwrap_err();
+    let refused = shared.bind(&other_root).await.unwrap_err();
     let text = refused.to_string();
     assert!(
         matches!(refused, ServerError::SharedCa(_)) && text.contains("another CA"),

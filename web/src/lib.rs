@@ -96,6 +96,7 @@ mod metrics;
 mod routes;
 mod scratch;
 mod session;
+mod shared;
 mod store;
 mod tls;
 mod tus;
@@ -116,6 +117,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::limits::{ConnectionRefusal, Refusals, Source};
 
 pub use session::SESSION_COOKIE;
+pub use shared::SharedSessions;
 
 /// Default address of the page.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
@@ -478,6 +480,13 @@ impl WebServer {
         )
     }
 
+    /// Shares browser sessions with the pages of other Ferry servers on the same database
+    /// (see [`SharedSessions`]): a session made on one is known to all within about a
+    /// second.
+    pub fn share_sessions(&self, shared: SharedSessions) {
+        self.state.sessions.share(shared);
+    }
+
     /// Serves the page until `shutdown` completes, then stops accepting and gives running
     /// requests a few seconds to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), WebError> {
@@ -494,6 +503,7 @@ impl WebServer {
         let mut refused_since_log = 0u64;
         let mut last_refusal_log = std::time::Instant::now();
         let expiry = tokio::spawn(routes::expire_sessions(state.clone()));
+        let shared = tokio::spawn(routes::apply_shared_sessions(state.clone()));
         tracing::info!(
             "web page on {}://{local_addr} for the Ferry server {}",
             if tls.is_some() { "https" } else { "http" },
@@ -572,6 +582,7 @@ impl WebServer {
         }
         drop(listener);
         expiry.abort();
+        shared.abort();
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
             .is_err()

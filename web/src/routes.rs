@@ -212,6 +212,19 @@ pub(crate) async fn expire_sessions(state: Arc<State>) {
     }
 }
 
+/// How often the sessions other servers' pages share are applied.
+const SHARED_POLL: Duration = Duration::from_secs(1);
+
+/// Applies the sessions shared through the database, until aborted.
+pub(crate) async fn apply_shared_sessions(state: Arc<State>) {
+    let mut tick = tokio::time::interval(SHARED_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        state.sessions.apply_shared().await;
+    }
+}
+
 /// A request stopped before the routes: answered by [`recover`].
 #[derive(Debug)]
 enum Intercept {

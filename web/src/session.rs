@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_certs::{Ca, CertDir, ClientIdentity};
@@ -15,6 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
+use crate::shared::{Change, SharedSessions};
 use crate::store::{Record, Store};
 
 /// Name of the session cookie.
@@ -174,6 +175,10 @@ pub(crate) struct Sessions {
     pub evicted: AtomicU64,
     /// Sessions ended at the end of their lifetime.
     pub expired: AtomicU64,
+    /// The log shared with other servers' pages, if their database is configured.
+    shared: OnceLock<SharedSessions>,
+    /// The last sequence number of the shared log applied here.
+    seen: AtomicI64,
 }
 
 /// Why a session ends (its identity with it).
@@ -211,6 +216,8 @@ impl Sessions {
             admission: tokio::sync::Mutex::new(()),
             evicted: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            shared: OnceLock::new(),
+            seen: AtomicI64::new(0),
         })
     }
 
@@ -242,11 +249,100 @@ impl Sessions {
     /// Notes that `session` stored a file (so its identity is never pruned).
     pub fn mark_stored(&self, session: &Session) {
         if !session.stored.swap(true, Ordering::Relaxed) {
-            if let Err(e) = self
-                .store
-                .save(&hex::encode(session.key), &session.current_record())
-            {
+            let key = hex::encode(session.key);
+            let record = session.current_record();
+            if let Err(e) = self.store.save(&key, &record) {
                 tracing::warn!("{}: cannot update the session record: {e}", session.name());
+            }
+            if let Some(shared) = self.shared.get().cloned() {
+                tokio::spawn(async move {
+                    if let Err(e) = shared.publish(&key, Some(&record)).await {
+                        tracing::warn!("{}: cannot share the session record: {e}", record.name);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Shares sessions with the pages of other servers on one database from now on: what
+    /// this page makes or ends is published, and [`Sessions::apply_shared`] takes theirs.
+    pub fn share(&self, shared: SharedSessions) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// Publishes `session`'s record (a failure is logged: the session still works here).
+    async fn publish(&self, key: &[u8; 32], record: Option<&Record>) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        if let Err(e) = shared.publish(&hex::encode(key), record).await {
+            tracing::warn!("cannot share a session change with the other servers: {e}");
+        }
+    }
+
+    /// Applies the shared log's changes since the last call: sessions made by other
+    /// servers' pages are kept here too (in memory and in the state directory), sessions
+    /// ended there end here. Returns how many changes were applied.
+    pub async fn apply_shared(&self) -> usize {
+        let Some(shared) = self.shared.get() else {
+            return 0;
+        };
+        let changes = match shared
+            .changes_since(self.seen.load(Ordering::Relaxed))
+            .await
+        {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::warn!("cannot read the sessions shared by the other servers: {e}");
+                return 0;
+            }
+        };
+        let mut applied = 0;
+        for Change { key, record, seq } in changes {
+            self.seen.fetch_max(seq, Ordering::Relaxed);
+            let mut raw = [0u8; 32];
+            if hex::decode_to_slice(&key, &mut raw).is_err() {
+                continue;
+            }
+            applied += usize::from(self.apply_change(raw, &key, record));
+        }
+        applied
+    }
+
+    /// One change of the shared log; whether it changed anything here.
+    fn apply_change(&self, raw: [u8; 32], key: &str, record: Option<Record>) -> bool {
+        let known = self.map.lock().expect("sessions lock").get(&raw).cloned();
+        match (record, known) {
+            (None, None) => false,
+            (None, Some(session)) => {
+                self.map.lock().expect("sessions lock").remove(&raw);
+                if let Err(e) = self.store.remove(key, &[]) {
+                    tracing::warn!("{}: cannot remove the session record: {e}", session.name());
+                }
+                true
+            }
+            (Some(record), Some(session)) => {
+                // Only `stored` changes in a session's life.
+                record.stored && !session.stored.swap(true, Ordering::Relaxed)
+            }
+            (Some(record), None) => {
+                let name = record.name.clone();
+                match Session::from_record(raw, record, &self.config.server) {
+                    Ok(session) => {
+                        if let Err(e) = self.store.save(key, &session.current_record()) {
+                            tracing::warn!("{name}: cannot keep the shared session: {e}");
+                        }
+                        self.map
+                            .lock()
+                            .expect("sessions lock")
+                            .insert(raw, Arc::new(session));
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!("{name}: unusable shared session: {e}");
+                        false
+                    }
+                }
             }
         }
     }
@@ -271,6 +367,7 @@ impl Sessions {
         if let Err(e) = self.store.remove(&hex::encode(key), &[]) {
             tracing::warn!("{}: cannot remove the session record: {e}", record.name);
         }
+        self.publish(key, None).await;
         let counter = match why {
             Ending::Expired => Some(&self.expired),
             Ending::Evicted => Some(&self.evicted),
@@ -465,6 +562,8 @@ impl Sessions {
             issued_here: true,
             stored: false,
         })?;
+        self.publish(&session.key, Some(&session.current_record()))
+            .await;
         tracing::info!(
             "new session: identity {} (fingerprint {})",
             session.name(),
@@ -530,6 +629,8 @@ impl Sessions {
             issued_here: false,
             stored: true,
         })?;
+        self.publish(&session.key, Some(&session.current_record()))
+            .await;
         tracing::info!("session from a loaded bundle: identity {}", session.name());
         Ok((secret, session))
     }
@@ -573,6 +674,66 @@ mod tests {
             ferry_certs::init(&certs, &ferry_certs::InitOptions::default()).unwrap();
         }
         Sessions::new(certs.load_ca().unwrap(), config(dir, max, idle)).unwrap()
+    }
+
+    /// A pool on a fresh database of a real PostgreSQL (the testkit starts one).
+    fn shared_pool(postgres: &ferry_testkit::cluster::Postgres) -> deadpool_postgres::Pool {
+        let url = postgres.unique_database("web_sessions").unwrap();
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(2)
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_made_or_ended_on_one_page_reach_the_other() {
+        let postgres = ferry_testkit::cluster::Postgres::shared().unwrap();
+        let pool = shared_pool(&postgres);
+        // Two pages of two servers: one CA (the certs directory), their own state directories.
+        let dir = tempfile::tempdir().unwrap();
+        let one = store(dir.path(), 10, Duration::from_secs(600));
+        let mut other_config = config(dir.path(), 10, Duration::from_secs(600));
+        other_config.state_dir = dir.path().join("web-other");
+        let other = Sessions::new(
+            CertDir::new(dir.path().join("certs")).load_ca().unwrap(),
+            other_config,
+        )
+        .unwrap();
+        one.share(SharedSessions::open(pool.clone()).await.unwrap());
+        other.share(SharedSessions::open(pool).await.unwrap());
+
+        let (secret, made) = one.create().await.unwrap();
+        assert!(other.get(&secret).is_none(), "not applied yet");
+        assert_eq!(other.apply_shared().await, 1);
+        let seen = other
+            .get(&secret)
+            .expect("the session reached the other page");
+        assert_eq!(seen.name(), made.name());
+        assert_eq!(seen.key_pem(), made.key_pem());
+        // Kept in the other page's state directory too, so it outlives a restart there.
+        let key = hex::encode(made.key);
+        assert!(other.store.load::<Record>(&key).unwrap().is_some());
+        // Applying again changes nothing (the overlap re-reads the row).
+        assert_eq!(other.apply_shared().await, 0);
+
+        one.mark_stored(&made);
+        let mut stored = false;
+        for _ in 0..100 {
+            other.apply_shared().await;
+            stored = seen.stored.load(Ordering::Relaxed);
+            if stored {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(stored, "the stored mark reached the other page");
+
+        assert!(one.end(&made.key, &made.record, Ending::Expired).await);
+        assert_eq!(other.apply_shared().await, 1);
+        assert!(other.get(&secret).is_none(), "ended everywhere");
+        assert!(other.store.load::<Record>(&key).unwrap().is_none());
     }
 
     #[tokio::test]
