@@ -1047,6 +1047,7 @@ mod tests {
             ..ServerOptions::default()
         };
         options.storage = "/data".into();
+        options.store = "file:///data".into();
         let file: FileConfig = toml::from_str(&options.to_toml()).unwrap();
         assert_eq!(
             ServerOptions::resolve(&Args::default(), &file).unwrap(),

@@ -4,6 +4,8 @@
 //! "two instances" are two `S3Store`s on the same bucket and database, each with its own
 //! pool, lock connection and spool directory.
 
+mod server_support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -15,6 +17,8 @@ use ferry_server::storage::{
     FileMeta, ListItem, Precondition, S3Config, S3Store, StorageError, Store, Upload,
 };
 use ferry_testkit::cluster::{Postgres, S3Server};
+use ferry_testkit::server::InProcess;
+use server_support::Clients;
 
 const MIB: u64 = 1 << 20;
 /// S3's smallest part: the tests' part size, so that multipart files stay small.
@@ -53,8 +57,12 @@ impl Default for Limits {
 }
 
 fn env(test: &str) -> Env {
+    env_on(test, S3Server::shared().expect("s3s-fs"))
+}
+
+/// On an S3 server of its own: for a test that looks at all of the server's files.
+fn env_on(test: &str, s3: Arc<S3Server>) -> Env {
     let postgres = Postgres::shared().expect("PostgreSQL");
-    let s3 = S3Server::shared().expect("s3s-fs");
     let url = postgres.unique_database(test).unwrap();
     let database = url.rsplit('/').next().unwrap().to_string();
     let bucket = database.replace('_', "-");
@@ -96,7 +104,7 @@ impl Env {
         };
         let url = self.postgres.database_url(&self.database);
         self.runtime.block_on(async {
-            let db = Database::connect(&url).await.unwrap();
+            let db = Database::connect(&url, None).await.unwrap();
             S3Store::open(config, db).await.unwrap()
         })
     }
@@ -126,6 +134,24 @@ impl Env {
     }
 }
 
+/// Every file below `dir`.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for path in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+    {
+        if path.is_dir() {
+            found.extend(files_below(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -138,8 +164,7 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn data(size: u64, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    (0..size).map(|_| rng.u8(..)).collect()
+    ferry_testkit::data::pseudo_random(size as usize, seed)
 }
 
 fn layout(data: &[u8]) -> Layout {
@@ -168,7 +193,12 @@ fn send(upload: &mut dyn Upload, data: &[u8], chunks: std::ops::Range<u64>) {
 
 /// Uploads as a client does: resumes from the held chunks, or starts afresh when one differs
 /// from the data (the core's `SourceChanged`, which the client answers with a fresh upload).
-fn upload(store: &dyn Store, client: &str, name: &str, data: &[u8]) -> Result<FileMeta, StorageError> {
+fn upload(
+    store: &dyn Store,
+    client: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<FileMeta, StorageError> {
     let size = data.len() as u64;
     let mut upload = store.begin_upload(client, name, size, CHUNK, false)?;
     let changed = upload.held_chunks().any(|(index, digest)| {
@@ -211,7 +241,15 @@ fn read_file(file: &mut dyn ferry_server::storage::StoredFile) -> Vec<u8> {
 fn round_trips_around_the_part_size() {
     let env = env("s3_round_trip");
     let store = env.store("a", Limits::default());
-    let sizes = [0, 1, PART - 1, PART, PART + 1, 2 * PART + 3 * u64::from(CHUNK) + 7];
+    let sizes = [
+        0,
+        1,
+        PART - 1,
+        PART,
+        PART + 1,
+        2 * PART + 3 * u64::from(CHUNK) + 7,
+        100 * MIB,
+    ];
     let mut total = 0;
     for (seed, size) in sizes.into_iter().enumerate() {
         let name = format!("size-{size}");
@@ -239,7 +277,13 @@ fn round_trips_around_the_part_size() {
     // An identical file completes without data.
     let bytes = data(PART + 1, 4);
     let again = store
-        .begin_upload(CLIENT, &format!("size-{}", PART + 1), PART + 1, CHUNK, false)
+        .begin_upload(
+            CLIENT,
+            &format!("size-{}", PART + 1),
+            PART + 1,
+            CHUNK,
+            false,
+        )
         .unwrap();
     assert!(again.is_already_stored());
     assert_eq!(again.held_chunks().count() as u64, layout(&bytes).chunks());
@@ -260,21 +304,31 @@ fn an_upload_cut_on_one_instance_resumes_on_another_from_the_last_part() {
         send(upload.as_mut(), &bytes, 0..per_part + per_part / 2);
         assert_eq!(env.sql("SELECT count(*) FROM ferry_parts"), "1");
         assert!(!files_in(&env.spool("a")).is_empty());
-        // Instance A stops without a commit: its lock connection closes with it.
+        // Instance A dies: nothing of it runs again (the upload is never dropped), and
+        // PostgreSQL sees its connections close, which releases its lock on the name.
+        std::mem::forget(upload);
+        let closed = env.sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        assert_ne!(closed, "0");
     }
-    assert!(
-        files_in(&env.spool("a")).is_empty(),
-        "chunks of parts not sent are not kept"
-    );
     let second = env.store("b", Limits::default());
     let mut upload = second
         .begin_upload(CLIENT, "big", bytes.len() as u64, CHUNK, false)
         .unwrap();
     let held: Vec<u64> = upload.held_chunks().map(|(index, _)| index).collect();
-    assert_eq!(held, (0..per_part).collect::<Vec<_>>(), "held = the recorded part");
+    assert_eq!(
+        held,
+        (0..per_part).collect::<Vec<_>>(),
+        "held = the recorded part"
+    );
     for (index, digest) in upload.held_chunks() {
         let offset = layout(&bytes).offset(index) as usize;
-        assert_eq!(digest, chunk_digest(&bytes[offset..offset + CHUNK as usize]));
+        assert_eq!(
+            digest,
+            chunk_digest(&bytes[offset..offset + CHUNK as usize])
+        );
     }
     send(upload.as_mut(), &bytes, 0..chunks);
     upload
@@ -289,8 +343,13 @@ fn an_upload_cut_on_one_instance_resumes_on_another_from_the_last_part() {
     let mut upload = second
         .begin_upload(CLIENT, "other", bytes.len() as u64, CHUNK, false)
         .unwrap();
-    send(upload.as_mut(), &bytes, 0..per_part);
+    send(upload.as_mut(), &bytes, 0..per_part + 1);
+    assert!(!files_in(&env.spool("b")).is_empty());
     drop(upload);
+    assert!(
+        files_in(&env.spool("b")).is_empty(),
+        "chunks of parts not sent are not kept"
+    );
     let upload = second
         .begin_upload(CLIENT, "other", bytes.len() as u64, CHUNK, true)
         .unwrap();
@@ -326,7 +385,7 @@ fn one_upload_per_name_across_instances() {
     for round in 0..4u64 {
         let versions = [data(PART + 1, 100 + round), data(PART + 1, 200 + round)];
         let barrier = Arc::new(Barrier::new(2));
-        let results: Vec<_> = [a.clone(), b.clone()]
+        let threads: Vec<_> = [a.clone(), b.clone()]
             .into_iter()
             .zip(versions.clone())
             .map(|(store, bytes)| {
@@ -337,8 +396,8 @@ fn one_upload_per_name_across_instances() {
                     (result, SystemTime::now())
                 })
             })
-            .map(|thread| thread.join().unwrap())
             .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         let mut committed = Vec::new();
         for (i, (result, at)) in results.iter().enumerate() {
             match result {
@@ -350,11 +409,15 @@ fn one_upload_per_name_across_instances() {
         assert!(!committed.is_empty(), "round {round}: one upload commits");
         let stored = read(a.as_ref(), CLIENT, "raced");
         let winner = committed.iter().max().unwrap().1;
-        assert!(stored == versions[winner], "round {round}: the last commit wins whole");
+        assert!(
+            stored == versions[winner],
+            "round {round}: the last commit wins whole"
+        );
         let meta = b.open(CLIENT, "raced", CHUNK).unwrap().meta().clone();
         assert_eq!(meta.digest, FileDigest::of(&stored, CHUNK).to_string());
     }
-    assert_eq!(a.usage(CLIENT).unwrap(), PART + 1);
+    // The file, and the two partial uploads of 10 bytes left at the start.
+    assert_eq!(a.usage(CLIENT).unwrap(), PART + 1 + 20);
 }
 
 #[test]
@@ -365,7 +428,10 @@ fn quota_holds_across_instances() {
         max_files: 10,
         ..Limits::default()
     };
-    let stores = [Arc::new(env.store("a", limits)), Arc::new(env.store("b", limits))];
+    let stores = [
+        Arc::new(env.store("a", limits)),
+        Arc::new(env.store("b", limits)),
+    ];
     // Eight reservations of 1 MiB at once on two instances: exactly three fit.
     let barrier = Arc::new(Barrier::new(8));
     let threads: Vec<_> = (0..8)
@@ -434,7 +500,7 @@ fn quota_holds_across_instances() {
 
 #[test]
 fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
-    let env = env("s3_expiry");
+    let env = env_on("s3_expiry", Arc::new(S3Server::start().expect("s3s-fs")));
     let a = env.store("a", Limits::default());
     let bytes = data(2 * PART, 9);
     let mut abandoned = a
@@ -446,6 +512,14 @@ fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
     let b = env.store("b", Limits::default());
     assert_eq!(b.expire_partials(later).unwrap(), 0);
     drop(abandoned);
+    // s3s-fs keeps a multipart upload's state and parts in files named `.upload…`.
+    let multipart = || {
+        files_below(env.s3.root())
+            .into_iter()
+            .filter(|path| path.to_string_lossy().contains(".upload"))
+            .count()
+    };
+    assert!(multipart() > 0);
     // Not yet expired: kept.
     assert_eq!(b.expire_partials(SystemTime::now()).unwrap(), 0);
     assert_eq!(b.usage(CLIENT).unwrap(), bytes.len() as u64);
@@ -455,6 +529,7 @@ fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
     assert_eq!(env.sql("SELECT count(*) FROM ferry_partials"), "0");
     assert_eq!(env.sql("SELECT count(*) FROM ferry_parts"), "0");
     assert_eq!(env.sql("SELECT count(*) FROM ferry_garbage"), "0");
+    assert_eq!(multipart(), 0, "the multipart upload is aborted");
     // The multipart upload is aborted: a new upload of the name starts from nothing.
     let upload = a
         .begin_upload(CLIENT, "abandoned", bytes.len() as u64, CHUNK, false)
@@ -469,7 +544,10 @@ fn expiry_aborts_abandoned_uploads_and_deletes_replaced_objects() {
     let mut reading = b.open(CLIENT, "doc", CHUNK).unwrap();
     upload_ok(&b, "doc", &new);
     assert_eq!(env.objects(CLIENT).len(), 2);
-    assert!(read_file(reading.as_mut()) == old, "the open version stays readable");
+    assert!(
+        read_file(reading.as_mut()) == old,
+        "the open version stays readable"
+    );
     assert!(read(&a, CLIENT, "doc") == new);
     b.expire_partials(SystemTime::now()).unwrap();
     assert_eq!(env.objects(CLIENT).len(), 2, "within the grace period");
@@ -533,7 +611,10 @@ fn list_in_byte_order_delete_and_folders() {
     // Delete, on either instance.
     let before = a.usage(CLIENT).unwrap();
     b.delete(CLIENT, "a/x").unwrap();
-    assert!(matches!(a.delete(CLIENT, "a/x"), Err(StorageError::NotFound)));
+    assert!(matches!(
+        a.delete(CLIENT, "a/x"),
+        Err(StorageError::NotFound)
+    ));
     assert!(matches!(
         a.open(CLIENT, "a/x", CHUNK),
         Err(StorageError::NotFound)
@@ -541,5 +622,85 @@ fn list_in_byte_order_delete_and_folders() {
     assert_eq!(a.usage(CLIENT).unwrap(), before - 3);
     assert_eq!(listed(&a, "a", "", 100), ["a-", "a/y"]);
     // Another identity sees none of it.
-    assert!(listed(&a, "", "", 100).len() == 6 && a.list("bob", "", "", 10, CHUNK).unwrap().is_empty());
+    assert!(
+        listed(&a, "", "", 100).len() == 6 && a.list("bob", "", "", 10, CHUNK).unwrap().is_empty()
+    );
+}
+
+/// Two servers (the library's `Server`, as the binary runs it) with `--store s3://…
+/// --metadata postgres://…` on one bucket and database, and a protocol client over mutual
+/// TLS: an upload cut on the first server resumes on the second from its last stored part,
+/// and either server serves the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_the_bucket_and_resume_each_others_uploads() {
+    let (postgres, s3) = tokio::task::spawn_blocking(|| {
+        (
+            Postgres::shared().expect("PostgreSQL"),
+            S3Server::shared().expect("s3s-fs"),
+        )
+    })
+    .await
+    .unwrap();
+    let url = postgres.unique_database("s3_servers").unwrap();
+    let bucket = url.rsplit('/').next().unwrap().replace('_', "-");
+    s3.create_bucket(&bucket).unwrap();
+    let s3_options = |options: &mut ferry_server::ServerOptions| {
+        options.store = format!("s3://{bucket}/ferry");
+        options.metadata = Some(url.clone());
+        options.s3_endpoint = Some(s3.endpoint());
+        options.s3_region = Some(s3.region().into());
+        options.s3_access_key_id = Some(s3.access_key().into());
+        options.s3_secret_access_key = Some(s3.secret_key().into());
+        options.s3_part_size = PART;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let mut first = InProcess::start(&root.path().join("a"), s3_options).await;
+    let certs = first.certs.clone();
+    let second = InProcess::start(&root.path().join("b"), |options| {
+        s3_options(options);
+        options.certs = certs;
+    })
+    .await;
+    let bytes = data(2 * PART + 12_345, 11);
+    let per_part = PART / u64::from(CHUNK);
+    {
+        let mut client = first.local().await;
+        let cut = client
+            .upload_until("big", &bytes, false, Some(per_part + per_part / 2))
+            .await;
+        assert!(cut.is_err());
+    }
+    first.stop().await;
+    let mut client = second.local().await;
+    let uploaded = client.upload("big", &bytes, false).await.unwrap();
+    assert_eq!(uploaded.digest, FileDigest::of(&bytes, CHUNK));
+    assert_eq!(uploaded.held, per_part, "resumed from the one stored part");
+    let (back, _) = client.download("big").await.unwrap();
+    assert!(back == bytes);
+    let listed = client.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // The first server, started again, serves it too.
+    let again = InProcess::start(&root.path().join("a"), |options| {
+        s3_options(options);
+        options.certs = second.certs.clone();
+    })
+    .await;
+    let (back, _) = again.local().await.download("big").await.unwrap();
+    assert!(back == bytes);
+}
+
+/// `/readyz` in s3 mode: the store probe sees the database and the bucket, and fails soon
+/// when the S3 server is gone.
+#[test]
+fn the_probe_sees_the_s3_server_go() {
+    let own = S3Server::start().expect("s3s-fs");
+    let env = env_on("s3_probe", Arc::new(own));
+    let store = env.store("a", Limits::default());
+    let found = store.probe().unwrap().unwrap();
+    assert!(found.contains("reachable"), "{found}");
+    let mut s3 = env.s3;
+    Arc::get_mut(&mut s3).unwrap().kill();
+    let started = std::time::Instant::now();
+    assert!(matches!(store.probe(), Err(StorageError::Remote { .. })));
+    assert!(started.elapsed() < Duration::from_secs(20));
 }

@@ -1,6 +1,8 @@
 //! The storage seam: the server reaches committed files, partial uploads, their metadata
 //! and the quota only through [`Store`], [`Upload`] and [`StoredFile`]. [`LocalStore`]
-//! implements them on a local file system (see [`local`] for its layout and durability).
+//! implements them on a local file system (see [`local`] for its layout and durability),
+//! [`S3Store`] on an S3 bucket with the metadata in PostgreSQL, shared by several servers
+//! (see [`s3`]); [`open_store`] opens the one `--store` names.
 //!
 //! The traits are shaped for an object store too (several servers sharing one store, an
 //! upload cut on one server resumed on another):

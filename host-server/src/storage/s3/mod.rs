@@ -62,6 +62,9 @@ use super::error::{io_err, remote_err};
 use super::{FileMeta, StorageError, Store, StoredFile, Upload};
 use crate::pg::Database;
 
+/// How long the readiness probe waits for the object store.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Parts held in memory at once by one instance (each `part_size` bytes).
 const PART_BUFFERS: usize = 4;
 
@@ -204,12 +207,19 @@ impl S3Store {
                 .map_err(crate::pg::db_err("probing the database"))
         })?;
         let probe = Path::from(format!("{}.ferry-probe", shared.config.prefix));
-        match shared.runtime.block_on(shared.s3.head(&probe)) {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(format!(
+        let context = format!("probing s3://{}", shared.config.bucket);
+        // Without the client's retries, which would hold a readiness check for minutes.
+        let head = async { tokio::time::timeout(PROBE_TIMEOUT, shared.s3.head(&probe)).await };
+        match shared.runtime.block_on(head) {
+            Ok(Ok(_) | Err(object_store::Error::NotFound { .. })) => Ok(format!(
                 "database and s3://{}/{} reachable",
                 shared.config.bucket, shared.config.prefix
             )),
-            Err(e) => Err(remote_err(format!("probing s3://{}", shared.config.bucket))(e)),
+            Ok(Err(e)) => Err(remote_err(context)(e)),
+            Err(_) => Err(StorageError::Remote {
+                context,
+                reason: format!("no answer within {PROBE_TIMEOUT:?}"),
+            }),
         }
     }
 
@@ -361,8 +371,10 @@ impl Store for S3Store {
                 }
                 partial
             }
-            _ => {
-                self.drop_partial(client, name)?;
+            recorded => {
+                if fresh || recorded.is_some() {
+                    self.drop_partial(client, name)?;
+                }
                 let identical = if fresh {
                     None
                 } else {
