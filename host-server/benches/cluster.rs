@@ -253,7 +253,19 @@ fn balanced(
         .iter()
         .map(|i| cpu_seconds(i.child.id()))
         .collect();
+    // Where else the cores go: the clients (this process), s3s-fs, HAProxy.
+    let others = [
+        ("clients (this process)", std::process::id()),
+        ("s3s-fs", stores.s3.pid()),
+        ("HAProxy", haproxy.pid()),
+    ];
+    let others_before: Vec<f64> = others.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let wall = runtime.block_on(upload_all(jobs));
+    let others_cpu: Vec<f64> = others
+        .iter()
+        .zip(&others_before)
+        .map(|((_, pid), before)| cpu_seconds(*pid) - before)
+        .collect();
     let total = each as f64 * files.len() as f64;
     let rate = total / MIB as f64 / wall.as_secs_f64();
     let mut rows = vec![format!(
@@ -270,6 +282,17 @@ fn balanced(
             cpu / (total / GIB)
         ));
     }
+    let others_text: Vec<String> = others
+        .iter()
+        .zip(&others_cpu)
+        .map(|((label, _), cpu)| format!("{label} {cpu:.1} s"))
+        .collect();
+    rows.push(format!(
+        "| (b) {round} instance(s): CPU of Ferry and the others, of the cores' time | {:.1} s of {:.1} core-s | others: {} |",
+        others_cpu.iter().sum::<f64>() + cpu_total,
+        wall.as_secs_f64() * std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+        others_text.join(", ")
+    ));
     let per_gib = cpu_total / (total / GIB);
     rows.push(format!(
         "| (b) {round} instance(s): Ferry CPU per GiB, projection | {per_gib:.1} CPU s/GiB | ≈ {:.0} MiB/s per core of Ferry alone |",
