@@ -66,13 +66,25 @@ impl Cluster {
     /// Starts one more `ferry-server` on the shared bucket, database and certificates, with
     /// a data and spool directory of its own.
     fn start(&mut self) -> Running {
+        self.start_with_certs(self.certs())
+    }
+
+    /// Starts an instance with a copy of the shared certificate directory made now: what
+    /// later changes in the shared one reaches it only through the database.
+    fn start_with_copied_certs(&mut self) -> Running {
+        let copy = self.root.path().join(format!("certs-copy{}", self.started));
+        copy_dir(&self.certs(), &copy);
+        self.start_with_certs(copy)
+    }
+
+    fn start_with_certs(&mut self, certs: PathBuf) -> Running {
         let own = self.root.path().join(format!("instance{}", self.started));
         self.started += 1;
         std::fs::create_dir_all(&own).unwrap();
         let mut command = binary::command(&own.join("data"), "127.0.0.1:0");
         command
             .arg("--certs")
-            .arg(self.certs())
+            .arg(&certs)
             .arg("--spool")
             .arg(own.join("spool"))
             .arg("--store")
@@ -84,7 +96,7 @@ impl Cluster {
             .args(["--s3-secret-access-key", self.s3.secret_key()])
             .args(["--s3-part-size", &PART.to_string()])
             .args(&self.extra);
-        binary::spawn(command, own.join("storage"), self.certs())
+        binary::spawn(command, own.join("storage"), certs)
     }
 
     /// Client options of client `name` (issued if new) against `server`.
@@ -92,11 +104,38 @@ impl Cluster {
         Pki::open(&self.certs()).client_options(name, server.addr)
     }
 
+    /// Bytes in the bucket's files on s3s-fs's disk (objects are plain files there).
+    fn bucket_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .map(|entry| match entry.file_type().unwrap().is_dir() {
+                    true => walk(&entry.path()),
+                    false => entry.metadata().unwrap().len(),
+                })
+                .sum()
+        }
+        walk(&self.s3.root().join(&self.bucket))
+    }
+
     /// A directory for the test's local files.
     fn local(&self) -> PathBuf {
         let dir = self.root.path().join("local");
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 
@@ -157,6 +196,11 @@ async fn files_of_part_edge_sizes_round_trip_across_instances_and_list_and_delet
         );
         std::fs::remove_file(&path).unwrap();
     }
+    let stored = cluster.bucket_bytes();
+    assert!(
+        stored >= sizes.iter().sum::<u64>(),
+        "the bytes are in the bucket: {stored}"
+    );
     let mut client = Client::new(cluster.client(LOCAL, &b));
     let listed = client.list().await.unwrap();
     let mut expected: Vec<(String, u64)> = sizes
@@ -275,6 +319,15 @@ async fn two_instances_receiving_one_name_at_once_keep_exactly_one_whole_version
         upload(cluster.client(LOCAL, &a), &paths[0], "race"),
         upload(cluster.client(LOCAL, &b), &paths[1], "race"),
     );
+    let outcome = |r: &Result<TransferReport, ClientError>| match r {
+        Ok(_) => "verified".to_string(),
+        Err(e) => e.to_string(),
+    };
+    eprintln!(
+        "race: through A {}; through B {}",
+        outcome(&first),
+        outcome(&second)
+    );
     for result in [&first, &second] {
         if let Err(e) = result {
             assert_eq!(
@@ -333,6 +386,7 @@ async fn quota_holds_across_two_instances_under_concurrent_uploads() {
             ),
         }
     }
+    eprintln!("quota: {succeeded} of 4 uploads of 5 MiB fit the 12 MiB quota");
     assert!(succeeded >= 1, "{results:?}");
     assert!(
         succeeded < 4,
@@ -348,11 +402,10 @@ async fn quota_holds_across_two_instances_under_concurrent_uploads() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revocation_reaches_both_instances_within_seconds() {
-    let mut cluster = Cluster::new("revocation", &[]);
-    let (a, b) = (cluster.start(), cluster.start());
-    for server in [&a, &b] {
+/// Revokes `alice` in the shared certificate directory and waits until every instance of
+/// `servers` refuses her (15 s at most), while `local` still gets in; how long it took.
+async fn revoke_and_wait_refused(cluster: &Cluster, servers: &[(&str, &Running)]) -> Duration {
+    for (_, server) in servers {
         let mut client = Client::new(cluster.client("alice", server));
         client
             .list()
@@ -362,7 +415,7 @@ async fn a_revocation_reaches_both_instances_within_seconds() {
     }
     CertDir::new(cluster.certs()).revoke("alice").unwrap();
     let started = Instant::now();
-    for (label, server) in [("A", &a), ("B", &b)] {
+    for (label, server) in servers {
         loop {
             let mut client = Client::new(cluster.client("alice", server));
             let result = client.list().await;
@@ -378,11 +431,29 @@ async fn a_revocation_reaches_both_instances_within_seconds() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    eprintln!("revocation: refused by both after {:?}", started.elapsed());
+    let took = started.elapsed();
     // Another client still gets in: the refusal is the revocation, not a broken instance.
-    for server in [&a, &b] {
+    for (_, server) in servers {
         let mut client = Client::new(cluster.client(LOCAL, server));
         client.list().await.expect("local is still let in");
         client.close().await;
     }
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_both_instances_within_seconds() {
+    let mut cluster = Cluster::new("revocation", &[]);
+    let (a, b) = (cluster.start(), cluster.start());
+    let took = revoke_and_wait_refused(&cluster, &[("A", &a), ("B", &b)]).await;
+    eprintln!("revocation: refused by both after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_an_instance_with_its_own_certificate_copy_through_the_database() {
+    let mut cluster = Cluster::new("revocation_copy", &[]);
+    let a = cluster.start();
+    let b = cluster.start_with_copied_certs();
+    let took = revoke_and_wait_refused(&cluster, &[("A", &a), ("B (own copy)", &b)]).await;
+    eprintln!("revocation through the database: refused by both after {took:?}");
 }

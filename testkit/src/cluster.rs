@@ -114,6 +114,60 @@ mod tests {
         echo.join().unwrap();
     }
 
+    /// Run twice: by the test runner, then (with FERRY_WATCHDOG_CHILD) as a child process
+    /// that starts a daemon and exits without dropping it.
+    #[test]
+    fn a_daemon_is_stopped_when_the_process_that_started_it_dies() {
+        if std::env::var_os("FERRY_WATCHDOG_CHILD").is_some() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sleep = std::process::Command::new("sleep");
+            sleep.arg("60");
+            let daemon = Daemon::spawn(
+                "sleep",
+                sleep,
+                &dir.path().join("log"),
+                "TERM",
+                std::time::Duration::from_secs(1),
+            )
+            .unwrap();
+            println!("daemon pid {}", daemon.pid());
+            std::mem::forget(daemon);
+            std::process::exit(0);
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cluster::tests::a_daemon_is_stopped_when_the_process_that_started_it_dies",
+                "--nocapture",
+            ])
+            .env("FERRY_WATCHDOG_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let pid: u32 = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("daemon pid "))
+            .unwrap_or_else(|| panic!("no pid in {stdout}"))
+            .trim()
+            .parse()
+            .unwrap();
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Gone, or a zombie left to init to reap.
+        let alive = || {
+            std::fs::read_to_string(proc_dir.join("stat"))
+                .map(|stat| !stat.contains(") Z "))
+                .unwrap_or(false)
+        };
+        while alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daemon {pid} outlived its parent"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     #[test]
     fn a_missing_binary_names_the_install_command() {
         let error = process::find_binary("ferry-no-such-binary", &[]).unwrap_err();

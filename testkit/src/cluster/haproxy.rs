@@ -21,18 +21,30 @@ pub struct HaProxy {
 impl HaProxy {
     /// Checks `config` (`haproxy -c`) and starts haproxy with it.
     pub fn start(config: &str) -> io::Result<HaProxy> {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`HaProxy::start`], with environment variables for `"${NAME}"` in the
+    /// configuration (dist/haproxy.cfg takes its addresses and paths from there).
+    pub fn start_with_env(config: &str, env: &[(&str, String)]) -> io::Result<HaProxy> {
         let binary = find_binary("haproxy", &[PathBuf::from("/usr/sbin")])?;
         let dir = tempfile::Builder::new()
             .prefix("ferry-haproxy-")
             .tempdir()?;
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config)?;
-        run(
-            "haproxy -c (configuration check)",
-            Command::new(&binary).arg("-c").arg("-f").arg(&path),
-        )?;
+        let with_env = |command: &mut Command| {
+            for (name, value) in env {
+                command.env(name, value);
+            }
+        };
+        let mut check = Command::new(&binary);
+        check.arg("-c").arg("-f").arg(&path);
+        with_env(&mut check);
+        run("haproxy -c (configuration check)", &mut check)?;
         let mut command = Command::new(&binary);
         command.arg("-db").arg("-f").arg(&path);
+        with_env(&mut command);
         let log = dir.path().join("haproxy.log");
         // SIGUSR1: soft stop (lets connections finish), SIGKILL after the grace period.
         let daemon = Daemon::spawn("haproxy", command, &log, "USR1", Duration::from_secs(2))?;

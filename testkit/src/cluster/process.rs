@@ -16,10 +16,12 @@ const INSTALL_HINT: &str =
 const LOG_TAIL: u64 = 4000;
 
 /// A running child process: output to `log`, stopped on drop (the stop signal, then
-/// SIGKILL after a grace period).
+/// SIGKILL after a grace period). A watchdog (`sh`) stops it the same way when this process
+/// dies without dropping it (killed, aborted, or the value kept in a static).
 pub struct Daemon {
     name: String,
     child: Child,
+    watchdog: Option<Child>,
     log: PathBuf,
     stop_signal: &'static str,
     grace: Duration,
@@ -44,9 +46,11 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("spawning {name}: {e}")))?;
+        let watchdog = watchdog(child.id(), stop_signal, grace);
         Ok(Daemon {
             name: name.to_string(),
             child,
+            watchdog,
             log: log.to_path_buf(),
             stop_signal,
             grace,
@@ -130,7 +134,38 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
     }
+}
+
+/// Polls every second whether this process still runs; once it does not, stops `pid`
+/// (`stop_signal`, then SIGKILL after `grace`). Ends by itself when `pid` exits. None when
+/// `sh` cannot start (the daemon then only stops on drop).
+fn watchdog(pid: u32, stop_signal: &str, grace: Duration) -> Option<Child> {
+    const SCRIPT: &str = r#"
+        while kill -0 "$1" 2>/dev/null; do
+            if ! kill -0 "$2" 2>/dev/null; then
+                kill -"$3" "$1" 2>/dev/null
+                sleep "$4"
+                kill -KILL "$1" 2>/dev/null
+                exit 0
+            fi
+            sleep 1
+        done"#;
+    Command::new("sh")
+        .args(["-c", SCRIPT, "ferry-watchdog"])
+        .arg(pid.to_string())
+        .arg(std::process::id().to_string())
+        .arg(stop_signal)
+        .arg(grace.as_secs().max(1).to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
 }
 
 /// The last few kilobytes of the file at `path` (empty when unreadable).
