@@ -1,4 +1,4 @@
-//! A committed file read from its object: ranged GETs of about 1 MiB, fetched on the
+//! A committed file read from its object: ranged GETs of 256 KiB or more, fetched on the
 //! blocking pool ([`StoredFile::fetch`]), served from memory by
 //! [`StoredFile::read_exact_at`].
 
@@ -13,7 +13,7 @@ use super::Shared;
 use crate::storage::{FileMeta, StoredFile};
 
 /// Bytes one GET reads at least.
-const READ_AHEAD: u64 = 1 << 20;
+const READ_AHEAD: u64 = 256 << 10;
 
 /// One version of a committed file: its object is never changed, and is deleted only a
 /// grace period after the name stopped pointing at it.

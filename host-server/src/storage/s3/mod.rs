@@ -65,8 +65,11 @@ use crate::pg::Database;
 /// How long the readiness probe waits for the object store.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Parts held in memory at once by one instance (each `part_size` bytes).
-const PART_BUFFERS: usize = 4;
+/// Parts' worth of bytes one instance holds in memory at once to send them (parts, and
+/// whole files of one part or less).
+const PART_BUFFERS: u64 = 4;
+/// The unit the send budget is counted in.
+const BUDGET_UNIT: u64 = 1 << 20;
 
 /// Where the objects are and the limits, from the server's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,11 +114,29 @@ pub(crate) struct Shared {
     db: Database,
     runtime: Handle,
     locks: Arc<NameLocks>,
-    /// Bounds the parts held in memory.
-    part_buffers: Semaphore,
+    /// Bounds the bytes held in memory to be sent, in [`BUDGET_UNIT`]s.
+    send_budget: Semaphore,
+}
+
+/// The send budget of an instance: [`PART_BUFFERS`] parts, in [`BUDGET_UNIT`]s.
+fn send_budget_units(part_size: u64) -> usize {
+    usize::try_from(PART_BUFFERS * part_size.div_ceil(BUDGET_UNIT)).unwrap_or(usize::MAX >> 4)
 }
 
 impl Shared {
+    /// Waits (on the blocking pool) until `len` bytes may be held in memory to be sent: at
+    /// most [`PART_BUFFERS`] parts' worth per instance, however many uploads run.
+    fn send_permit(&self, len: u64) -> Result<tokio::sync::SemaphorePermit<'_>, StorageError> {
+        let most = send_budget_units(self.config.part_size);
+        let units = usize::try_from(len.div_ceil(BUDGET_UNIT))
+            .unwrap_or(most)
+            .clamp(1, most);
+        let units = u32::try_from(units).unwrap_or(u32::MAX);
+        self.runtime
+            .block_on(self.send_budget.acquire_many(units))
+            .map_err(|e| StorageError::Inconsistent(e.to_string()))
+    }
+
     /// Runs a database operation with a pooled connection, from the blocking pool.
     fn block_on_db<T, F, Fut>(&self, operation: F) -> Result<T, StorageError>
     where
@@ -180,6 +201,7 @@ impl S3Store {
             .map_err(io_err(format!("creating {}", spool.display())))?;
         let runtime = Handle::current();
         let locks = Arc::new(NameLocks::new(db.clone(), runtime.clone()));
+        let send_budget = Semaphore::new(send_budget_units(config.part_size));
         Ok(S3Store {
             shared: Arc::new(Shared {
                 config,
@@ -187,7 +209,7 @@ impl S3Store {
                 db,
                 runtime,
                 locks,
-                part_buffers: Semaphore::new(PART_BUFFERS),
+                send_budget,
             }),
         })
     }

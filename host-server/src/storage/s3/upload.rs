@@ -122,9 +122,7 @@ impl S3Upload {
     /// per instance.
     fn send_part(&self, file: &File, part: u64, upload_id: &str) -> Result<String, StorageError> {
         let runtime = &self.shared.runtime;
-        let _permit = runtime
-            .block_on(self.shared.part_buffers.acquire())
-            .map_err(|e| StorageError::Inconsistent(e.to_string()))?;
+        let _permit = self.shared.send_permit(self.plan.len_of(part))?;
         let data = read_spool(file, self.plan.len_of(part), &self.spool_path(part))?;
         let path = self.path();
         let id = upload_id.to_string();
@@ -169,6 +167,7 @@ impl S3Upload {
                 }
             }
         } else {
+            let _permit = self.shared.send_permit(self.plan.layout.size)?;
             let data = {
                 let parts = lock(&self.parts);
                 match parts.spooled.get(&0) {
