@@ -183,6 +183,10 @@ pub struct Args {
     /// at most one part again [default: 8MiB].
     #[arg(long, env = "FERRY_S3_PART_SIZE", value_name = "BYTES", value_parser = parse_bytes)]
     pub s3_part_size: Option<u64>,
+    /// Parts of one upload sent to S3 while the next is received (1..=16): more is faster for
+    /// one large upload, and a cut then sends up to that many parts again [default: 1].
+    #[arg(long, env = "FERRY_S3_PARTS_IN_FLIGHT", value_name = "N")]
+    pub s3_parts_in_flight: Option<usize>,
     /// Local directory where the part being received is assembled [default: DATA/spool].
     #[arg(long, env = "FERRY_SPOOL", value_name = "DIR")]
     pub spool: Option<PathBuf>,
@@ -296,6 +300,7 @@ pub struct FileConfig {
     pub s3_secret_access_key: Option<String>,
     pub s3_virtual_hosted: Option<bool>,
     pub s3_part_size: Option<ByteSize>,
+    pub s3_parts_in_flight: Option<usize>,
     pub spool: Option<PathBuf>,
     pub proxy_protocol: Option<bool>,
     pub proxy_from: Option<Vec<String>>,
@@ -386,6 +391,8 @@ pub struct ServerOptions {
     pub s3_virtual_hosted: bool,
     /// Size of S3 upload parts, bytes.
     pub s3_part_size: u64,
+    /// Parts of one upload on their way to S3 at once.
+    pub s3_parts_in_flight: usize,
     /// Where parts are assembled before they are sent.
     pub spool: PathBuf,
     /// Whether a PROXY v2 header is expected on every connection.
@@ -525,6 +532,7 @@ impl ServerOptions {
             s3_secret_access_key: None,
             s3_virtual_hosted: false,
             s3_part_size: DEFAULT_S3_PART_SIZE,
+            s3_parts_in_flight: 1,
             spool: data.root().join("spool"),
             proxy_protocol: false,
             proxy_from: DEFAULT_PROXY_FROM.iter().map(|s| s.to_string()).collect(),
@@ -684,6 +692,11 @@ impl ServerOptions {
                 &bytes("s3_part_size", &file.s3_part_size)?,
                 d.s3_part_size,
             ),
+            s3_parts_in_flight: pick(
+                &args.s3_parts_in_flight,
+                &file.s3_parts_in_flight,
+                d.s3_parts_in_flight,
+            ),
             spool: pick(&args.spool, &file.spool, d.spool),
             proxy_protocol: args.proxy_protocol || file.proxy_protocol == Some(true),
             proxy_from: if args.proxy_from.is_empty() {
@@ -836,6 +849,12 @@ impl ServerOptions {
                     "{} is not a multiple of the chunk size {}",
                     self.s3_part_size, self.chunk_size
                 ),
+            );
+        }
+        if !(1..=16).contains(&self.s3_parts_in_flight) {
+            return invalid(
+                "s3_parts_in_flight",
+                format!("{} is outside 1..=16", self.s3_parts_in_flight),
             );
         }
         for network in &self.proxy_from {

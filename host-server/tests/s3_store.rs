@@ -85,6 +85,11 @@ fn env_on(test: &str, s3: Arc<S3Server>) -> Env {
 impl Env {
     /// A new instance on the bucket and database ("instance" names its spool).
     fn store(&self, instance: &str, limits: Limits) -> S3Store {
+        self.store_sending(instance, limits, 1)
+    }
+
+    /// As [`Env::store`], with `parts_in_flight` parts of an upload sent at once.
+    fn store_sending(&self, instance: &str, limits: Limits, parts_in_flight: usize) -> S3Store {
         let config = S3Config {
             bucket: self.bucket.clone(),
             prefix: "ferry/".into(),
@@ -94,6 +99,7 @@ impl Env {
             secret_access_key: Some(self.s3.secret_key().into()),
             virtual_hosted: false,
             part_size: PART,
+            parts_in_flight,
             spool: self.dir.path().join(instance),
             quota: limits.quota,
             max_files: limits.max_files,
@@ -287,6 +293,47 @@ fn round_trips_around_the_part_size() {
         .unwrap();
     assert!(again.is_already_stored());
     assert_eq!(again.held_chunks().count() as u64, layout(&bytes).chunks());
+}
+
+#[test]
+fn parts_sent_while_the_next_is_received_all_arrive_and_record_themselves() {
+    let env = env("s3_in_flight");
+    let per_part = PART / u64::from(CHUNK);
+    let bytes = data(4 * PART + 1, 11);
+    {
+        let store = env.store_sending("a", Limits::default(), 3);
+        let meta = upload(&store, CLIENT, "whole", &bytes).unwrap();
+        assert_eq!(meta.digest, FileDigest::of(&bytes, CHUNK).to_string());
+        assert!(read(&store, CLIENT, "whole") == bytes);
+        // Three parts received, then the connection ends: the session's last checkpoint
+        // leaves up to two parts on their way, which record themselves after the upload
+        // is gone; another instance then holds all three.
+        let other = data(4 * PART + 1, 12);
+        let mut cut = store
+            .begin_upload(CLIENT, "cut", other.len() as u64, CHUNK, false)
+            .unwrap();
+        send(cut.as_mut(), &other, 0..3 * per_part);
+        cut.checkpoint().unwrap();
+        drop(cut);
+    }
+    let second = env.store("b", Limits::default());
+    let other = data(4 * PART + 1, 12);
+    let mut held = 0;
+    for _ in 0..200 {
+        let resumed = second
+            .begin_upload(CLIENT, "cut", other.len() as u64, CHUNK, false)
+            .unwrap();
+        held = resumed.held_chunks().count() as u64;
+        if held == 3 * per_part {
+            break;
+        }
+        drop(resumed);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(held, 3 * per_part, "the parts on their way were recorded");
+    let meta = upload(&second, CLIENT, "cut", &other).unwrap();
+    assert_eq!(meta.digest, FileDigest::of(&other, CHUNK).to_string());
+    assert!(read(&second, CLIENT, "cut") == other);
 }
 
 #[test]

@@ -35,6 +35,7 @@ pub async fn open_store(
                 secret_access_key: options.s3_secret_access_key.clone(),
                 virtual_hosted: options.s3_virtual_hosted,
                 part_size: options.s3_part_size,
+                parts_in_flight: options.s3_parts_in_flight,
                 spool: options.spool.clone(),
                 quota: options.quota,
                 max_files: options.max_files,

@@ -90,6 +90,9 @@ pub struct S3Config {
     pub virtual_hosted: bool,
     /// Upload part size (S3: 5 MiB to 5 GiB).
     pub part_size: u64,
+    /// Parts of one upload on their way to S3 while the next is received (1: none; a cut
+    /// then sends at most this many parts again).
+    pub parts_in_flight: usize,
     /// Local directory where parts are assembled.
     pub spool: PathBuf,
     /// Bytes each identity may use (committed files plus reserved uploads).
@@ -429,7 +432,7 @@ impl Store for S3Store {
             chunks,
             parts: Mutex::new(upload::Parts {
                 sent,
-                spooled: Default::default(),
+                ..Default::default()
             }),
             uploaded: false,
             attrs: FileAttrs::default(),

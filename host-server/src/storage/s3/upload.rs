@@ -5,7 +5,7 @@
 //! sends at most one part again, on any instance. A file of one part goes up in one PUT at
 //! the commit. The commit completes the object, then publishes it in one transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -45,6 +45,8 @@ pub(super) struct Parts {
     pub(super) sent: BTreeMap<u64, String>,
     /// Spool files of parts being filled, and how many of their chunks are in.
     pub(super) spooled: HashMap<u64, (File, u64)>,
+    /// Complete parts on their way to S3, oldest first.
+    pub(super) sending: VecDeque<(u64, tokio::task::JoinHandle<Result<String, StorageError>>)>,
 }
 
 #[derive(Debug)]
@@ -74,67 +76,58 @@ impl S3Upload {
         spool_path(&self.shared.config.spool, &self.object_key, part)
     }
 
-    /// Sends every complete part not sent yet (multipart uploads only).
-    fn send_ready_parts(&self) -> Result<(), StorageError> {
+    /// Starts sending every complete part not sent yet (multipart uploads only), each on
+    /// the blocking pool, then waits until at most `keep_sending` parts are still on their
+    /// way (their spool files are theirs now; each records itself when S3 has it).
+    fn send_ready_parts(&self, keep_sending: usize) -> Result<(), StorageError> {
         let Some(upload_id) = self.upload_id.as_ref() else {
             return Ok(());
         };
         let mut parts = lock(&self.parts);
-        let ready: Vec<u64> = parts
+        let mut ready: Vec<u64> = parts
             .spooled
             .iter()
             .filter(|(part, (_, count))| *count == self.plan.chunks_of(**part).count() as u64)
             .map(|(part, _)| *part)
             .collect();
+        ready.sort_unstable();
         for part in ready {
-            let Some((file, _)) = parts.spooled.get(&part) else {
+            let Some((file, _)) = parts.spooled.remove(&part) else {
                 continue;
             };
-            let content_id = self.send_part(file, part, upload_id)?;
-            let row = PartRow {
-                number: part,
-                content_id: content_id.clone(),
-                chunk_digests: self
-                    .plan
-                    .chunks_of(part)
-                    .filter_map(|chunk| self.chunks.get(&chunk).copied())
-                    .collect(),
+            let job = PartJob {
+                shared: self.shared.clone(),
+                path: self.path(),
+                upload_id: upload_id.clone(),
+                client: self.client.clone(),
+                name: self.name.clone(),
+                object_key: self.object_key.clone(),
+                spool: self.spool_path(part),
+                len: self.plan.len_of(part),
+                row: PartRow {
+                    number: part,
+                    content_id: String::new(),
+                    chunk_digests: self
+                        .plan
+                        .chunks_of(part)
+                        .filter_map(|chunk| self.chunks.get(&chunk).copied())
+                        .collect(),
+                },
             };
-            self.shared.block_on_db(|mut db| async move {
-                meta::record_part(
-                    &mut db,
-                    &self.client,
-                    &self.name,
-                    &self.object_key,
-                    &row,
-                    SystemTime::now(),
-                )
-                .await
-            })?;
-            parts.spooled.remove(&part);
+            let task = self.shared.runtime.spawn_blocking(move || job.run(&file));
+            parts.sending.push_back((part, task));
+        }
+        while parts.sending.len() > keep_sending {
+            let Some((part, task)) = parts.sending.pop_front() else {
+                break;
+            };
+            let content_id =
+                self.shared.runtime.block_on(task).map_err(|e| {
+                    StorageError::Inconsistent(format!("sending part {part}: {e}"))
+                })??;
             parts.sent.insert(part, content_id);
-            let _ = fs::remove_file(self.spool_path(part));
         }
         Ok(())
-    }
-
-    /// Reads one part from its spool file and sends it; at most a few parts are in memory
-    /// per instance.
-    fn send_part(&self, file: &File, part: u64, upload_id: &str) -> Result<String, StorageError> {
-        let runtime = &self.shared.runtime;
-        let _permit = self.shared.send_permit(self.plan.len_of(part))?;
-        let data = read_spool(file, self.plan.len_of(part), &self.spool_path(part))?;
-        let path = self.path();
-        let id = upload_id.to_string();
-        let index = usize::try_from(part).unwrap_or(usize::MAX);
-        let sent = runtime
-            .block_on(
-                self.shared
-                    .s3
-                    .put_part(&path, &id, index, PutPayload::from(data)),
-            )
-            .map_err(remote_err(format!("sending part {part} of {path}")))?;
-        Ok(sent.content_id)
     }
 
     /// Puts the whole object: completes the multipart upload, or PUTs a one-part file.
@@ -142,7 +135,7 @@ impl S3Upload {
         let path = self.path();
         let runtime = self.shared.runtime.clone();
         if let Some(upload_id) = self.upload_id.clone() {
-            self.send_ready_parts()?;
+            self.send_ready_parts(0)?;
             let sent = lock(&self.parts).sent.clone();
             if sent.len() as u64 != self.plan.parts() {
                 return Err(StorageError::Inconsistent(format!(
@@ -188,6 +181,60 @@ impl S3Upload {
         for (part, _) in parts.spooled.drain() {
             let _ = fs::remove_file(self.spool_path(part));
         }
+    }
+}
+
+/// One complete part to send and record, owned by the task that does it.
+struct PartJob {
+    shared: Arc<Shared>,
+    path: Path,
+    upload_id: String,
+    client: String,
+    name: String,
+    object_key: String,
+    spool: PathBuf,
+    len: u64,
+    /// Its row, but for the content id S3 gives.
+    row: PartRow,
+}
+
+impl PartJob {
+    /// Reads the part from its spool file (within the instance's send budget), sends it,
+    /// records it; its content id.
+    fn run(mut self, file: &File) -> Result<String, StorageError> {
+        let content_id = {
+            let _permit = self.shared.send_permit(self.len)?;
+            let data = read_spool(file, self.len, &self.spool)?;
+            let index = usize::try_from(self.row.number).unwrap_or(usize::MAX);
+            self.shared
+                .runtime
+                .block_on(self.shared.s3.put_part(
+                    &self.path,
+                    &self.upload_id,
+                    index,
+                    PutPayload::from(data),
+                ))
+                .map_err(remote_err(format!(
+                    "sending part {} of {}",
+                    self.row.number, self.path
+                )))?
+                .content_id
+        };
+        self.row.content_id = content_id.clone();
+        let job = &self;
+        self.shared.block_on_db(|mut db| async move {
+            meta::record_part(
+                &mut db,
+                &job.client,
+                &job.name,
+                &job.object_key,
+                &job.row,
+                SystemTime::now(),
+            )
+            .await
+        })?;
+        let _ = fs::remove_file(&self.spool);
+        Ok(content_id)
     }
 }
 
@@ -292,11 +339,12 @@ impl Upload for S3Upload {
         self.attrs = attrs;
     }
 
-    /// Sends the complete parts; chunks of an incomplete part stay unrecorded (S3 parts are
-    /// at least 5 MiB but the last): they are sent again on resume.
+    /// Sends the complete parts, leaving at most `parts_in_flight - 1` on their way (they
+    /// record themselves); chunks of an incomplete part stay unrecorded (S3 parts are at
+    /// least 5 MiB but the last): they are sent again on resume.
     fn checkpoint(&self) -> Result<(), StorageError> {
         if matches!(self.state, UploadState::Partial) && !self.uploaded {
-            self.send_ready_parts()?;
+            self.send_ready_parts(self.shared.config.parts_in_flight.saturating_sub(1))?;
         }
         Ok(())
     }
