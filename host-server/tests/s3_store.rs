@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use ferry_core::{chunk_digest, FileDigest, Layout};
 use ferry_server::pg::Database;
 use ferry_server::storage::{
-    FileMeta, ListItem, Precondition, S3Config, S3Store, StorageError, Store, Upload,
+    FileMeta, ListItem, Precondition, S3Config, S3Store, StorageError, Store, StoreLimits, Upload,
 };
 use ferry_testkit::cluster::{Postgres, S3Server};
 use ferry_testkit::server::InProcess;
@@ -101,12 +101,14 @@ impl Env {
             part_size: PART,
             parts_in_flight,
             spool: self.dir.path().join(instance),
-            quota: limits.quota,
-            max_files: limits.max_files,
-            web_quota: limits.web_quota,
-            max_file_size: 1 << 40,
-            partial_expiry: Duration::from_secs(3600),
-            busy_wait: limits.busy_wait,
+            limits: StoreLimits {
+                quota: limits.quota,
+                max_files: limits.max_files,
+                web_quota: limits.web_quota,
+                max_file_size: 1 << 40,
+                partial_expiry: Duration::from_secs(3600),
+                busy_wait: limits.busy_wait,
+            },
         };
         let url = self.postgres.database_url(&self.database);
         self.runtime.block_on(async {

@@ -42,6 +42,56 @@ pub use local::{name_key, LocalStore, Migration, StorageConfig};
 pub use open::open_store;
 pub use s3::{S3Config, S3Store};
 
+/// The limits every store enforces, from the server's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Bytes each identity may use (committed files plus partial uploads).
+    pub quota: u64,
+    /// Files each identity may hold (committed files plus partial uploads).
+    pub max_files: u64,
+    /// Bytes the web page's identities (`web-*`) may use together.
+    pub web_quota: u64,
+    /// Largest file.
+    pub max_file_size: u64,
+    /// Partial uploads untouched for this long are removed by [`Store::expire_partials`].
+    pub partial_expiry: Duration,
+    /// How long an upload waits for another upload of the same identity and name to end
+    /// before it is refused with `BUSY` (covers a client that reconnects before the server
+    /// has seen its old connection close).
+    pub busy_wait: Duration,
+}
+
+impl StoreLimits {
+    /// Refuses a file larger than [`StoreLimits::max_file_size`].
+    pub fn check_size(&self, size: u64) -> Result<(), StorageError> {
+        if size > self.max_file_size {
+            return Err(StorageError::TooLarge {
+                size,
+                max: self.max_file_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The storage's own check of a chunk the core bounded already: its index, offset and end
+/// within `layout` (refused as [`StorageError::TooLarge`]).
+pub(crate) fn check_chunk(
+    layout: Layout,
+    index: u64,
+    offset: u64,
+    len: usize,
+) -> Result<(), StorageError> {
+    let end = offset.saturating_add(len as u64);
+    if index >= layout.chunks() || offset != layout.offset(index) || end > layout.size {
+        return Err(StorageError::TooLarge {
+            size: end,
+            max: layout.size,
+        });
+    }
+    Ok(())
+}
+
 /// A store of files, one namespace per client identity (`client`: the client name the CA
 /// issued, `ClientIdentity::name`, which stays the same when its certificate is renewed).
 /// Names are validated and NFC-normalised by the caller.

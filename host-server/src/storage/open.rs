@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ferry_certs::Index;
 
-use super::{LocalStore, S3Config, S3Store, StorageConfig, StorageError, Store};
+use super::{LocalStore, S3Config, S3Store, StorageConfig, StorageError, Store, StoreLimits};
 use crate::config::{ServerOptions, StoreUrl};
 use crate::pg::Database;
 
@@ -19,7 +19,14 @@ pub async fn open_store(
     certs: &Index,
     busy_wait: Duration,
 ) -> Result<(Arc<dyn Store>, PathBuf), StorageError> {
-    let partial_expiry = Duration::from_secs(options.partial_expiry_secs);
+    let limits = StoreLimits {
+        quota: options.quota,
+        max_files: options.max_files,
+        web_quota: options.web_quota,
+        max_file_size: options.max_file_size,
+        partial_expiry: Duration::from_secs(options.partial_expiry_secs),
+        busy_wait,
+    };
     let url = StoreUrl::parse(&options.store).map_err(|reason| StorageError::Remote {
         context: format!("--store {}", options.store),
         reason,
@@ -37,12 +44,7 @@ pub async fn open_store(
                 part_size: options.s3_part_size,
                 parts_in_flight: options.s3_parts_in_flight,
                 spool: options.spool.clone(),
-                quota: options.quota,
-                max_files: options.max_files,
-                web_quota: options.web_quota,
-                max_file_size: options.max_file_size,
-                partial_expiry,
-                busy_wait,
+                limits,
             };
             let store = S3Store::open(config, database.clone()).await?;
             Ok((Arc::new(store), options.spool.clone()))
@@ -55,12 +57,7 @@ pub async fn open_store(
             // The storage directory is the file:// store's directory (the options resolve both).
             let store = LocalStore::open(StorageConfig {
                 root: options.storage.clone(),
-                quota: options.quota,
-                max_files: options.max_files,
-                web_quota: options.web_quota,
-                max_file_size: options.max_file_size,
-                partial_expiry,
-                busy_wait,
+                limits,
             })?;
             store.migrate_key_dirs(certs)?;
             Ok((Arc::new(store), options.storage.clone()))

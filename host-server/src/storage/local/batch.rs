@@ -98,12 +98,7 @@ impl LocalStore {
         seen: &mut HashSet<String>,
     ) -> Result<NameLock, StorageError> {
         let size = item.data.len() as u64;
-        if size > self.config.max_file_size {
-            return Err(StorageError::TooLarge {
-                size,
-                max: self.config.max_file_size,
-            });
-        }
+        self.config.limits.check_size(size)?;
         // The same name twice in one batch: the second waits for no one.
         if !seen.insert(item.name.clone()) {
             return Err(StorageError::Busy);
@@ -195,26 +190,26 @@ impl LocalStore {
             bytes: used.bytes.saturating_sub(replaced.unwrap_or(0)),
             files: used.files.saturating_sub(u64::from(replaced.is_some())),
         };
-        if others.bytes.saturating_add(size) > self.config.quota {
+        if others.bytes.saturating_add(size) > self.config.limits.quota {
             return Err(StorageError::QuotaExceeded {
                 used: others.bytes,
                 requested: size,
-                quota: self.config.quota,
+                quota: self.config.limits.quota,
             });
         }
-        if others.files >= self.config.max_files {
+        if others.files >= self.config.limits.max_files {
             return Err(StorageError::FileLimit {
                 files: others.files,
-                max: self.config.max_files,
+                max: self.config.limits.max_files,
             });
         }
         if let Some(web_used) = web_used {
             let web_total = web_used.saturating_add(others.bytes);
-            if web_total.saturating_add(size) > self.config.web_quota {
+            if web_total.saturating_add(size) > self.config.limits.web_quota {
                 return Err(StorageError::WebQuotaExceeded {
                     used: web_total,
                     requested: size,
-                    quota: self.config.web_quota,
+                    quota: self.config.limits.web_quota,
                 });
             }
         }

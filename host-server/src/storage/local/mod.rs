@@ -91,28 +91,15 @@ use self::quota::{journal_reservation, usage, IdentityState, Usage};
 use self::tree::{check_conflict, is_absent, remove_empty_folders};
 use self::upload::{LocalUpload, UploadState};
 use super::error::{io_err, StorageError};
-use super::{FileMeta, ListItem, PutItem, Store, StoredFile, Upload};
+use super::{FileMeta, ListItem, PutItem, Store, StoreLimits, StoredFile, Upload};
 
 /// Storage limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     /// Root directory.
     pub root: PathBuf,
-    /// Bytes each identity may use (committed files plus partial uploads and their
-    /// held-chunk records).
-    pub quota: u64,
-    /// Files each identity may hold (committed files plus partial uploads).
-    pub max_files: u64,
-    /// Bytes the web page's identities (`web-*`) may use together.
-    pub web_quota: u64,
-    /// Largest file.
-    pub max_file_size: u64,
-    /// Partial uploads untouched for this long are removed by [`Store::expire_partials`].
-    pub partial_expiry: Duration,
-    /// How long an upload waits for another upload of the same identity and name to end
-    /// before it is refused with `BUSY` (covers a client that reconnects before the server
-    /// has seen its old connection close).
-    pub busy_wait: Duration,
+    /// The limits (here the quota also counts partial uploads' held-chunk records).
+    pub limits: StoreLimits,
 }
 
 fn is_hex64(text: &str) -> bool {
@@ -238,7 +225,7 @@ impl LocalStore {
     }
 
     fn lock_name_waiting(&self, client: &str, key: &str) -> Option<NameLock> {
-        let deadline = std::time::Instant::now() + self.config.busy_wait;
+        let deadline = std::time::Instant::now() + self.config.limits.busy_wait;
         loop {
             if let Some(lock) = self.lock_name(client, key) {
                 return Some(lock);
@@ -361,12 +348,7 @@ impl Store for LocalStore {
         chunk_size: u32,
         fresh: bool,
     ) -> Result<Box<dyn Upload>, StorageError> {
-        if size > self.config.max_file_size {
-            return Err(StorageError::TooLarge {
-                size,
-                max: self.config.max_file_size,
-            });
-        }
+        self.config.limits.check_size(size)?;
         let dirs = self.dirs(client)?;
         dirs.create()?;
         // Early, before any data comes; the commit checks again under the identity's lock.
@@ -419,26 +401,26 @@ impl Store for LocalStore {
         let mut state = lock(&identity);
         let committed = self.committed_usage(client, &dirs, &mut state)?;
         let used = usage(&dirs, committed, Some((name, &key)))?;
-        if used.bytes.saturating_add(reserved) > self.config.quota {
+        if used.bytes.saturating_add(reserved) > self.config.limits.quota {
             return Err(StorageError::QuotaExceeded {
                 used: used.bytes,
                 requested: reserved,
-                quota: self.config.quota,
+                quota: self.config.limits.quota,
             });
         }
-        if used.files >= self.config.max_files {
+        if used.files >= self.config.limits.max_files {
             return Err(StorageError::FileLimit {
                 files: used.files,
-                max: self.config.max_files,
+                max: self.config.limits.max_files,
             });
         }
         if web_lock.is_some() {
             let used = web_used.saturating_add(used.bytes);
-            if used.saturating_add(reserved) > self.config.web_quota {
+            if used.saturating_add(reserved) > self.config.limits.web_quota {
                 return Err(StorageError::WebQuotaExceeded {
                     used,
                     requested: reserved,
-                    quota: self.config.web_quota,
+                    quota: self.config.limits.web_quota,
                 });
             }
         }
@@ -475,7 +457,7 @@ impl Store for LocalStore {
     }
 
     fn partial_expiry(&self) -> Duration {
-        self.config.partial_expiry
+        self.config.limits.partial_expiry
     }
 
     fn list(
@@ -569,7 +551,7 @@ impl Store for LocalStore {
             fs::symlink_metadata(path)
                 .and_then(|md| md.modified())
                 .is_ok_and(|at| {
-                    now.duration_since(at).unwrap_or_default() > self.config.partial_expiry
+                    now.duration_since(at).unwrap_or_default() > self.config.limits.partial_expiry
                 })
         };
         for identity in identities.flatten() {

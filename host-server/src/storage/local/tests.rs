@@ -17,19 +17,21 @@ const CLIENT2: &str = "tablet";
 const CHUNK: u32 = 16;
 
 fn storage(quota: u64) -> (tempfile::TempDir, Arc<LocalStore>) {
-    storage_with(|config| config.quota = quota)
+    storage_with(|config| config.limits.quota = quota)
 }
 
 fn storage_with(tweak: impl FnOnce(&mut StorageConfig)) -> (tempfile::TempDir, Arc<LocalStore>) {
     let tmp = tempfile::tempdir().unwrap();
     let mut config = StorageConfig {
         root: tmp.path().join("storage"),
-        quota: 10_000,
-        max_files: 1000,
-        web_quota: u64::MAX,
-        max_file_size: 1000,
-        partial_expiry: Duration::from_secs(3600),
-        busy_wait: Duration::ZERO,
+        limits: StoreLimits {
+            quota: 10_000,
+            max_files: 1000,
+            web_quota: u64::MAX,
+            max_file_size: 1000,
+            partial_expiry: Duration::from_secs(3600),
+            busy_wait: Duration::ZERO,
+        },
     };
     tweak(&mut config);
     let storage = LocalStore::open(config).unwrap();

@@ -20,7 +20,7 @@ use super::quota::{file_len, IdentityState};
 use super::tree::{check_conflict, create_folders, is_absent, parent_dir, sync_changed};
 use super::{lock, unix_secs, IdentityDirs, NameLock};
 use crate::storage::error::{io_err, StorageError};
-use crate::storage::{FileMeta, Precondition, StoredFile, Upload};
+use crate::storage::{check_chunk, FileMeta, Precondition, StoredFile, Upload};
 
 #[derive(Debug)]
 pub(super) enum UploadState {
@@ -84,17 +84,7 @@ impl Upload for LocalUpload {
         digest: &Digest,
         data: &[u8],
     ) -> Result<(), StorageError> {
-        let end = offset.saturating_add(data.len() as u64);
-        if index >= self.layout.chunks()
-            || offset != self.layout.offset(index)
-            || end > self.layout.size
-        {
-            // The core bounds chunks to the declared size; this is the storage's own check.
-            return Err(StorageError::TooLarge {
-                size: end,
-                max: self.layout.size,
-            });
-        }
+        check_chunk(self.layout, index, offset, data.len())?;
         let UploadState::Partial { part, held } = &mut self.state else {
             return Err(StorageError::Inconsistent(format!(
                 "chunk {index} of {:?} arrived for an upload that takes no data",

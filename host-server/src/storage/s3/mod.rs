@@ -59,7 +59,7 @@ use self::meta::{Limits, PartialRow};
 use self::plan::{name_lock_key, new_object_key, PartPlan};
 use self::upload::{remove_stale_spool, S3Upload, UploadState, REPLACED_GRACE};
 use super::error::{io_err, remote_err};
-use super::{FileMeta, StorageError, Store, StoredFile, Upload};
+use super::{FileMeta, StorageError, Store, StoreLimits, StoredFile, Upload};
 use crate::pg::Database;
 
 /// How long the readiness probe waits for the object store.
@@ -95,18 +95,8 @@ pub struct S3Config {
     pub parts_in_flight: usize,
     /// Local directory where parts are assembled.
     pub spool: PathBuf,
-    /// Bytes each identity may use (committed files plus reserved uploads).
-    pub quota: u64,
-    /// Files each identity may hold (committed files plus partial uploads).
-    pub max_files: u64,
-    /// Bytes the web page's identities (`web-*`) may use together.
-    pub web_quota: u64,
-    /// Largest file.
-    pub max_file_size: u64,
-    /// Partial uploads untouched for this long are removed by [`Store::expire_partials`].
-    pub partial_expiry: Duration,
-    /// How long an upload waits for another upload of the same name to end.
-    pub busy_wait: Duration,
+    /// The limits (the quota counts committed files plus reserved uploads).
+    pub limits: StoreLimits,
 }
 
 /// What uploads and open files share with the store.
@@ -251,9 +241,9 @@ impl S3Store {
     fn limits(&self) -> Limits {
         let config = &self.shared.config;
         Limits {
-            quota: config.quota,
-            max_files: config.max_files,
-            web_quota: config.web_quota,
+            quota: config.limits.quota,
+            max_files: config.limits.max_files,
+            web_quota: config.limits.web_quota,
         }
     }
 
@@ -353,12 +343,7 @@ impl Store for S3Store {
         fresh: bool,
     ) -> Result<Box<dyn Upload>, StorageError> {
         let shared = &self.shared;
-        if size > shared.config.max_file_size {
-            return Err(StorageError::TooLarge {
-                size,
-                max: shared.config.max_file_size,
-            });
-        }
+        shared.config.limits.check_size(size)?;
         if let Err(e) = ferry_certs::validate_client_name(client) {
             return Err(StorageError::Inconsistent(format!("identity: {e}")));
         }
@@ -366,7 +351,7 @@ impl Store for S3Store {
         shared.block_on_db(|db| async move { meta::check_conflict(&db, client, name).await })?;
         let name_lock = shared
             .locks
-            .acquire(name_lock_key(client, name), shared.config.busy_wait)?
+            .acquire(name_lock_key(client, name), shared.config.limits.busy_wait)?
             .ok_or(StorageError::Busy)?;
         let layout = Layout { size, chunk_size };
         let plan = PartPlan::new(layout, shared.config.part_size);
@@ -482,7 +467,7 @@ impl Store for S3Store {
     }
 
     fn partial_expiry(&self) -> Duration {
-        self.shared.config.partial_expiry
+        self.shared.config.limits.partial_expiry
     }
 
     fn probe(&self) -> Result<Option<String>, StorageError> {
@@ -492,7 +477,7 @@ impl Store for S3Store {
     fn expire_partials(&self, now: SystemTime) -> Result<usize, StorageError> {
         let shared = &self.shared;
         let before = now
-            .checked_sub(shared.config.partial_expiry)
+            .checked_sub(shared.config.limits.partial_expiry)
             .unwrap_or(UNIX_EPOCH);
         let stale =
             shared.block_on_db(|db| async move { meta::stale_partials(&db, before).await })?;

@@ -23,7 +23,7 @@ use super::meta::{self, PartRow, Publish};
 use super::plan::PartPlan;
 use super::{lock, unix_secs, Shared};
 use crate::storage::error::{io_err, remote_err, StorageError};
-use crate::storage::{FileMeta, Precondition, Upload};
+use crate::storage::{check_chunk, FileMeta, Precondition, Upload};
 
 /// How long a replaced or deleted file's object stays, so that running downloads finish.
 pub(super) const REPLACED_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -284,14 +284,7 @@ impl Upload for S3Upload {
         digest: &Digest,
         data: &[u8],
     ) -> Result<(), StorageError> {
-        let layout = self.plan.layout;
-        let end = offset.saturating_add(data.len() as u64);
-        if index >= layout.chunks() || offset != layout.offset(index) || end > layout.size {
-            return Err(StorageError::TooLarge {
-                size: end,
-                max: layout.size,
-            });
-        }
+        check_chunk(self.plan.layout, index, offset, data.len())?;
         if !matches!(self.state, UploadState::Partial) || self.uploaded {
             return Err(StorageError::Inconsistent(format!(
                 "chunk {index} of {:?} arrived for an upload that takes no data",

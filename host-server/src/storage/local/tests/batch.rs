@@ -23,7 +23,7 @@ fn partial_entries(storage: &LocalStore) -> usize {
 
 #[test]
 fn a_batch_of_200_files_commits_all_and_survives_a_reopen() {
-    let (_tmp, storage) = storage_with(|config| config.quota = 1 << 20);
+    let (_tmp, storage) = storage_with(|config| config.limits.quota = 1 << 20);
     let items: Vec<PutItem> = (0..200)
         .map(|i| {
             let name = match i % 3 {
@@ -80,8 +80,8 @@ fn a_batch_of_200_files_commits_all_and_survives_a_reopen() {
 #[test]
 fn a_quota_refusal_in_the_middle_leaves_the_others_committed() {
     let (_tmp, storage) = storage_with(|config| {
-        config.quota = 1200;
-        config.max_file_size = 4096;
+        config.limits.quota = 1200;
+        config.limits.max_file_size = 4096;
     });
     let mut items: Vec<PutItem> = (0..50)
         .map(|i| item(&format!("small/{i:02}"), data(10, i)))
@@ -168,7 +168,7 @@ fn an_identical_file_is_not_written_again_but_gets_its_attributes() {
 
 #[test]
 fn the_file_limit_holds_within_a_batch() {
-    let (_tmp, storage) = storage_with(|config| config.max_files = 3);
+    let (_tmp, storage) = storage_with(|config| config.limits.max_files = 3);
     upload_all(&storage, CLIENT, "kept", &data(5, 1));
     let items: Vec<PutItem> = (0..4).map(|i| item(&format!("n{i}"), data(4, i))).collect();
     let results = storage.put_batch(CLIENT, items);

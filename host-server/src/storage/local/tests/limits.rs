@@ -24,8 +24,8 @@ fn disk_use(dir: &Path) -> u64 {
 fn an_abandoned_upload_in_small_chunks_stays_within_the_quota() {
     const QUOTA: u64 = 1 << 20;
     let (tmp, storage) = storage_with(|config| {
-        config.quota = QUOTA;
-        config.max_file_size = 16 << 20;
+        config.limits.quota = QUOTA;
+        config.limits.max_file_size = 16 << 20;
     });
     // The quota's worth of data in 16-byte chunks would need 2.5 times more for its records.
     let error = storage
@@ -66,7 +66,7 @@ fn an_abandoned_upload_in_small_chunks_stays_within_the_quota() {
 
 #[test]
 fn the_file_limit_counts_files_and_partials() {
-    let (_tmp, storage) = storage_with(|config| config.max_files = 3);
+    let (_tmp, storage) = storage_with(|config| config.limits.max_files = 3);
     upload_all(&storage, CLIENT, "a", &data(10, 1));
     upload_all(&storage, CLIENT, "b", &data(10, 2));
     let partial = storage.begin_upload(CLIENT, "c", 40, CHUNK, false).unwrap();
@@ -97,8 +97,8 @@ fn the_file_limit_counts_files_and_partials() {
 #[test]
 fn web_identities_share_the_web_quota() {
     let (_tmp, storage) = storage_with(|config| {
-        config.quota = 800;
-        config.web_quota = 1000;
+        config.limits.quota = 800;
+        config.limits.web_quota = 1000;
     });
     let (web1, web2) = ("web-0123456789ab", "web-ba9876543210");
     let one_chunk = 1000;

@@ -167,7 +167,7 @@ fn tree_listings_show_one_level_with_folders_or_every_file() {
 
 #[test]
 fn a_reopened_store_counts_and_lists_nested_files() {
-    let (_tmp, storage) = storage_with(|config| config.max_files = 3);
+    let (_tmp, storage) = storage_with(|config| config.limits.max_files = 3);
     commit_tree(&storage, &["x/1", "x/y/2", "3"]);
     let again = LocalStore::open(storage.config.clone()).unwrap();
     assert_eq!(again.usage(CLIENT).unwrap(), 20 + 21 + 22);
