@@ -110,7 +110,7 @@ fn is_hex64(text: &str) -> bool {
 }
 
 /// Names of the identities the web page issues start with this; they share
-/// [`StorageConfig::web_quota`].
+/// [`StoreLimits::web_quota`].
 pub const WEB_IDENTITY_PREFIX: &str = "web-";
 
 /// The key of a name in `meta/` and `partial/`: hex SHA-256 of its UTF-8.
