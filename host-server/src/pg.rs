@@ -97,7 +97,7 @@ impl Database {
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool.get().await.map_err(|e| StorageError::Remote {
             context: format!("connecting to {}", redact_url(&self.url)),
-            reason: e.to_string(),
+            reason: with_causes(&e),
         })
     }
 
@@ -160,6 +160,22 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// An error and its causes, `: `-separated (the pool's own message alone does not say why
+/// a connection failed).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// A database error as a [`StorageError::Remote`] saying what was being done.
