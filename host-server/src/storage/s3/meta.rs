@@ -423,6 +423,23 @@ pub(super) async fn set_upload_id(
     Ok(())
 }
 
+/// The committed row of `name`, locked until the end of the transaction `tx`.
+async fn file_for_update(
+    tx: &tokio_postgres::Transaction<'_>,
+    client: &str,
+    name: &str,
+) -> Result<Option<FileRow>, StorageError> {
+    let sql = format!(
+        "SELECT {FILE_COLUMNS} FROM ferry_files WHERE client = $1 AND name = $2 FOR UPDATE"
+    );
+    tx.query_opt(&sql, &[&client, &name])
+        .await
+        .map_err(db_err(format!("committing {name:?}")))?
+        .as_ref()
+        .map(file_row)
+        .transpose()
+}
+
 /// Records a part S3 acknowledged and touches the partial upload.
 pub(super) async fn record_part(
     db: &mut deadpool_postgres::Object,
@@ -555,16 +572,7 @@ pub(super) async fn publish(
     let context = || format!("committing {name:?}");
     let tx = db.transaction().await.map_err(db_err(context()))?;
     lock_usages(&tx, client).await?;
-    let sql = format!(
-        "SELECT {FILE_COLUMNS} FROM ferry_files WHERE client = $1 AND name = $2 FOR UPDATE"
-    );
-    let current = tx
-        .query_opt(&sql, &[&client, &name])
-        .await
-        .map_err(db_err(context()))?
-        .as_ref()
-        .map(file_row)
-        .transpose()?;
+    let current = file_for_update(&tx, client, name).await?;
     if !holds(publish.condition, current.as_ref()) {
         return Err(StorageError::PreconditionFailed);
     }
@@ -620,16 +628,7 @@ pub(super) async fn touch_file(
 ) -> Result<FileMeta, StorageError> {
     let context = || format!("committing {name:?}");
     let tx = db.transaction().await.map_err(db_err(context()))?;
-    let sql = format!(
-        "SELECT {FILE_COLUMNS} FROM ferry_files WHERE client = $1 AND name = $2 FOR UPDATE"
-    );
-    let current = tx
-        .query_opt(&sql, &[&client, &name])
-        .await
-        .map_err(db_err(context()))?
-        .as_ref()
-        .map(file_row)
-        .transpose()?;
+    let current = file_for_update(&tx, client, name).await?;
     if !holds(condition, current.as_ref()) {
         return Err(StorageError::PreconditionFailed);
     }
