@@ -10,12 +10,13 @@
 mod server_support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ferry_testkit::cluster::free_port;
 use ferry_testkit::data::{pseudo_random, write_file};
 use ferry_testkit::pki::Pki;
 use ferry_tokio::client::Client;
@@ -40,20 +41,14 @@ impl Drop for Haproxy {
     }
 }
 
-/// A port free now (HAProxy cannot bind port 0 and report it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Haproxy {
     /// Starts HAProxy on a free port; on another one should that port be taken meanwhile.
     fn start(dir: &Path, instances: [SocketAddr; 2]) -> Haproxy {
         for _ in 0..5 {
-            let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            // HAProxy cannot bind port 0 and report it: a port free now.
+            let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+                .parse()
+                .unwrap();
             let stats = dir.join("stats.sock");
             let _ = std::fs::remove_file(&stats);
             let child = Command::new("haproxy")
